@@ -1,0 +1,22 @@
+# The two stack images (rootfs trees), built in the Nix sandbox from the seed alone.
+#   run:   what dynos run on: static busybox, glibc + libstdc++ runtime, CA certificates, tzdata.
+#   build: the run stack's packages plus Node, npm, gcc/g++, binutils, make, python3, libc headers
+#          and bubblewrap: enough for buildpacks and node-gyp.
+{ seed, lock }:
+let
+  mkStack = { name, packages, withNode }:
+    derivation {
+      inherit name seed;
+      system = "x86_64-linux";
+      # The seed's static busybox is the only tool available in the sandbox: it is the builder.
+      builder = "${seed}/deb/busybox-static/bin/busybox";
+      args = [ "sh" "-eu" ./make-stack.sh ];
+      packages = builtins.concatStringsSep " " packages;
+      withNode = if withNode then "1" else "";
+      stackName = name;
+    };
+in
+{
+  run = mkStack { name = "kiln-stack-run"; packages = lock.stacks.run; withNode = false; };
+  build = mkStack { name = "kiln-stack-build"; packages = lock.stacks.build; withNode = true; };
+}

@@ -1,0 +1,90 @@
+# Assembles a merged-/usr rootfs from the seed's extracted Debian packages (run by the seed's static
+# busybox inside the Nix sandbox). Inputs: $seed, $packages, $withNode, $stackName; output: $out.
+bb=$seed/deb/busybox-static/bin/busybox
+mkdir() { $bb mkdir "$@"; }
+mkdir -p "$TMPDIR/bin"
+for applet in $($bb --list); do $bb ln -s "$bb" "$TMPDIR/bin/$applet"; done
+export PATH="$TMPDIR/bin"
+
+# copy_tree SRC DEST: copies a read-only store tree into a writable one. `cp -a` cannot: the store's
+# directories are mode 0555 and busybox cp creates each directory with its source mode before
+# filling it. So: make the directories first (writable), then copy each directory's non-directory
+# entries with one cp call (symlinks stay symlinks). Globs, not word splitting, so any name works.
+copy_tree() {
+  from=$1 to=$2
+  (cd "$from" && find . -type d) | while IFS= read -r d; do mkdir -p "$to/$d"; done
+  (cd "$from" && find . -type d) | while IFS= read -r d; do
+    set --
+    for f in "$from/$d"/* "$from/$d"/.[!.]* "$from/$d"/..?*; do
+      if [ -L "$f" ] || { [ -e "$f" ] && [ ! -d "$f" ]; }; then set -- "$@" "$f"; fi
+    done
+    if [ $# -gt 0 ]; then cp -P "$@" "$to/$d/"; fi
+  done
+}
+
+mkdir -p "$out/usr/bin" "$out/usr/sbin" "$out/usr/lib" "$out/usr/lib64" "$out/etc"
+for d in bin sbin lib lib64; do ln -s "usr/$d" "$out/$d"; done
+
+# Packages never overlap (dpkg forbids it), so copying them one by one into one tree is order-free.
+for p in $packages; do
+  src="$seed/deb/$p"
+  for top in $(ls -A "$src"); do
+    case "$top" in
+      bin|sbin|lib|lib64) dest="$out/usr/$top" ;;
+      usr|etc|var|opt) dest="$out/$top" ;;
+      *) echo "kiln: package $p ships unexpected /$top" >&2; exit 1 ;;
+    esac
+    copy_tree "$src/$top" "$dest"
+  done
+done
+
+# Documentation, manuals and translations are not needed at build or run time.
+rm -rf "$out/usr/share/doc" "$out/usr/share/man" "$out/usr/share/info" "$out/usr/share/lintian" \
+  "$out/usr/share/bug" "$out/usr/share/locale" "$out/usr/share/gdb" "$out/usr/share/initramfs-tools"
+
+if [ -n "$withNode" ]; then
+  mkdir -p "$out/usr/local/bin" "$out/usr/local/lib/node_modules" "$out/usr/local/etc"
+  cp "$seed/node/bin/node" "$out/usr/local/bin/node"
+  copy_tree "$seed/node/include" "$out/usr/local/include"
+  copy_tree "$seed/npm" "$out/usr/local/lib/node_modules/npm"
+  ln -s ../lib/node_modules/npm/bin/npm-cli.js "$out/usr/local/bin/npm"
+  ln -s ../lib/node_modules/npm/bin/npx-cli.js "$out/usr/local/bin/npx"
+  # node-gyp builds against the headers shipped with Node instead of downloading them.
+  printf 'nodedir=/usr/local\nupdate-notifier=false\nfund=false\naudit=false\n' > "$out/usr/local/etc/npmrc"
+fi
+
+# Unversioned compiler names are made by Debian's alternatives system at install time.
+[ -e "$out/usr/bin/gcc" ] && [ ! -e "$out/usr/bin/cc" ] && ln -s gcc "$out/usr/bin/cc"
+[ -e "$out/usr/bin/g++" ] && [ ! -e "$out/usr/bin/c++" ] && ln -s g++ "$out/usr/bin/c++"
+
+# Busybox provides every command no package provides (sh, ls, cat, wget, …).
+for applet in $($bb --list); do
+  if [ ! -e "$out/usr/bin/$applet" ] && [ ! -L "$out/usr/bin/$applet" ] && [ ! -e "$out/usr/sbin/$applet" ]; then
+    ln -s busybox "$out/usr/bin/$applet"
+  fi
+done
+
+# What postinst scripts would have made: the CA bundle (update-ca-certificates), the time zone.
+mkdir -p "$out/etc/ssl/certs"
+find "$out/usr/share/ca-certificates" -name '*.crt' | sort | while read -r crt; do cat "$crt"; done \
+  > "$out/etc/ssl/certs/ca-certificates.crt"
+ln -s /usr/share/zoneinfo/Etc/UTC "$out/etc/localtime"
+echo Etc/UTC > "$out/etc/timezone"
+
+cat > "$out/etc/passwd" <<'PASSWD'
+root:x:0:0:root:/root:/bin/sh
+app:x:1000:1000:kiln app:/app:/bin/sh
+nobody:x:65534:65534:nobody:/nonexistent:/bin/false
+PASSWD
+cat > "$out/etc/group" <<'GROUP'
+root:x:0:
+app:x:1000:
+nogroup:x:65534:
+GROUP
+printf 'passwd: files\ngroup: files\nhosts: files dns\n' > "$out/etc/nsswitch.conf"
+printf '127.0.0.1 localhost\n::1 localhost\n' > "$out/etc/hosts"
+: > "$out/etc/resolv.conf"
+printf 'NAME=kiln\nID=kiln\nVARIANT_ID=%s\nPRETTY_NAME="kiln %s"\n' "$stackName" "$stackName" > "$out/etc/os-release"
+
+# Mount points: bwrap binds onto these, and the tree is read-only when used as /.
+for d in app tmp proc dev sys run home root var/tmp; do mkdir -p "$out/$d"; done

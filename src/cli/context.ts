@@ -1,0 +1,21 @@
+/** What every command gets: config, logger, the Nix driver, and how to show progress. */
+import type { Config } from "../config/config.js";
+import type { Logger } from "../log/logger.js";
+import type { Nix } from "../nix/driver.js";
+import type { ProgressLine } from "./progress.js";
+
+export interface GlobalOptions {
+  dataDir?: string;
+  store?: string;
+  logLevel?: string;
+  quiet?: boolean;
+}
+
+export interface AppContext {
+  config: Config;
+  log: Logger;
+  nix: Nix;
+  progress: ProgressLine;
+}
+
+export type ContextFactory = (globals: GlobalOptions, opts?: { json?: boolean }) => AppContext;

@@ -1,0 +1,67 @@
+/**
+ * kiln's configuration: one zod schema, loaded once in main.ts and passed down.
+ * Nothing else reads process.env.
+ */
+import { homedir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { z } from "zod";
+import { KilnError } from "../errors.js";
+
+export const configSchema = z.object({
+  /** Where kiln keeps its state: caches, GC roots, logs (later: the SQLite file). */
+  dataDir: z.string().min(1),
+  /** The kiln checkout (flake.nix, nix/, buildpacks/). */
+  projectDir: z.string().min(1),
+  /**
+   * Which Nix store to talk to: "auto" (the daemon when its socket exists and we are not root,
+   * else the local store), "local", "daemon", or any Nix store URI.
+   */
+  nixStore: z.string().min(1).default("auto"),
+  /** Nix's binaries directory, or "" to find them on PATH. */
+  nixBinDir: z.string().default(""),
+  logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  /** Cores a single Nix build may use (NIX_BUILD_CORES); 0 means all. */
+  buildCores: z.number().int().min(0).default(0),
+});
+
+export type Config = z.infer<typeof configSchema>;
+
+/** The kiln checkout this code runs from (dist/config/config.js → ../..). */
+export function defaultProjectDir(): string {
+  return resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
+}
+
+export function defaultDataDir(env: NodeJS.ProcessEnv, uid: number): string {
+  if (uid === 0) return "/var/lib/kiln";
+  const xdg = env.XDG_DATA_HOME;
+  return join(xdg && xdg.length > 0 ? xdg : join(homedir(), ".local", "share"), "kiln");
+}
+
+/** Reads KILN_* variables (and overrides from the command line) into a validated Config. */
+export function loadConfig(env: NodeJS.ProcessEnv, overrides: Partial<Config> = {}): Config {
+  const uid = process.getuid?.() ?? 1000;
+  const raw = {
+    dataDir: env.KILN_DATA_DIR || defaultDataDir(env, uid),
+    projectDir: env.KILN_PROJECT_DIR || defaultProjectDir(),
+    nixStore: env.KILN_NIX_STORE || undefined,
+    nixBinDir: env.KILN_NIX_BIN_DIR || undefined,
+    logLevel: env.KILN_LOG_LEVEL || undefined,
+    buildCores: env.KILN_BUILD_CORES ? Number(env.KILN_BUILD_CORES) : undefined,
+    ...stripUndefined(overrides),
+  };
+  const parsed = configSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issues = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
+    throw new KilnError({
+      code: "invalid_config",
+      message: `invalid kiln configuration: ${issues}`,
+      hint: "check the KILN_* environment variables and the command-line flags",
+    });
+  }
+  return parsed.data;
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

@@ -1,0 +1,62 @@
+/** Composition root: config, logger, Nix driver, CLI. Nothing else wires dependencies together. */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { CommanderError } from "commander";
+import type { AppContext, GlobalOptions } from "./cli/context.js";
+import { formatError } from "./cli/output.js";
+import { buildProgram } from "./cli/program.js";
+import { createProgressLine } from "./cli/progress.js";
+import { type Config, loadConfig } from "./config/config.js";
+import { createLogger } from "./log/logger.js";
+import { createNix } from "./nix/driver.js";
+import { SEED_IMPORT_COMMAND } from "./seed/seed.js";
+
+export async function main(argv: string[]): Promise<number> {
+  let json = argv.includes("--json");
+  let context: AppContext | undefined;
+  const ctx = (globals: GlobalOptions, opts: { json?: boolean } = {}): AppContext => {
+    if (context) return context;
+    json = !!opts.json;
+    const overrides: Partial<Config> = {};
+    if (globals.dataDir) overrides.dataDir = globals.dataDir;
+    if (globals.store) overrides.nixStore = globals.store;
+    if (globals.logLevel) overrides.logLevel = globals.logLevel as Config["logLevel"];
+    const config = loadConfig(process.env, overrides);
+    const log = createLogger(config.logLevel === "info" ? "warn" : config.logLevel);
+    const nix = createNix({
+      store: config.nixStore,
+      binDir: config.nixBinDir,
+      gcRootsDir: join(config.dataDir, "gcroots"),
+      cores: config.buildCores,
+      log,
+      seedImportCommand: SEED_IMPORT_COMMAND,
+    });
+    context = { config, log, nix, progress: createProgressLine(process.stderr, !globals.quiet) };
+    return context;
+  };
+  const program = buildProgram(ctx, readVersion());
+  program.exitOverride();
+  try {
+    await program.parseAsync(argv, { from: "user" });
+    return typeof process.exitCode === "number" ? process.exitCode : 0;
+  } catch (err) {
+    context?.progress.done();
+    if (err instanceof CommanderError) {
+      // --help and --version end here too, with exit code 0.
+      return err.exitCode === 0 ? 0 : 2;
+    }
+    const f = formatError(err);
+    if (json) process.stdout.write(`${JSON.stringify(f.json, null, 2)}\n`);
+    process.stderr.write(`${f.text}\n`);
+    return 1;
+  }
+}
+
+function readVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version?: string };
+    return pkg.version ?? "0.0.0";
+  } catch {
+    return "0.0.0";
+  }
+}

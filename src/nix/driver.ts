@@ -1,0 +1,263 @@
+/**
+ * kiln's Nix driver: typed calls for everything kiln asks of Nix. Every call carries kiln's settings
+ * (settings.ts); failures become typed errors (errors.ts); builds report progress from Nix's
+ * internal-json events (events.ts).
+ */
+import { mkdir, readdir, readlink, rm, symlink } from "node:fs/promises";
+import { join } from "node:path";
+import { z } from "zod";
+import type { Logger } from "../log/logger.js";
+import { ProcessError, run } from "../process/run.js";
+import { NixBuildError, NixError, parseBuilderFailure, SEED_MISSING_MARKER, SeedMissingError, stripAnsi } from "./errors.js";
+import { toNix } from "./escape.js";
+import { NixProgress, type ProgressSnapshot, parseNixEventLine } from "./events.js";
+import { parsePathInfo, type ValidPathInfo } from "./pathInfo.js";
+import { nixOptionArgs, resolveStore } from "./settings.js";
+
+export interface NixOptions {
+  /** "auto", "local", "daemon" or a store URI. */
+  store: string;
+  /** Directory holding nix, nix-store; "" for PATH. */
+  binDir: string;
+  /** Where kiln's GC roots live (one symlink per kiln object). */
+  gcRootsDir: string;
+  cores: number;
+  log: Logger;
+  /** The command that imports the seed, for the missing-seed hint. */
+  seedImportCommand: string;
+}
+
+/** What to build or evaluate: a flake installable (`.#x`), or an attribute of a Nix file. */
+export type Target = { installable: string } | { file: string; attr: string };
+
+export interface BuildOptions {
+  onProgress?: (p: ProgressSnapshot) => void;
+  /** Rebuild outputs that already exist and fail if they differ (Nix's --rebuild / --check). */
+  rebuild?: boolean;
+  signal?: AbortSignal;
+  timeoutMs?: number;
+}
+
+export interface BuildResult {
+  drvPath: string;
+  outputs: Record<string, string>;
+}
+
+const buildResultSchema = z.array(z.object({ drvPath: z.string(), outputs: z.record(z.string(), z.string()) }));
+
+export interface Nix {
+  readonly store: string;
+  eval(target: Target, opts?: { signal?: AbortSignal }): Promise<unknown>;
+  /** The derivation path of a target, without building it. */
+  instantiate(target: Target): Promise<string>;
+  build(targets: Target[], opts?: BuildOptions): Promise<BuildResult[]>;
+  /** Rebuilds an already-built target and fails with NixError code `not_deterministic` if it differs. */
+  check(target: Target, opts?: BuildOptions): Promise<void>;
+  pathInfo(paths: string[], opts?: { recursive?: boolean; closureSize?: boolean }): Promise<ValidPathInfo[]>;
+  isValid(path: string): Promise<boolean>;
+  addFixed(path: string, opts: { recursive: boolean; algo: "sha256" | "sha512" }): Promise<string>;
+  /** The NAR hash of a directory or file on disk (SRI, sha256): what `--add-fixed --recursive sha256` pins. */
+  hashPath(path: string): Promise<string>;
+  /** The store path a recursive sha256 fixed-output path of this name and hash would have. */
+  fixedOutputPath(name: string, narHash: string): Promise<string>;
+  /** Writes a store path's NAR serialisation to a file. */
+  dump(storePath: string, file: string): Promise<void>;
+  /** Unpacks a NAR file into a (new) directory. */
+  restore(file: string, dir: string): Promise<void>;
+  addRoot(storePath: string, name: string): Promise<string>;
+  removeRoot(name: string): Promise<void>;
+  listRoots(): Promise<{ name: string; target: string }[]>;
+}
+
+export function createNix(opts: NixOptions): Nix {
+  const uid = process.getuid?.() ?? 1000;
+  const store = resolveStore(opts.store, uid);
+  const bin = (name: string) => (opts.binDir ? join(opts.binDir, name) : name);
+  const common = () => nixOptionArgs({ store, cores: opts.cores });
+  const env = store === "daemon" ? { NIX_REMOTE: "daemon" } : {};
+  const log = opts.log.child({ component: "nix" });
+
+  const targetArgs = (t: Target): string[] => ("installable" in t ? [t.installable] : ["--file", t.file, t.attr]);
+
+  async function nixCmd(args: string[], o: { signal?: AbortSignal; outputFile?: string; inputFile?: string } = {}) {
+    const full = [...args.slice(0, 1), ...common(), ...args.slice(1)];
+    log.debug({ args: full }, "nix");
+    try {
+      return await run(bin(args[0] === "nix-store" ? "nix-store" : "nix"), args[0] === "nix-store" ? full.slice(1) : full, {
+        env,
+        ...(o.signal ? { signal: o.signal } : {}),
+        ...(o.outputFile ? { outputFile: o.outputFile } : {}),
+        ...(o.inputFile ? { inputFile: o.inputFile } : {}),
+      });
+    } catch (err) {
+      throw toNixError(err, opts.seedImportCommand);
+    }
+  }
+
+  async function runBuild(args: string[], bo: BuildOptions): Promise<BuildResult[]> {
+    const progress = new NixProgress();
+    const full = ["build", ...common(), "--no-link", "--json", "--log-format", "internal-json", "-v", ...args];
+    log.debug({ args: full }, "nix build");
+    let lastEmit = 0;
+    const r = await run(bin("nix"), full, {
+      env,
+      reject: false,
+      stderrTailLines: 80,
+      ...(bo.signal ? { signal: bo.signal } : {}),
+      ...(bo.timeoutMs ? { timeoutMs: bo.timeoutMs } : {}),
+      onStderrLine: (line) => {
+        const ev = parseNixEventLine(line);
+        if (!ev) return;
+        progress.apply(ev);
+        const now = Date.now();
+        if (bo.onProgress && (now - lastEmit > 100 || ev.action === "stop")) {
+          lastEmit = now;
+          bo.onProgress(progress.snapshot());
+        }
+      },
+    });
+    bo.onProgress?.(progress.snapshot());
+    if (!r.failed) return buildResultSchema.parse(JSON.parse(r.stdout));
+    const messages = progress.messages.map(stripAnsi);
+    if (r.signal || r.exitCode === undefined) {
+      throw new NixError({
+        code: "nix_interrupted",
+        message: `nix build was stopped (${r.signal ?? "no exit code"})`,
+        nixMessage: messages.join("\n"),
+      });
+    }
+    for (const m of messages) {
+      const f = parseBuilderFailure(m);
+      if (f) throw new NixBuildError({ ...f, logTail: progress.logTail(f.drvPath).map(stripAnsi), nixMessage: m });
+    }
+    const text = messages.length > 0 ? messages.join("\n") : stripAnsi(r.stderrTail);
+    throw classifyNixMessage(text, opts.seedImportCommand);
+  }
+
+  const nix: Nix = {
+    store,
+    async eval(target, eo = {}) {
+      const r = await nixCmd(["eval", "--json", ...targetArgs(target)], eo);
+      return JSON.parse(r.stdout);
+    },
+    async instantiate(target) {
+      const t = "installable" in target ? { installable: `${target.installable}.drvPath` } : { file: target.file, attr: `${target.attr}.drvPath` };
+      const r = await nixCmd(["eval", "--raw", ...targetArgs(t)]);
+      return r.stdout.trim();
+    },
+    build(targets, bo = {}) {
+      return runBuild(targets.flatMap(targetArgs), bo);
+    },
+    async check(target, bo = {}) {
+      try {
+        await runBuild(["--rebuild", ...targetArgs(target)], bo);
+      } catch (err) {
+        if (err instanceof NixError && /may not be deterministic|differs/.test(err.nixMessage)) {
+          throw new NixError({
+            code: "not_deterministic",
+            message: `rebuilding gave different bytes: ${err.nixMessage}`,
+            hint: "run `kiln check` (when available) or diff the two outputs to find the cause",
+            nixMessage: err.nixMessage,
+          });
+        }
+        throw err;
+      }
+    },
+    async pathInfo(paths, po = {}) {
+      if (paths.length === 0) return [];
+      const r = await nixCmd([
+        "path-info",
+        "--json",
+        ...(po.closureSize ? ["--closure-size"] : []),
+        ...(po.recursive ? ["--recursive"] : []),
+        ...paths,
+      ]);
+      return parsePathInfo(r.stdout).valid;
+    },
+    async isValid(path) {
+      const r = await run(bin("nix-store"), [...common(), "--check-validity", path], { env, reject: false });
+      return !r.failed;
+    },
+    async addFixed(path, ao) {
+      const r = await nixCmd(["nix-store", "--add-fixed", ...(ao.recursive ? ["--recursive"] : []), ao.algo, path]);
+      return r.stdout.trim();
+    },
+    async hashPath(path) {
+      const r = await nixCmd(["hash", "path", "--type", "sha256", "--sri", path]);
+      return r.stdout.trim();
+    },
+    async fixedOutputPath(name, narHash) {
+      // `nix store add-path --dry-run` does not exist in 2.8; evaluating a fixed-output derivation's
+      // outPath computes the same store path without building or fetching anything.
+      const attrs = toNix({
+        name,
+        system: "x86_64-linux",
+        builder: "none",
+        outputHashMode: "recursive",
+        outputHashAlgo: "sha256",
+        outputHash: narHash,
+      });
+      const expr = `(derivation ${attrs}).outPath`;
+      const r = await nixCmd(["eval", "--raw", "--expr", expr]);
+      return r.stdout.trim();
+    },
+    async dump(storePath, file) {
+      await nixCmd(["nix-store", "--dump", storePath], { outputFile: file });
+    },
+    async restore(file, dir) {
+      await nixCmd(["nix-store", "--restore", dir], { inputFile: file });
+    },
+    async addRoot(storePath, name) {
+      await mkdir(opts.gcRootsDir, { recursive: true });
+      const link = join(opts.gcRootsDir, safeRootName(name));
+      await rm(link, { force: true });
+      // --add-root registers an indirect root (a symlink the collector follows back to our link).
+      await nixCmd(["nix-store", "--realise", storePath, "--add-root", link]);
+      return link;
+    },
+    async removeRoot(name) {
+      await rm(join(opts.gcRootsDir, safeRootName(name)), { force: true });
+    },
+    async listRoots() {
+      let names: string[];
+      try {
+        names = await readdir(opts.gcRootsDir);
+      } catch {
+        return [];
+      }
+      const out: { name: string; target: string }[] = [];
+      for (const name of names.sort()) out.push({ name, target: await readlink(join(opts.gcRootsDir, name)) });
+      return out;
+    },
+  };
+  return nix;
+}
+
+function safeRootName(name: string): string {
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) throw new Error(`invalid GC root name: ${name}`);
+  return name;
+}
+
+/** Turns a failed Nix subprocess into the most specific typed error. */
+function toNixError(err: unknown, seedImportCommand: string): unknown {
+  if (!(err instanceof ProcessError)) return err;
+  if (err.reason === "spawn") {
+    return new NixError({
+      code: "nix_not_found",
+      message: "Nix is not installed (could not start nix)",
+      hint: "run `npm run setup` as root, or install Debian's nix-bin package",
+      nixMessage: err.stderrTail,
+    });
+  }
+  return classifyNixMessage(stripAnsi(err.stderrTail), seedImportCommand);
+}
+
+function classifyNixMessage(text: string, seedImportCommand: string): Error {
+  if (text.includes(SEED_MISSING_MARKER)) return new SeedMissingError(seedImportCommand);
+  const errorLines = text
+    .split("\n")
+    .filter((l) => !l.startsWith("warning:"))
+    .join("\n")
+    .trim();
+  return new NixError({ code: "nix_failed", message: `nix: ${errorLines || "failed"}`, nixMessage: text });
+}

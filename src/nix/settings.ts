@@ -1,0 +1,33 @@
+/**
+ * The settings kiln passes on every Nix call. kiln never relies on /etc/nix/nix.conf: Debian's says
+ * `sandbox = false` and names a binary cache that cannot be reached from here.
+ */
+import { existsSync } from "node:fs";
+
+export const KILN_NIX_OPTIONS: Readonly<Record<string, string>> = {
+  sandbox: "true",
+  // Never silently build without the sandbox when namespaces are unavailable.
+  "sandbox-fallback": "false",
+  substituters: "",
+  "experimental-features": "nix-command flakes",
+  "warn-dirty": "false",
+  // A failing download never falls back to building from source behind the user's back.
+  fallback: "false",
+};
+
+export const DAEMON_SOCKET = "/nix/var/nix/daemon-socket/socket";
+
+/** Resolves "auto" to a concrete store: local as root, else the daemon when its socket exists. */
+export function resolveStore(store: string, uid: number, socketExists = existsSync(DAEMON_SOCKET)): string {
+  if (store !== "auto") return store;
+  if (uid === 0) return "local";
+  return socketExists ? "daemon" : "local";
+}
+
+export function nixOptionArgs(opts: { store: string; cores: number }): string[] {
+  const args: string[] = [];
+  for (const [k, v] of Object.entries(KILN_NIX_OPTIONS)) args.push("--option", k, v);
+  if (opts.cores > 0) args.push("--option", "cores", String(opts.cores));
+  args.push("--store", opts.store);
+  return args;
+}

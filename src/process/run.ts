@@ -1,0 +1,163 @@
+/**
+ * The one home of execa. Every subprocess kiln starts goes through here, so that failures look the
+ * same everywhere: exit code, signal, why it ended (exit / timeout / cancel) and the tail of stderr.
+ */
+import { execa } from "execa";
+import { KilnError } from "../errors.js";
+
+export type EndReason = "exit" | "timeout" | "cancel" | "spawn";
+
+export class ProcessError extends KilnError {
+  readonly command: string;
+  readonly exitCode: number | undefined;
+  readonly signal: string | undefined;
+  readonly reason: EndReason;
+  readonly stderrTail: string;
+
+  constructor(opts: {
+    command: string;
+    exitCode: number | undefined;
+    signal: string | undefined;
+    reason: EndReason;
+    stderrTail: string;
+    hint?: string;
+  }) {
+    const how =
+      opts.reason === "timeout"
+        ? "timed out"
+        : opts.reason === "cancel"
+          ? "was cancelled"
+          : opts.reason === "spawn"
+            ? "could not be started"
+            : opts.signal
+              ? `was killed by ${opts.signal}`
+              : `exited with code ${opts.exitCode}`;
+    const tail = opts.stderrTail.trim() ? `\n${indent(opts.stderrTail.trim())}` : "";
+    super({ code: "process_failed", message: `${opts.command} ${how}${tail}`, ...(opts.hint ? { hint: opts.hint } : {}) });
+    this.command = opts.command;
+    this.exitCode = opts.exitCode;
+    this.signal = opts.signal;
+    this.reason = opts.reason;
+    this.stderrTail = opts.stderrTail;
+  }
+}
+
+export interface RunOptions {
+  cwd?: string;
+  env?: Record<string, string | undefined>;
+  /** Replace the environment instead of extending process.env. */
+  extendEnv?: boolean;
+  input?: string | Uint8Array;
+  /** A file to read stdin from. */
+  inputFile?: string;
+  /** A file to write stdout to (instead of buffering it). */
+  outputFile?: string;
+  timeoutMs?: number;
+  signal?: AbortSignal;
+  /** Called for every stderr line as it arrives (e.g. Nix's internal-json events). */
+  onStderrLine?: (line: string) => void;
+  /** Called for every stdout line as it arrives. */
+  onStdoutLine?: (line: string) => void;
+  /** How many stderr lines to keep for error messages. */
+  stderrTailLines?: number;
+  /** Don't throw on a non-zero exit; return the result. */
+  reject?: boolean;
+  /** Inherit the terminal (interactive commands). */
+  inherit?: boolean;
+}
+
+export interface RunResult {
+  stdout: string;
+  stderr: string;
+  exitCode: number | undefined;
+  signal: string | undefined;
+  failed: boolean;
+  stderrTail: string;
+}
+
+export async function run(file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+  const tailLines = opts.stderrTailLines ?? 40;
+  const tail: string[] = [];
+  const pushTail = (line: string) => {
+    tail.push(line);
+    if (tail.length > tailLines) tail.shift();
+  };
+  const command = [file, ...args].map(shellQuote).join(" ");
+  const subprocess = execa(file, args, {
+    ...(opts.cwd ? { cwd: opts.cwd } : {}),
+    env: opts.env ?? {},
+    extendEnv: opts.extendEnv ?? true,
+    ...(opts.input !== undefined ? { input: opts.input } : {}),
+    ...(opts.inputFile ? { inputFile: opts.inputFile } : {}),
+    ...(opts.timeoutMs ? { timeout: opts.timeoutMs } : {}),
+    ...(opts.signal ? { cancelSignal: opts.signal } : {}),
+    stdout: opts.inherit ? "inherit" : opts.outputFile ? { file: opts.outputFile } : "pipe",
+    stderr: opts.inherit ? "inherit" : "pipe",
+    ...(opts.inherit ? { stdin: "inherit" as const } : {}),
+    reject: false,
+    stripFinalNewline: false,
+    maxBuffer: 1024 * 1024 * 1024,
+    lines: false,
+  });
+  if (!opts.inherit) {
+    subprocess.stderr?.setEncoding("utf8");
+    forEachLine(subprocess.stderr, (line) => {
+      pushTail(line);
+      opts.onStderrLine?.(line);
+    });
+    if (opts.onStdoutLine && subprocess.stdout) {
+      subprocess.stdout.setEncoding("utf8");
+      forEachLine(subprocess.stdout, opts.onStdoutLine);
+    }
+  }
+  const r = await subprocess;
+  const stderrTail = tail.join("\n");
+  const reason: EndReason = r.timedOut
+    ? "timeout"
+    : r.isCanceled
+      ? "cancel"
+      : r.exitCode === undefined && !r.signal
+        ? "spawn"
+        : "exit";
+  const result: RunResult = {
+    stdout: typeof r.stdout === "string" ? r.stdout : "",
+    stderr: typeof r.stderr === "string" ? r.stderr : "",
+    exitCode: r.exitCode,
+    signal: r.signal,
+    failed: r.failed,
+    stderrTail: reason === "spawn" ? `${stderrTail}${r.message ?? ""}` : stderrTail,
+  };
+  if (r.failed && opts.reject !== false) {
+    throw new ProcessError({ command, exitCode: r.exitCode, signal: r.signal, reason, stderrTail: result.stderrTail });
+  }
+  return result;
+}
+
+function forEachLine(stream: NodeJS.ReadableStream | null | undefined, cb: (line: string) => void): void {
+  if (!stream) return;
+  let buf = "";
+  stream.on("data", (chunk: string | Buffer) => {
+    buf += chunk.toString();
+    let i = buf.indexOf("\n");
+    while (i !== -1) {
+      cb(buf.slice(0, i));
+      buf = buf.slice(i + 1);
+      i = buf.indexOf("\n");
+    }
+  });
+  stream.on("end", () => {
+    if (buf) cb(buf);
+    buf = "";
+  });
+}
+
+function indent(s: string): string {
+  return s
+    .split("\n")
+    .map((l) => `  | ${l}`)
+    .join("\n");
+}
+
+export function shellQuote(s: string): string {
+  return /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replaceAll("'", `'\\''`)}'`;
+}
