@@ -8,7 +8,13 @@ export class KilnError extends Error {
   readonly hint: string | undefined;
   readonly details: Record<string, unknown> | undefined;
 
-  constructor(opts: { code: string; message: string; hint?: string; details?: Record<string, unknown>; cause?: unknown }) {
+  constructor(opts: {
+    code: string;
+    message: string;
+    hint?: string;
+    details?: Record<string, unknown>;
+    cause?: unknown;
+  }) {
     super(opts.message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = "KilnError";
     this.code = opts.code;

@@ -35,7 +35,6 @@ export async function main(argv: string[]): Promise<number> {
     return context;
   };
   const program = buildProgram(ctx, readVersion());
-  program.exitOverride();
   try {
     await program.parseAsync(argv, { from: "user" });
     return typeof process.exitCode === "number" ? process.exitCode : 0;
@@ -54,7 +53,9 @@ export async function main(argv: string[]): Promise<number> {
 
 function readVersion(): string {
   try {
-    const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version?: string };
+    const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as {
+      version?: string;
+    };
     return pkg.version ?? "0.0.0";
   } catch {
     return "0.0.0";

@@ -36,7 +36,11 @@ export function compareBytes(a: string, b: string): number {
 }
 
 /** Writes `dir`'s contents to `file` as a deterministic tar.gz. */
-export async function writeDeterministicTarGz(dir: string, file: string, opts: DeterministicTarOptions): Promise<void> {
+export async function writeDeterministicTarGz(
+  dir: string,
+  file: string,
+  opts: DeterministicTarOptions,
+): Promise<void> {
   const entries = await listTree(dir);
   const mtime = new Date(opts.mtime * 1000);
   await tar.create(
@@ -68,8 +72,30 @@ export async function extractTarGz(file: string, dir: string, opts: { strip?: nu
 }
 
 /** Lists a tar.gz's entries (name, type, size, mode, mtime, uid, gid) — for checks and tests. */
-export async function listTarGz(file: string): Promise<{ path: string; type: string; size: number; mode: number; mtime: number; uid: number; gid: number; uname: string; gname: string }[]> {
-  const out: { path: string; type: string; size: number; mode: number; mtime: number; uid: number; gid: number; uname: string; gname: string }[] = [];
+export async function listTarGz(file: string): Promise<
+  {
+    path: string;
+    type: string;
+    size: number;
+    mode: number;
+    mtime: number;
+    uid: number;
+    gid: number;
+    uname: string;
+    gname: string;
+  }[]
+> {
+  const out: {
+    path: string;
+    type: string;
+    size: number;
+    mode: number;
+    mtime: number;
+    uid: number;
+    gid: number;
+    uname: string;
+    gname: string;
+  }[] = [];
   await tar.list({
     file,
     onReadEntry: (e) => {

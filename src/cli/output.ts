@@ -9,10 +9,16 @@ export function printLines(lines: string[]): void {
   process.stdout.write(`${lines.join("\n")}\n`);
 }
 
-export function formatError(err: unknown): { text: string; json: { error: { code: string; message: string; hint?: string } } } {
+export function formatError(err: unknown): {
+  text: string;
+  json: { error: { code: string; message: string; hint?: string } };
+} {
   if (isKilnError(err)) {
     const text = `error: ${err.message}${err.hint ? `\nhint: ${err.hint}` : ""}`;
-    return { text, json: { error: { code: err.code, message: err.message, ...(err.hint ? { hint: err.hint } : {}) } } };
+    return {
+      text,
+      json: { error: { code: err.code, message: err.message, ...(err.hint ? { hint: err.hint } : {}) } },
+    };
   }
   const e = err instanceof Error ? err : new Error(String(err));
   return {

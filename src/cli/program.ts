@@ -23,7 +23,9 @@ export function buildProgram(ctx: ContextFactory, version: string): Command {
     )
     .option("-q, --quiet", "no progress output")
     .showHelpAfterError("(add --help for usage)")
-    .enablePositionalOptions(false);
+    .enablePositionalOptions(false)
+    // Throw instead of exiting, so main() decides exit codes; set before subcommands inherit it.
+    .exitOverride();
   registerSeedCommands(program, ctx);
   registerStackCommands(program, ctx);
   return program;

@@ -10,7 +10,10 @@ export interface ProgressLine {
   done(): void;
 }
 
-export function createProgressLine(stream: NodeJS.WriteStream = process.stderr, enabled = true): ProgressLine {
+export function createProgressLine(
+  stream: NodeJS.WriteStream = process.stderr,
+  enabled = true,
+): ProgressLine {
   const tty = stream.isTTY === true;
   let shown = false;
   let lastText = "";
@@ -33,6 +36,7 @@ export function createProgressLine(stream: NodeJS.WriteStream = process.stderr, 
   return {
     step: (message) => write(message, true),
     nix: (p) => {
+      if (p.buildsDone === 0 && p.buildsRunning === 0 && p.bytesDone === 0) return; // nothing built yet
       const force = p.buildsDone !== lastBuilds;
       lastBuilds = p.buildsDone;
       write(formatProgress(p), force);

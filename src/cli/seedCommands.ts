@@ -1,7 +1,15 @@
 import { resolve } from "node:path";
 import type { Command } from "commander";
 import { formatBytes } from "../nix/events.js";
-import { checkSeed, type DriftItem, ensureSeed, exportSeed, importSeed, pinSeed, seedStatus } from "../seed/seed.js";
+import {
+  checkSeed,
+  type DriftItem,
+  ensureSeed,
+  exportSeed,
+  importSeed,
+  pinSeed,
+  seedStatus,
+} from "../seed/seed.js";
 import type { ContextFactory } from "./context.js";
 import { printJson, printLines } from "./output.js";
 
@@ -18,11 +26,17 @@ function describeDrift(d: DriftItem): string {
   }
 }
 
+/** `--json` may land on `seed` or on its subcommand (both define it): look at both. */
+const wantsJson = (cmd: Command): boolean => !!cmd.optsWithGlobals().json;
+
 export function registerSeedCommands(program: Command, ctx: ContextFactory): void {
   const seed = program
     .command("seed")
     .description("the bootstrap seed: pinned Debian packages and Node, imported into the Nix store")
-    .option("--check", "report drift against today's archive and registry instead (same as `kiln seed check`)")
+    .option(
+      "--check",
+      "report drift against today's archive and registry instead (same as `kiln seed check`)",
+    )
     .option("--json", "print machine-readable JSON")
     .addHelpText(
       "after",
@@ -37,7 +51,12 @@ imports the result with nix-store --add-fixed. Does nothing when the seed is alr
       const r = await ensureSeed({ ...c, onStep: c.progress.step });
       c.progress.done();
       if (opts.json) printJson(r);
-      else printLines([r.imported ? `imported the seed in ${r.seconds.toFixed(1)} s: ${r.storePath}` : `the seed is in the store: ${r.storePath}`]);
+      else
+        printLines([
+          r.imported
+            ? `imported the seed in ${r.seconds.toFixed(1)} s: ${r.storePath}`
+            : `the seed is in the store: ${r.storePath}`,
+        ]);
     });
 
   const runCheck = async (cmd: Command, opts: { json?: boolean }) => {
@@ -59,13 +78,14 @@ imports the result with nix-store --add-fixed. Does nothing when the seed is alr
     .command("check")
     .description("report which pinned packages moved or disappeared; changes nothing (exit 1 on drift)")
     .option("--json", "print machine-readable JSON")
-    .action(async (opts: { json?: boolean }, cmd: Command) => runCheck(cmd, opts));
+    .action(async (_opts: { json?: boolean }, cmd: Command) => runCheck(cmd, { json: wantsJson(cmd) }));
 
   seed
     .command("pin")
     .description("re-pin: resolve nix/seed.spec.json today, import the new seed, rewrite nix/seed.lock.json")
     .option("--json", "print machine-readable JSON")
-    .action(async (opts: { json?: boolean }, cmd: Command) => {
+    .action(async (_opts: { json?: boolean }, cmd: Command) => {
+      const opts = { json: wantsJson(cmd) };
       const c = ctx(cmd.optsWithGlobals(), opts);
       const r = await pinSeed({ ...c, onStep: c.progress.step });
       c.progress.done();
@@ -81,11 +101,17 @@ imports the result with nix-store --add-fixed. Does nothing when the seed is alr
     .command("status")
     .description("show the pinned seed and whether it is in the store")
     .option("--json", "print machine-readable JSON")
-    .action(async (opts: { json?: boolean }, cmd: Command) => {
+    .action(async (_opts: { json?: boolean }, cmd: Command) => {
+      const opts = { json: wantsJson(cmd) };
       const c = ctx(cmd.optsWithGlobals(), opts);
       const s = await seedStatus(c);
       if (opts.json) printJson(s);
-      else printLines([`${s.storePath}`, `NAR hash ${s.narHash}`, s.present ? "in the store" : "missing: run `kiln seed`"]);
+      else
+        printLines([
+          `${s.storePath}`,
+          `NAR hash ${s.narHash}`,
+          s.present ? "in the store" : "missing: run `kiln seed`",
+        ]);
       if (!s.present) process.exitCode = 1;
     });
 
@@ -94,7 +120,8 @@ imports the result with nix-store --add-fixed. Does nothing when the seed is alr
     .description("write the seed to FILE (a NAR) to move it to another machine")
     .argument("<file>", "where to write it")
     .option("--json", "print machine-readable JSON")
-    .action(async (file: string, opts: { json?: boolean }, cmd: Command) => {
+    .action(async (file: string, _opts: { json?: boolean }, cmd: Command) => {
+      const opts = { json: wantsJson(cmd) };
       const c = ctx(cmd.optsWithGlobals(), opts);
       const r = await exportSeed(c, resolve(file));
       if (opts.json) printJson({ file: resolve(file), ...r });
@@ -106,11 +133,15 @@ imports the result with nix-store --add-fixed. Does nothing when the seed is alr
     .description("import a seed written by `kiln seed export`, verified against the pinned hash")
     .argument("<file>", "the exported seed")
     .option("--json", "print machine-readable JSON")
-    .action(async (file: string, opts: { json?: boolean }, cmd: Command) => {
+    .action(async (file: string, _opts: { json?: boolean }, cmd: Command) => {
+      const opts = { json: wantsJson(cmd) };
       const c = ctx(cmd.optsWithGlobals(), opts);
       const r = await importSeed({ ...c, onStep: c.progress.step }, resolve(file));
       c.progress.done();
       if (opts.json) printJson(r);
-      else printLines([r.imported ? `imported ${r.storePath}` : `the seed was already in the store: ${r.storePath}`]);
+      else
+        printLines([
+          r.imported ? `imported ${r.storePath}` : `the seed was already in the store: ${r.storePath}`,
+        ]);
     });
 }

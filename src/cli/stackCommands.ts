@@ -3,20 +3,34 @@ import { type Command, Option } from "commander";
 import { KilnError } from "../errors.js";
 import { formatBytes } from "../nix/events.js";
 import { stackExec } from "../stacks/sandbox.js";
-import { buildStacks, checkStack, exportStack, parseStackName, STACK_NAMES, type StackName, stackInfo } from "../stacks/stacks.js";
+import {
+  buildStacks,
+  checkStack,
+  exportStack,
+  parseStackName,
+  STACK_NAMES,
+  type StackName,
+  stackInfo,
+} from "../stacks/stacks.js";
 import type { ContextFactory } from "./context.js";
 import { printJson, printLines } from "./output.js";
 
 function parseBind(value: string, previous: { src: string; dest: string }[] = []) {
   const i = value.indexOf(":");
   if (i <= 0 || i === value.length - 1) {
-    throw new KilnError({ code: "usage", message: `bad bind "${value}"`, hint: "write it as HOST_PATH:PATH_INSIDE" });
+    throw new KilnError({
+      code: "usage",
+      message: `bad bind "${value}"`,
+      hint: "write it as HOST_PATH:PATH_INSIDE",
+    });
   }
   return [...previous, { src: resolve(value.slice(0, i)), dest: value.slice(i + 1) }];
 }
 
 export function registerStackCommands(program: Command, ctx: ContextFactory): void {
-  const stack = program.command("stack").description(`the stack images (${STACK_NAMES.join(", ")}): rootfs trees built from the seed`);
+  const stack = program
+    .command("stack")
+    .description(`the stack images (${STACK_NAMES.join(", ")}): rootfs trees built from the seed`);
 
   stack
     .command("build")
@@ -37,7 +51,8 @@ export function registerStackCommands(program: Command, ctx: ContextFactory): vo
       else
         printLines(
           infos.map(
-            (s) => `stack-${s.name}: ${s.storePath}\n  ${formatBytes(s.narSize)}, ${s.narHash}${opts.check ? ", rebuilt byte-identical" : ""}`,
+            (s) =>
+              `stack-${s.name}: ${s.storePath}\n  ${formatBytes(s.narSize)}, ${s.narHash}${opts.check ? ", rebuilt byte-identical" : ""}`,
           ),
         );
     });
@@ -54,7 +69,14 @@ export function registerStackCommands(program: Command, ctx: ContextFactory): vo
       if (!b) return;
       const info = await stackInfo(c, b);
       if (opts.json) printJson({ ...b, ...info });
-      else printLines([`stack-${b.name}`, `  path      ${b.storePath}`, `  NAR hash  ${info.narHash}`, `  size      ${formatBytes(info.narSize)}`, `  drv       ${b.drvPath}`]);
+      else
+        printLines([
+          `stack-${b.name}`,
+          `  path      ${b.storePath}`,
+          `  NAR hash  ${info.narHash}`,
+          `  size      ${formatBytes(info.narSize)}`,
+          `  drv       ${b.drvPath}`,
+        ]);
     });
 
   stack
@@ -77,14 +99,22 @@ export function registerStackCommands(program: Command, ctx: ContextFactory): vo
     .description("run a command in bubblewrap with the stack as / (no network, nothing of the host)")
     .argument("<name>", STACK_NAMES.join(" | "))
     .argument("<command...>", "the command and its arguments (put them after --)")
-    .addOption(new Option("--ro-bind <host:inside>", "bind a host path read-only (repeatable)").argParser(parseBind))
-    .addOption(new Option("--bind <host:inside>", "bind a host path read-write (repeatable)").argParser(parseBind))
+    .addOption(
+      new Option("--ro-bind <host:inside>", "bind a host path read-only (repeatable)").argParser(parseBind),
+    )
+    .addOption(
+      new Option("--bind <host:inside>", "bind a host path read-write (repeatable)").argParser(parseBind),
+    )
     .option("--net", "share the host's network")
     .action(
       async (
         name: string,
         command: string[],
-        opts: { roBind?: { src: string; dest: string }[]; bind?: { src: string; dest: string }[]; net?: boolean },
+        opts: {
+          roBind?: { src: string; dest: string }[];
+          bind?: { src: string; dest: string }[];
+          net?: boolean;
+        },
         cmd: Command,
       ) => {
         const c = ctx(cmd.optsWithGlobals());

@@ -3,12 +3,19 @@
  * (settings.ts); failures become typed errors (errors.ts); builds report progress from Nix's
  * internal-json events (events.ts).
  */
-import { mkdir, readdir, readlink, rm, symlink } from "node:fs/promises";
+import { mkdir, readdir, readlink, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
 import type { Logger } from "../log/logger.js";
 import { ProcessError, run } from "../process/run.js";
-import { NixBuildError, NixError, parseBuilderFailure, SEED_MISSING_MARKER, SeedMissingError, stripAnsi } from "./errors.js";
+import {
+  NixBuildError,
+  NixError,
+  parseBuilderFailure,
+  SEED_MISSING_MARKER,
+  SeedMissingError,
+  stripAnsi,
+} from "./errors.js";
 import { toNix } from "./escape.js";
 import { NixProgress, type ProgressSnapshot, parseNixEventLine } from "./events.js";
 import { parsePathInfo, type ValidPathInfo } from "./pathInfo.js";
@@ -27,8 +34,11 @@ export interface NixOptions {
   seedImportCommand: string;
 }
 
-/** What to build or evaluate: a flake installable (`.#x`), or an attribute of a Nix file. */
-export type Target = { installable: string } | { file: string; attr: string };
+/**
+ * What to build or evaluate: a flake installable (`.#x`), an attribute of a Nix file, or an
+ * expression (generated with toNix from escape.ts, never by splicing strings).
+ */
+export type Target = { installable: string } | { file: string; attr: string } | { expr: string };
 
 export interface BuildOptions {
   onProgress?: (p: ProgressSnapshot) => void;
@@ -43,7 +53,9 @@ export interface BuildResult {
   outputs: Record<string, string>;
 }
 
-const buildResultSchema = z.array(z.object({ drvPath: z.string(), outputs: z.record(z.string(), z.string()) }));
+const buildResultSchema = z.array(
+  z.object({ drvPath: z.string(), outputs: z.record(z.string(), z.string()) }),
+);
 
 export interface Nix {
   readonly store: string;
@@ -77,18 +89,30 @@ export function createNix(opts: NixOptions): Nix {
   const env = store === "daemon" ? { NIX_REMOTE: "daemon" } : {};
   const log = opts.log.child({ component: "nix" });
 
-  const targetArgs = (t: Target): string[] => ("installable" in t ? [t.installable] : ["--file", t.file, t.attr]);
+  const targetArgs = (t: Target): string[] =>
+    "installable" in t
+      ? [t.installable]
+      : "expr" in t
+        ? ["--impure", "--expr", t.expr]
+        : ["--file", t.file, t.attr];
 
-  async function nixCmd(args: string[], o: { signal?: AbortSignal; outputFile?: string; inputFile?: string } = {}) {
+  async function nixCmd(
+    args: string[],
+    o: { signal?: AbortSignal; outputFile?: string; inputFile?: string } = {},
+  ) {
     const full = [...args.slice(0, 1), ...common(), ...args.slice(1)];
     log.debug({ args: full }, "nix");
     try {
-      return await run(bin(args[0] === "nix-store" ? "nix-store" : "nix"), args[0] === "nix-store" ? full.slice(1) : full, {
-        env,
-        ...(o.signal ? { signal: o.signal } : {}),
-        ...(o.outputFile ? { outputFile: o.outputFile } : {}),
-        ...(o.inputFile ? { inputFile: o.inputFile } : {}),
-      });
+      return await run(
+        bin(args[0] === "nix-store" ? "nix-store" : "nix"),
+        args[0] === "nix-store" ? full.slice(1) : full,
+        {
+          env,
+          ...(o.signal ? { signal: o.signal } : {}),
+          ...(o.outputFile ? { outputFile: o.outputFile } : {}),
+          ...(o.inputFile ? { inputFile: o.inputFile } : {}),
+        },
+      );
     } catch (err) {
       throw toNixError(err, opts.seedImportCommand);
     }
@@ -96,7 +120,16 @@ export function createNix(opts: NixOptions): Nix {
 
   async function runBuild(args: string[], bo: BuildOptions): Promise<BuildResult[]> {
     const progress = new NixProgress();
-    const full = ["build", ...common(), "--no-link", "--json", "--log-format", "internal-json", "-v", ...args];
+    const full = [
+      "build",
+      ...common(),
+      "--no-link",
+      "--json",
+      "--log-format",
+      "internal-json",
+      "-v",
+      ...args,
+    ];
     log.debug({ args: full }, "nix build");
     let lastEmit = 0;
     const r = await run(bin("nix"), full, {
@@ -128,7 +161,8 @@ export function createNix(opts: NixOptions): Nix {
     }
     for (const m of messages) {
       const f = parseBuilderFailure(m);
-      if (f) throw new NixBuildError({ ...f, logTail: progress.logTail(f.drvPath).map(stripAnsi), nixMessage: m });
+      if (f)
+        throw new NixBuildError({ ...f, logTail: progress.logTail(f.drvPath).map(stripAnsi), nixMessage: m });
     }
     const text = messages.length > 0 ? messages.join("\n") : stripAnsi(r.stderrTail);
     throw classifyNixMessage(text, opts.seedImportCommand);
@@ -141,7 +175,12 @@ export function createNix(opts: NixOptions): Nix {
       return JSON.parse(r.stdout);
     },
     async instantiate(target) {
-      const t = "installable" in target ? { installable: `${target.installable}.drvPath` } : { file: target.file, attr: `${target.attr}.drvPath` };
+      const t: Target =
+        "installable" in target
+          ? { installable: `${target.installable}.drvPath` }
+          : "expr" in target
+            ? { expr: `(${target.expr}).drvPath` }
+            : { file: target.file, attr: `${target.attr}.drvPath` };
       const r = await nixCmd(["eval", "--raw", ...targetArgs(t)]);
       return r.stdout.trim();
     },
@@ -179,7 +218,13 @@ export function createNix(opts: NixOptions): Nix {
       return !r.failed;
     },
     async addFixed(path, ao) {
-      const r = await nixCmd(["nix-store", "--add-fixed", ...(ao.recursive ? ["--recursive"] : []), ao.algo, path]);
+      const r = await nixCmd([
+        "nix-store",
+        "--add-fixed",
+        ...(ao.recursive ? ["--recursive"] : []),
+        ao.algo,
+        path,
+      ]);
       return r.stdout.trim();
     },
     async hashPath(path) {
@@ -226,7 +271,8 @@ export function createNix(opts: NixOptions): Nix {
         return [];
       }
       const out: { name: string; target: string }[] = [];
-      for (const name of names.sort()) out.push({ name, target: await readlink(join(opts.gcRootsDir, name)) });
+      for (const name of names.sort())
+        out.push({ name, target: await readlink(join(opts.gcRootsDir, name)) });
       return out;
     },
   };

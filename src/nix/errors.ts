@@ -9,10 +9,18 @@ export class NixBuildError extends KilnError {
   readonly exitCode: number | undefined;
   readonly logTail: string[];
 
-  constructor(opts: { drvPath: string | undefined; exitCode: number | undefined; logTail: string[]; nixMessage: string }) {
+  constructor(opts: {
+    drvPath: string | undefined;
+    exitCode: number | undefined;
+    logTail: string[];
+    nixMessage: string;
+  }) {
     const what = opts.drvPath ? `building ${opts.drvPath}` : "a Nix build";
     const how = opts.exitCode === undefined ? "failed" : `failed with exit code ${opts.exitCode}`;
-    const tail = opts.logTail.length > 0 ? `\nlast ${opts.logTail.length} log lines:\n${opts.logTail.map((l) => `  > ${l}`).join("\n")}` : "";
+    const tail =
+      opts.logTail.length > 0
+        ? `\nlast ${opts.logTail.length} log lines:\n${opts.logTail.map((l) => `  > ${l}`).join("\n")}`
+        : "";
     super({
       code: "nix_build_failed",
       message: `${what} ${how}${tail}`,
@@ -51,7 +59,9 @@ export function stripAnsi(s: string): string {
 }
 
 /** Finds the failing derivation and its exit code in Nix's error text. */
-export function parseBuilderFailure(message: string): { drvPath: string; exitCode: number | undefined } | undefined {
+export function parseBuilderFailure(
+  message: string,
+): { drvPath: string; exitCode: number | undefined } | undefined {
   const m = /builder for '([^']+\.drv)' failed(?: with exit code (\d+))?/.exec(stripAnsi(message));
   if (!m?.[1]) return undefined;
   return { drvPath: m[1], exitCode: m[2] === undefined ? undefined : Number(m[2]) };

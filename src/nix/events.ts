@@ -47,7 +47,12 @@ export const nixEventSchema = z.discriminatedUnion("action", [
     fields: z.array(field).default([]),
   }),
   z.object({ action: z.literal("stop"), id: z.number() }),
-  z.object({ action: z.literal("result"), id: z.number(), type: z.number(), fields: z.array(field).default([]) }),
+  z.object({
+    action: z.literal("result"),
+    id: z.number(),
+    type: z.number(),
+    fields: z.array(field).default([]),
+  }),
   z.object({
     action: z.literal("msg"),
     level: z.number(),
@@ -104,6 +109,8 @@ export class NixProgress {
   private readonly activities = new Map<number, ActivityState>();
   private readonly finishedLogs = new Map<string, string[]>();
   private readonly buildOrder: number[] = [];
+  /** The Builds activity's last progress report; kept after it stops so the final state is known. */
+  private builds = { done: -1, expected: 0, running: 0, failed: 0 };
   private buildsStarted = 0;
   private buildsStopped = 0;
   readonly messages: string[] = [];
@@ -111,7 +118,15 @@ export class NixProgress {
   apply(ev: NixEvent): void {
     switch (ev.action) {
       case "start": {
-        const st: ActivityState = { type: ev.type, text: ev.text, done: 0, expected: 0, running: 0, failed: 0, log: [] };
+        const st: ActivityState = {
+          type: ev.type,
+          text: ev.text,
+          done: 0,
+          expected: 0,
+          running: 0,
+          failed: 0,
+          log: [],
+        };
         if (ev.type === ActivityType.Build) {
           const drv = ev.fields[0];
           if (typeof drv === "string") st.drvPath = drv;
@@ -123,6 +138,7 @@ export class NixProgress {
       }
       case "stop": {
         const st = this.activities.get(ev.id);
+        if (st?.type === ActivityType.Builds) this.builds.running = 0;
         if (st?.type === ActivityType.Build) {
           this.buildsStopped++;
           if (st.drvPath) this.finishedLogs.set(st.drvPath, st.log);
@@ -146,6 +162,8 @@ export class NixProgress {
           st.expected = expected ?? 0;
           st.running = running ?? 0;
           st.failed = failed ?? 0;
+          if (st.type === ActivityType.Builds)
+            this.builds = { done: st.done, expected: st.expected, running: st.running, failed: st.failed };
         } else if (ev.type === ResultType.SetExpected) {
           // fields: [activity type, expected count]; for Builds this is the number of derivations.
           if (Number(ev.fields[0]) === ActivityType.Build) st.expected = Number(ev.fields[1] ?? 0);
@@ -161,19 +179,16 @@ export class NixProgress {
   }
 
   snapshot(): ProgressSnapshot {
-    let buildsExpected = 0;
-    let buildsDone = -1;
-    let buildsRunning = 0;
-    let buildsFailed = 0;
+    let {
+      expected: buildsExpected,
+      done: buildsDone,
+      running: buildsRunning,
+      failed: buildsFailed,
+    } = this.builds;
     let bytesDone = 0;
     let bytesExpected = 0;
     for (const st of this.activities.values()) {
-      if (st.type === ActivityType.Builds) {
-        buildsExpected = Math.max(buildsExpected, st.expected);
-        buildsDone = Math.max(buildsDone, st.done);
-        buildsRunning = Math.max(buildsRunning, st.running);
-        buildsFailed = Math.max(buildsFailed, st.failed);
-      } else if (st.type === ActivityType.FileTransfer || st.type === ActivityType.CopyPath) {
+      if (st.type === ActivityType.FileTransfer || st.type === ActivityType.CopyPath) {
         bytesDone += st.done;
         bytesExpected += st.expected;
       }

@@ -33,7 +33,11 @@ export class ProcessError extends KilnError {
               ? `was killed by ${opts.signal}`
               : `exited with code ${opts.exitCode}`;
     const tail = opts.stderrTail.trim() ? `\n${indent(opts.stderrTail.trim())}` : "";
-    super({ code: "process_failed", message: `${opts.command} ${how}${tail}`, ...(opts.hint ? { hint: opts.hint } : {}) });
+    super({
+      code: "process_failed",
+      message: `${opts.command} ${how}${tail}`,
+      ...(opts.hint ? { hint: opts.hint } : {}),
+    });
     this.command = opts.command;
     this.exitCode = opts.exitCode;
     this.signal = opts.signal;
@@ -128,7 +132,13 @@ export async function run(file: string, args: readonly string[], opts: RunOption
     stderrTail: reason === "spawn" ? `${stderrTail}${r.message ?? ""}` : stderrTail,
   };
   if (r.failed && opts.reject !== false) {
-    throw new ProcessError({ command, exitCode: r.exitCode, signal: r.signal, reason, stderrTail: result.stderrTail });
+    throw new ProcessError({
+      command,
+      exitCode: r.exitCode,
+      signal: r.signal,
+      reason,
+      stderrTail: result.stderrTail,
+    });
   }
   return result;
 }

@@ -33,7 +33,11 @@ export async function aptShowVersion(name: string, version: string): Promise<Par
 export function pinFromParagraph(p: Paragraph): DebPin {
   const need = (k: string) => {
     const v = p[k];
-    if (!v) throw new KilnError({ code: "apt_bad_metadata", message: `apt-cache gave no ${k} for ${p.Package ?? "?"}` });
+    if (!v)
+      throw new KilnError({
+        code: "apt_bad_metadata",
+        message: `apt-cache gave no ${k} for ${p.Package ?? "?"}`,
+      });
     return v;
   };
   return {
@@ -106,7 +110,10 @@ export async function fetchDeb(pin: DebPin, cacheDir: string): Promise<string> {
   }
   const tmp = await mkdtemp(join(cacheDir, "dl-"));
   try {
-    const r = await run("apt-get", [...APT_OPTS, "download", `${pin.name}=${pin.version}`], { cwd: tmp, reject: false });
+    const r = await run("apt-get", [...APT_OPTS, "download", `${pin.name}=${pin.version}`], {
+      cwd: tmp,
+      reject: false,
+    });
     if (r.failed) {
       const gone = /not found|Unable to locate|Can't find a source/i.test(r.stderrTail);
       throw new KilnError({
@@ -120,7 +127,11 @@ export async function fetchDeb(pin: DebPin, cacheDir: string): Promise<string> {
       });
     }
     const [file] = (await readdir(tmp)).filter((f) => f.endsWith(".deb"));
-    if (!file) throw new KilnError({ code: "deb_download_failed", message: `apt-get download ${pin.name} produced no .deb` });
+    if (!file)
+      throw new KilnError({
+        code: "deb_download_failed",
+        message: `apt-get download ${pin.name} produced no .deb`,
+      });
     const got = await sha256File(join(tmp, file));
     if (got !== pin.sha256) {
       throw new KilnError({
@@ -135,4 +146,3 @@ export async function fetchDeb(pin: DebPin, cacheDir: string): Promise<string> {
     await rm(tmp, { recursive: true, force: true });
   }
 }
-

@@ -34,7 +34,14 @@ export function parseDependsField(field: string | undefined): string[][] {
     .map((group) =>
       group
         .split("|")
-        .map((alt) => alt.trim().replace(/\s*\(.*?\)/, "").replace(/\s*\[.*?\]/, "").replace(/\s*<.*?>/, "").replace(/:\w+$/, ""))
+        .map((alt) =>
+          alt
+            .trim()
+            .replace(/\s*\(.*?\)/, "")
+            .replace(/\s*\[.*?\]/, "")
+            .replace(/\s*<.*?>/, "")
+            .replace(/:\w+$/, ""),
+        )
         .filter((n) => n.length > 0),
     )
     .filter((g) => g.length > 0);

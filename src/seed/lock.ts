@@ -9,7 +9,9 @@ import { KilnError } from "../errors.js";
 import { writeFileAtomic } from "../util/fs.js";
 
 const pkgName = z.string().regex(/^[a-z0-9][a-z0-9+.-]+$/, "a Debian package name");
-const npmName = z.string().regex(/^(@[a-z0-9-~][a-z0-9-._~]*\/)?[a-z0-9-~][a-z0-9-._~]*$/, "an npm package name");
+const npmName = z
+  .string()
+  .regex(/^(@[a-z0-9-~][a-z0-9-._~]*\/)?[a-z0-9-~][a-z0-9-._~]*$/, "an npm package name");
 
 export const seedSpecSchema = z.object({
   /** Debian packages whose dependency closure goes into each stack (build also gets run's). */
@@ -77,18 +79,28 @@ async function readJson<T>(file: string, schema: z.ZodType<T>, what: string): Pr
   try {
     json = JSON.parse(text);
   } catch (err) {
-    throw new KilnError({ code: "seed_file_invalid", message: `${file} is not valid JSON: ${(err as Error).message}`, hint: "restore it from git" });
+    throw new KilnError({
+      code: "seed_file_invalid",
+      message: `${file} is not valid JSON: ${(err as Error).message}`,
+      hint: "restore it from git",
+    });
   }
   const r = schema.safeParse(json);
   if (!r.success) {
     const issues = r.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ");
-    throw new KilnError({ code: "seed_file_invalid", message: `${file} is invalid: ${issues}`, hint: "restore it from git, or re-pin with `kiln seed pin`" });
+    throw new KilnError({
+      code: "seed_file_invalid",
+      message: `${file} is invalid: ${issues}`,
+      hint: "restore it from git, or re-pin with `kiln seed pin`",
+    });
   }
   return r.data;
 }
 
-export const readSeedSpec = (projectDir: string) => readJson(seedFiles(projectDir).spec, seedSpecSchema, "spec");
-export const readSeedLock = (projectDir: string) => readJson(seedFiles(projectDir).lock, seedLockSchema, "lock");
+export const readSeedSpec = (projectDir: string) =>
+  readJson(seedFiles(projectDir).spec, seedSpecSchema, "spec");
+export const readSeedLock = (projectDir: string) =>
+  readJson(seedFiles(projectDir).lock, seedLockSchema, "lock");
 
 /** Writes the lock atomically (write + rename), with a stable key order and sorted packages. */
 export async function writeSeedLock(projectDir: string, lock: SeedLock): Promise<void> {

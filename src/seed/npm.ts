@@ -24,10 +24,13 @@ export async function npmView(spec: string, field: string): Promise<unknown> {
 
 /** The newest version matching `range` and its integrity. */
 export async function resolveNpmPin(name: string, range: string): Promise<NpmPin> {
-  const versions = z.union([z.string(), z.array(z.string())]).parse(await npmView(`${name}@${range}`, "version"));
+  const versions = z
+    .union([z.string(), z.array(z.string())])
+    .parse(await npmView(`${name}@${range}`, "version"));
   const list = (Array.isArray(versions) ? versions : [versions]).filter((v) => /^\d+\.\d+\.\d+$/.test(v));
   const newest = list.sort(compareSemver).at(-1);
-  if (!newest) throw new KilnError({ code: "npm_no_version", message: `no release of ${name} matches ${range}` });
+  if (!newest)
+    throw new KilnError({ code: "npm_no_version", message: `no release of ${name} matches ${range}` });
   const integrity = z.string().parse(await npmView(`${name}@${newest}`, "dist.integrity"));
   return { name, version: newest, integrity };
 }
@@ -54,7 +57,11 @@ export async function fetchNpmTarball(pin: NpmPin, cacheDir: string): Promise<st
   }
   const tmp = await mkdtemp(join(cacheDir, "dl-"));
   try {
-    const r = await run("npm", ["pack", `${pin.name}@${pin.version}`, "--pack-destination", tmp, "--silent"], { reject: false, cwd: tmp });
+    const r = await run(
+      "npm",
+      ["pack", `${pin.name}@${pin.version}`, "--pack-destination", tmp, "--silent"],
+      { reject: false, cwd: tmp },
+    );
     const [file] = (await readdir(tmp)).filter((f) => f.endsWith(".tgz"));
     if (r.failed || !file) {
       throw new KilnError({
@@ -77,4 +84,3 @@ export async function fetchNpmTarball(pin: NpmPin, cacheDir: string): Promise<st
     await rm(tmp, { recursive: true, force: true });
   }
 }
-

@@ -18,7 +18,15 @@ import type { Nix } from "../nix/driver.js";
 import { run } from "../process/run.js";
 import { hashFile } from "../util/fs.js";
 import { aptShowCandidates, aptShowVersion, fetchDeb, pinFromParagraph, resolveClosure } from "./apt.js";
-import { type DebPin, type NpmPin, readSeedLock, readSeedSpec, SEED_NAME, type SeedLock, writeSeedLock } from "./lock.js";
+import {
+  type DebPin,
+  type NpmPin,
+  readSeedLock,
+  readSeedSpec,
+  SEED_NAME,
+  type SeedLock,
+  writeSeedLock,
+} from "./lock.js";
 import { fetchNpmTarball, npmView, resolveNpmPin } from "./npm.js";
 
 export interface SeedDeps {
@@ -46,11 +54,17 @@ export interface SeedStatus {
 
 export async function seedStatus(deps: SeedDeps): Promise<SeedStatus> {
   const lock = await readSeedLock(deps.config.projectDir);
-  return { storePath: lock.storePath, narHash: lock.narHash, present: await deps.nix.isValid(lock.storePath) };
+  return {
+    storePath: lock.storePath,
+    narHash: lock.narHash,
+    present: await deps.nix.isValid(lock.storePath),
+  };
 }
 
 /** Makes sure the pinned seed is in the store (building it from the pinned files if needed). */
-export async function ensureSeed(deps: SeedDeps): Promise<{ storePath: string; imported: boolean; seconds: number }> {
+export async function ensureSeed(
+  deps: SeedDeps,
+): Promise<{ storePath: string; imported: boolean; seconds: number }> {
   const started = Date.now();
   const lock = await readSeedLock(deps.config.projectDir);
   if (await deps.nix.isValid(lock.storePath)) {
@@ -77,7 +91,10 @@ async function importSeedDir(deps: SeedDeps, dir: string, lock: Pick<SeedLock, "
   deps.onStep?.("adding the seed to the Nix store");
   const path = await deps.nix.addFixed(dir, { recursive: true, algo: "sha256" });
   if (path !== lock.storePath) {
-    throw new KilnError({ code: "seed_path_mismatch", message: `the seed was added as ${path}, the lock expects ${lock.storePath}` });
+    throw new KilnError({
+      code: "seed_path_mismatch",
+      message: `the seed was added as ${path}, the lock expects ${lock.storePath}`,
+    });
   }
   await deps.nix.addRoot(path, SEED_ROOT);
 }
@@ -94,7 +111,11 @@ async function withWorkDir<T>(config: Config, fn: (dir: string) => Promise<T>): 
 }
 
 /** Downloads (or reuses) every pinned input, verifies it, and lays the seed out under `work`. */
-async function assembleSeed(deps: SeedDeps, lock: Omit<SeedLock, "narHash" | "storePath">, work: string): Promise<string> {
+async function assembleSeed(
+  deps: SeedDeps,
+  lock: Omit<SeedLock, "narHash" | "storePath">,
+  work: string,
+): Promise<string> {
   const dirs = cacheDirs(deps.config);
   const root = join(work, SEED_NAME);
   await mkdir(join(root, "deb"), { recursive: true });
@@ -144,7 +165,8 @@ async function resolveSpec(deps: SeedDeps): Promise<Omit<SeedLock, "narHash" | "
   deps.onStep?.("resolving Debian dependencies");
   const run = await resolveClosure(spec.debian.run, spec.debian.exclude);
   const build = await resolveClosure([...spec.debian.run, ...spec.debian.build], spec.debian.exclude);
-  for (const name of run.keys()) if (!build.has(name)) throw new Error(`internal: ${name} in run but not build closure`);
+  for (const name of run.keys())
+    if (!build.has(name)) throw new Error(`internal: ${name} in run but not build closure`);
   deps.onStep?.("resolving Node and npm");
   const node = await resolveNpmPin(spec.node.package, spec.node.range);
   const npm = await resolveNpmPin(spec.npm.package, spec.npm.range);
@@ -190,16 +212,29 @@ export type DriftItem =
   | { kind: "removed"; package: string; version: string }
   | { kind: "gone"; package: string; version: string };
 
-function diffLocks(a: Pick<SeedLock, "debian" | "node" | "npm">, b: Pick<SeedLock, "debian" | "node" | "npm">): DriftItem[] {
+function diffLocks(
+  a: Pick<SeedLock, "debian" | "node" | "npm">,
+  b: Pick<SeedLock, "debian" | "node" | "npm">,
+): DriftItem[] {
   const out: DriftItem[] = [];
-  const am = new Map<string, DebPin | NpmPin>([...a.debian.map((p) => [p.name, p] as const), [a.node.name, a.node], [a.npm.name, a.npm]]);
-  const bm = new Map<string, DebPin | NpmPin>([...b.debian.map((p) => [p.name, p] as const), [b.node.name, b.node], [b.npm.name, b.npm]]);
+  const am = new Map<string, DebPin | NpmPin>([
+    ...a.debian.map((p) => [p.name, p] as const),
+    [a.node.name, a.node],
+    [a.npm.name, a.npm],
+  ]);
+  const bm = new Map<string, DebPin | NpmPin>([
+    ...b.debian.map((p) => [p.name, p] as const),
+    [b.node.name, b.node],
+    [b.npm.name, b.npm],
+  ]);
   for (const [name, p] of am) {
     const q = bm.get(name);
     if (!q) out.push({ kind: "removed", package: name, version: p.version });
-    else if (q.version !== p.version) out.push({ kind: "moved", package: name, from: p.version, to: q.version });
+    else if (q.version !== p.version)
+      out.push({ kind: "moved", package: name, from: p.version, to: q.version });
   }
-  for (const [name, q] of bm) if (!am.has(name)) out.push({ kind: "added", package: name, version: q.version });
+  for (const [name, q] of bm)
+    if (!am.has(name)) out.push({ kind: "added", package: name, version: q.version });
   return out.sort((x, y) => (x.package < y.package ? -1 : 1));
 }
 
@@ -215,7 +250,8 @@ export async function checkSeed(deps: SeedDeps): Promise<DriftItem[]> {
   const candidates = await aptShowCandidates(lock.debian.map((p) => p.name));
   for (const pin of lock.debian) {
     if (candidates.get(pin.name)?.Version === pin.version) continue;
-    if (!(await aptShowVersion(pin.name, pin.version))) drift.push({ kind: "gone", package: pin.name, version: pin.version });
+    if (!(await aptShowVersion(pin.name, pin.version)))
+      drift.push({ kind: "gone", package: pin.name, version: pin.version });
   }
   for (const pin of [lock.node, lock.npm]) {
     try {
@@ -232,27 +268,42 @@ export async function checkSeed(deps: SeedDeps): Promise<DriftItem[]> {
 export async function exportSeed(deps: SeedDeps, file: string): Promise<{ bytes: number; narHash: string }> {
   const lock = await readSeedLock(deps.config.projectDir);
   if (!(await deps.nix.isValid(lock.storePath))) {
-    throw new KilnError({ code: "seed_missing", message: "the seed is not in the Nix store, so there is nothing to export", hint: `import it first: ${SEED_IMPORT_COMMAND}` });
+    throw new KilnError({
+      code: "seed_missing",
+      message: "the seed is not in the Nix store, so there is nothing to export",
+      hint: `import it first: ${SEED_IMPORT_COMMAND}`,
+    });
   }
   await deps.nix.dump(lock.storePath, file);
   const got = await narFileHash(file);
   if (got !== lock.narHash) {
     await rm(file, { force: true });
-    throw new KilnError({ code: "seed_corrupt", message: `the store's seed hashes to ${got}, not the pinned ${lock.narHash}`, hint: "repair the store: nix-store --verify --check-contents --repair" });
+    throw new KilnError({
+      code: "seed_corrupt",
+      message: `the store's seed hashes to ${got}, not the pinned ${lock.narHash}`,
+      hint: "repair the store: nix-store --verify --check-contents --repair",
+    });
   }
   const { size } = await stat(file);
   return { bytes: size, narHash: got };
 }
 
 /** Imports a seed NAR made by `kiln seed export`, refusing it unless it hashes to the pinned NAR hash. */
-export async function importSeed(deps: SeedDeps, file: string): Promise<{ storePath: string; imported: boolean }> {
+export async function importSeed(
+  deps: SeedDeps,
+  file: string,
+): Promise<{ storePath: string; imported: boolean }> {
   const lock = await readSeedLock(deps.config.projectDir);
   deps.onStep?.(`verifying ${file}`);
   let got: string;
   try {
     got = await narFileHash(file);
   } catch (err) {
-    throw new KilnError({ code: "seed_file_unreadable", message: `cannot read ${file}: ${(err as Error).message}`, hint: "give the path of a file written by `kiln seed export`" });
+    throw new KilnError({
+      code: "seed_file_unreadable",
+      message: `cannot read ${file}: ${(err as Error).message}`,
+      hint: "give the path of a file written by `kiln seed export`",
+    });
   }
   if (got !== lock.narHash) {
     throw new KilnError({

@@ -22,7 +22,8 @@ export interface StackExecOptions {
 export const STACK_PATH = "/usr/local/bin:/usr/bin:/usr/sbin:/bin:/sbin";
 
 export function stackExecArgs(stackPath: string, command: string[], opts: StackExecOptions = {}): string[] {
-  if (command.length === 0) throw new KilnError({ code: "usage", message: "no command given", hint: "put the command after --" });
+  if (command.length === 0)
+    throw new KilnError({ code: "usage", message: "no command given", hint: "put the command after --" });
   const args = [
     "--unshare-all",
     ...(opts.shareNet ? ["--share-net"] : []),
@@ -47,7 +48,11 @@ export function stackExecArgs(stackPath: string, command: string[], opts: StackE
   return args;
 }
 
-export async function stackExec(stackPath: string, command: string[], opts: StackExecOptions = {}): Promise<RunResult> {
+export async function stackExec(
+  stackPath: string,
+  command: string[],
+  opts: StackExecOptions = {},
+): Promise<RunResult> {
   return run(opts.bwrap ?? "bwrap", stackExecArgs(stackPath, command, opts), {
     reject: false,
     extendEnv: false,

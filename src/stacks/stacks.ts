@@ -44,16 +44,22 @@ export interface BuiltStack {
 }
 
 /** Builds the stacks (a no-op when they are in the store) and roots them against garbage collection. */
-export async function buildStacks(deps: StackDeps, names: StackName[], opts: BuildOptions = {}): Promise<BuiltStack[]> {
+export async function buildStacks(
+  deps: StackDeps,
+  names: StackName[],
+  opts: BuildOptions = {},
+): Promise<BuiltStack[]> {
   const results = await deps.nix.build(
     names.map((n) => stackTarget(deps.config, n)),
     opts,
   );
   const out: BuiltStack[] = [];
-  for (const [i, name] of names.entries()) {
-    const r = results[i];
+  // `nix build --json` lists results in its own order, not the order asked; match by output name.
+  for (const name of names) {
+    const r = results.find((x) => x.outputs.out?.endsWith(`-kiln-stack-${name}`));
     const storePath = r?.outputs.out;
-    if (!r || !storePath) throw new KilnError({ code: "internal", message: `nix build returned no output for stack-${name}` });
+    if (!r || !storePath)
+      throw new KilnError({ code: "internal", message: `nix build returned no output for stack-${name}` });
     await deps.nix.addRoot(storePath, `stack-${name}`);
     out.push({ name, storePath, drvPath: r.drvPath });
   }
@@ -65,14 +71,23 @@ export async function checkStack(deps: StackDeps, name: StackName, opts: BuildOp
   await deps.nix.check(stackTarget(deps.config, name), opts);
 }
 
-export async function stackInfo(deps: StackDeps, stack: BuiltStack): Promise<ValidPathInfo & { files?: number }> {
+export async function stackInfo(
+  deps: StackDeps,
+  stack: BuiltStack,
+): Promise<ValidPathInfo & { files?: number }> {
   const [info] = await deps.nix.pathInfo([stack.storePath], { closureSize: true });
-  if (!info) throw new KilnError({ code: "internal", message: `${stack.storePath} is not valid after building it` });
+  if (!info)
+    throw new KilnError({ code: "internal", message: `${stack.storePath} is not valid after building it` });
   return info;
 }
 
 /** Writes the stack as a deterministic tar.gz and returns its sha256. */
-export async function exportStack(deps: StackDeps, name: StackName, file: string, opts: BuildOptions = {}): Promise<{ sha256: string; storePath: string }> {
+export async function exportStack(
+  deps: StackDeps,
+  name: StackName,
+  file: string,
+  opts: BuildOptions = {},
+): Promise<{ sha256: string; storePath: string }> {
   const [stack] = await buildStacks(deps, [name], opts);
   if (!stack) throw new KilnError({ code: "internal", message: "no stack built" });
   await writeDeterministicTarGz(stack.storePath, file, { mtime: STACK_SOURCE_DATE_EPOCH, gzipLevel: 6 });

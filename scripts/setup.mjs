@@ -1,0 +1,103 @@
+#!/usr/bin/env node
+// `npm run setup`: takes a fresh Debian machine to a working kiln, then runs kiln's main job.
+// Idempotent. As root it installs what is missing with apt-get; otherwise it says exactly what is
+// missing and how to get it. Plain Node with no dependencies: it runs before `npm ci`.
+//
+//   npm run setup                 everything, then the main job (seed + both stacks)
+//   npm run setup -- --no-main    only prepare the machine and the checkout
+import { spawnSync } from "node:child_process";
+import { existsSync, readdirSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const args = new Set(process.argv.slice(2));
+const isRoot = process.getuid?.() === 0;
+
+// What kiln needs from Debian: the command each package provides.
+const APT_PACKAGES = [
+  { pkg: "nix-bin", cmd: "nix", why: "builds everything" },
+  { pkg: "bubblewrap", cmd: "bwrap", why: "sandboxes stacks and dynos" },
+  { pkg: "dpkg", cmd: "dpkg-deb", why: "unpacks the seed's .debs" },
+  { pkg: "git", cmd: "git", why: "lets Nix read the checkout as a flake" },
+];
+
+function step(msg) {
+  process.stderr.write(`\n==> ${msg}\n`);
+}
+
+function sh(cmd, cmdArgs, opts = {}) {
+  const r = spawnSync(cmd, cmdArgs, { stdio: "inherit", cwd: root, ...opts });
+  if (r.status !== 0) {
+    process.stderr.write(`\nsetup failed: ${cmd} ${cmdArgs.join(" ")} exited with ${r.status ?? r.signal}\n`);
+    process.exit(r.status || 1);
+  }
+}
+
+function has(cmd) {
+  return spawnSync("sh", ["-c", `command -v ${cmd}`], { stdio: "ignore" }).status === 0;
+}
+
+function aptListsPresent() {
+  try {
+    return readdirSync("/var/lib/apt/lists").some((f) => f.endsWith("_Packages") || f.includes("_Packages."));
+  } catch {
+    return false;
+  }
+}
+
+if (process.platform !== "linux" || process.arch !== "x64") {
+  process.stderr.write(`kiln needs x86_64 Linux (this is ${process.platform}/${process.arch})\n`);
+  process.exit(1);
+}
+
+step("checking system tools");
+const missing = APT_PACKAGES.filter((p) => !has(p.cmd));
+if (missing.length > 0 || !aptListsPresent()) {
+  if (!isRoot) {
+    if (missing.length > 0) {
+      process.stderr.write(
+        `missing: ${missing.map((p) => `${p.cmd} (${p.why})`).join(", ")}\n` +
+          `install them as root:\n  apt-get update && apt-get install -y ${missing.map((p) => p.pkg).join(" ")}\n` +
+          "then run `npm run setup` again.\n",
+      );
+    } else {
+      process.stderr.write(
+        "apt has no package lists, so the seed's .debs cannot be downloaded.\nrun as root: apt-get update\n",
+      );
+    }
+    process.exit(1);
+  }
+  sh("apt-get", ["update", "-q"]);
+  if (missing.length > 0) {
+    sh("apt-get", ["install", "-y", "-q", "--no-install-recommends", ...missing.map((p) => p.pkg)], {
+      env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" },
+    });
+  }
+}
+for (const p of APT_PACKAGES) process.stderr.write(`  ${p.cmd.padEnd(9)} ${has(p.cmd) ? "ok" : "MISSING"}\n`);
+if (!isRoot && !existsSync("/nix/var/nix/daemon-socket/socket")) {
+  process.stderr.write(
+    "note: not root and no nix-daemon socket: Nix can only use the local store if /nix is writable by you.\n" +
+      "      start the daemon (systemctl start nix-daemon) or run setup as root.\n",
+  );
+}
+
+step("installing npm dependencies (npm ci)");
+sh("npm", ["ci", "--no-audit", "--no-fund"]);
+
+step("compiling kiln (tsc)");
+sh("npm", ["run", "build", "--silent"]);
+
+if (args.has("--no-main")) {
+  process.stderr.write("\nthe machine is ready. Next: `npm test`, or `npm run kiln -- --help`.\n");
+  process.exit(0);
+}
+
+step("importing the seed (pinned .debs and Node; cached after the first time)");
+sh("node", ["bin/kiln.js", "seed"]);
+
+step("building the stacks in the Nix sandbox");
+sh("node", ["bin/kiln.js", "stack", "build"]);
+
+process.stderr.write("\nkiln is set up. Try: npm run kiln -- stack exec build -- node --version\n");

@@ -1,0 +1,43 @@
+/** Shared set-up for integration tests: the real config, the real Nix, the real CLI. */
+import { mkdtemp } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { execa } from "execa";
+import { type Config, loadConfig } from "../src/config/config.js";
+import { createLogger } from "../src/log/logger.js";
+import { createNix, type Nix } from "../src/nix/driver.js";
+import { SEED_IMPORT_COMMAND } from "../src/seed/seed.js";
+
+export const projectDir = join(import.meta.dirname, "..");
+export const kilnBin = join(projectDir, "bin", "kiln.js");
+
+export interface TestContext {
+  config: Config;
+  nix: Nix;
+  log: ReturnType<typeof createLogger>;
+}
+
+/** The machine's store and kiln's default data directory (shared caches), or a throwaway store. */
+export function testContext(overrides: Partial<Config> = {}): TestContext {
+  const config = loadConfig(process.env, { projectDir, logLevel: "warn", ...overrides });
+  const log = createLogger("warn");
+  const nix = createNix({
+    store: config.nixStore,
+    binDir: config.nixBinDir,
+    gcRootsDir: join(config.dataDir, "gcroots"),
+    cores: config.buildCores,
+    log,
+    seedImportCommand: SEED_IMPORT_COMMAND,
+  });
+  return { config, nix, log };
+}
+
+/** A fresh, empty Nix store under /tmp (a chroot store): tests never delete from the real one. */
+export async function throwawayStore(): Promise<{ store: string; dataDir: string }> {
+  const dir = await mkdtemp(join(tmpdir(), "kiln-store-"));
+  return { store: join(dir, "store"), dataDir: join(dir, "data") };
+}
+
+export async function kiln(args: string[], opts: { env?: Record<string, string> } = {}) {
+  return execa("node", [kilnBin, ...args], { reject: false, env: { ...opts.env }, all: true });
+}
