@@ -32,13 +32,15 @@ export function createProgressLine(
     lastAt = now;
     stream.write(`${text}\n`);
   };
-  let lastBuilds = -1;
+  let lastKey = "";
   return {
     step: (message) => write(message, true),
     nix: (p) => {
       if (p.buildsDone === 0 && p.buildsRunning === 0 && p.bytesDone === 0) return; // nothing built yet
-      const force = p.buildsDone !== lastBuilds;
-      lastBuilds = p.buildsDone;
+      // Always show a change in what is built or running (so the last line logged is the final state).
+      const key = `${p.buildsDone}/${p.buildsRunning}/${p.buildsFailed}`;
+      const force = key !== lastKey;
+      lastKey = key;
       write(formatProgress(p), force);
     },
     done: () => {

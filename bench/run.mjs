@@ -1,0 +1,109 @@
+#!/usr/bin/env node
+// `npm run bench`: times kiln next to a baseline doing the same work without kiln, in one run, on
+// throwaway Nix stores (the machine's store is never touched), and prints the ratios.
+//
+//   seed import      kiln seed (assemble from cached .debs, hash, add-fixed)  vs  nix-store --restore
+//                    + --add-fixed of the same bytes (the least any tool must do to store them)
+//   seed import NAR  kiln seed import FILE (verify + restore + add)           vs  the same baseline
+//   stack cold       kiln stack build NAME on a store with only the seed      vs  cp -a of the same
+//                    package trees on the host (the copying the build does, without Nix)
+//   stack warm       kiln stack build NAME when already built (CLI process)   vs  nix build of the
+//                    same attribute (raw Nix no-op)
+//
+// Options: --json (machine-readable results on stdout), --keep (keep the throwaway stores).
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+const root = join(import.meta.dirname, "..");
+const kilnBin = join(root, "bin", "kiln.js");
+const args = new Set(process.argv.slice(2));
+const lock = JSON.parse(readFileSync(join(root, "nix", "seed.lock.json"), "utf8"));
+const NIX_SH = "--option sandbox true --option substituters '' --option experimental-features 'nix-command flakes'";
+const NIX_OPTS = ["--option", "sandbox", "true", "--option", "substituters", "", "--option", "experimental-features", "nix-command flakes"];
+const work = mkdtempSync(join(tmpdir(), "kiln-bench-"));
+const results = [];
+
+function timed(label, cmd, cmdArgs, opts = {}) {
+  const t0 = process.hrtime.bigint();
+  const r = spawnSync(cmd, cmdArgs, { encoding: "utf8", maxBuffer: 1 << 30, ...opts });
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  if (r.status !== 0) {
+    process.stderr.write(`${label} failed (${cmd} ${cmdArgs.join(" ")}):\n${r.stderr}\n`);
+    process.exit(1);
+  }
+  return { seconds, stdout: r.stdout };
+}
+
+const kiln = (store, data, ...a) => ["node", [kilnBin, "-q", "--store", store, "--data-dir", data, ...a]];
+const sh = (script) => ["sh", ["-c", script]];
+
+function compare(name, kilnRun, baseRun, note) {
+  const k = timed(`${name} (kiln)`, ...kilnRun());
+  const b = timed(`${name} (baseline)`, ...baseRun());
+  const row = { name, kiln: k.seconds, baseline: b.seconds, ratio: k.seconds / b.seconds, note };
+  results.push(row);
+  process.stderr.write(`${name.padEnd(26)} kiln ${k.seconds.toFixed(2).padStart(7)} s   baseline ${b.seconds.toFixed(2).padStart(7)} s   ratio ${row.ratio.toFixed(2)}\n`);
+  return k;
+}
+
+try {
+  process.stderr.write(`kiln bench: throwaway stores under ${work}\n\n`);
+  // Prepare: the seed as a NAR (for the import benchmarks) and a warm .deb cache in the real data dir.
+  const nar = join(work, "seed.nar");
+  timed("prepare", "node", [kilnBin, "-q", "seed"]);
+  timed("prepare", "node", [kilnBin, "-q", "seed", "export", nar]);
+
+  const store = (n) => join(work, `store-${n}`);
+  const data = (n) => join(work, `data-${n}`);
+  const realData = process.env.KILN_DATA_DIR || (process.getuid() === 0 ? "/var/lib/kiln" : join(process.env.HOME, ".local/share/kiln"));
+
+  compare(
+    "seed import (from .debs)",
+    // Caches come from the real data dir (no download); the store is new.
+    () => ["node", [kilnBin, "-q", "--store", store("a"), "--data-dir", realData, "seed"]],
+    () => sh(`mkdir -p ${join(work, "r1")} && nix-store --restore ${join(work, "r1", "kiln-seed")} < ${nar} && nix-store ${NIX_SH} --store ${store("b")} --add-fixed --recursive sha256 ${join(work, "r1", "kiln-seed")}`),
+    "baseline: nix-store --restore + --add-fixed of the same NAR",
+  );
+  compare(
+    "seed import (kiln seed import)",
+    () => kiln(store("c"), data("c"), "seed", "import", nar),
+    () => sh(`mkdir -p ${join(work, "r2")} && nix-store --restore ${join(work, "r2", "kiln-seed")} < ${nar} && nix-store ${NIX_SH} --store ${store("d")} --add-fixed --recursive sha256 ${join(work, "r2", "kiln-seed")}`),
+    "kiln also hashes the NAR file before touching the store",
+  );
+
+  for (const name of ["run", "build"]) {
+    const pkgs = lock.stacks[name].map((p) => join(lock.storePath, "deb", p));
+    const extra = name === "build" ? [join(lock.storePath, "node"), join(lock.storePath, "npm")] : [];
+    compare(
+      `stack-${name} cold build`,
+      () => kiln(store("c"), data("c"), "stack", "build", name),
+      () => sh(`mkdir -p ${join(work, `cp-${name}`)} && for p in ${[...pkgs, ...extra].join(" ")}; do cp -a "$p/." ${join(work, `cp-${name}`)}/; done`),
+      "baseline: cp -a of the same trees on the host, no Nix",
+    );
+  }
+  for (const name of ["run", "build"]) {
+    compare(
+      `stack-${name} warm (no-op)`,
+      () => kiln(store("c"), data("c"), "stack", "build", name),
+      () => ["nix", ["build", ...NIX_OPTS, "--store", store("c"), "--no-link", "--file", join(root, "nix", "default.nix"), `stack-${name}`]],
+      "baseline: raw nix build of the same attribute",
+    );
+  }
+
+  const info = JSON.parse(timed("sizes", "node", [kilnBin, "-q", "--store", store("c"), "--data-dir", data("c"), "stack", "build", "--json"]).stdout);
+  const sizes = {
+    seedNar: statSync(nar).size,
+    ...Object.fromEntries(info.stacks.map((s) => [`stack-${s.name}`, s.narSize])),
+  };
+  process.stderr.write("\nsizes (NAR bytes):\n");
+  for (const [k, v] of Object.entries(sizes)) process.stderr.write(`  ${k.padEnd(12)} ${(v / 1048576).toFixed(1)} MiB\n`);
+  if (args.has("--json")) process.stdout.write(`${JSON.stringify({ results, sizes }, null, 2)}\n`);
+} finally {
+  if (!args.has("--keep")) {
+    // Chroot stores have read-only directories; make them writable before removing.
+    spawnSync("chmod", ["-R", "u+w", work]);
+    rmSync(work, { recursive: true, force: true });
+  }
+}
