@@ -20,8 +20,19 @@ const root = join(import.meta.dirname, "..");
 const kilnBin = join(root, "bin", "kiln.js");
 const args = new Set(process.argv.slice(2));
 const lock = JSON.parse(readFileSync(join(root, "nix", "seed.lock.json"), "utf8"));
-const NIX_SH = "--option sandbox true --option substituters '' --option experimental-features 'nix-command flakes'";
-const NIX_OPTS = ["--option", "sandbox", "true", "--option", "substituters", "", "--option", "experimental-features", "nix-command flakes"];
+const NIX_SH =
+  "--option sandbox true --option substituters '' --option experimental-features 'nix-command flakes'";
+const NIX_OPTS = [
+  "--option",
+  "sandbox",
+  "true",
+  "--option",
+  "substituters",
+  "",
+  "--option",
+  "experimental-features",
+  "nix-command flakes",
+];
 const work = mkdtempSync(join(tmpdir(), "kiln-bench-"));
 const results = [];
 
@@ -44,7 +55,9 @@ function compare(name, kilnRun, baseRun, note) {
   const b = timed(`${name} (baseline)`, ...baseRun());
   const row = { name, kiln: k.seconds, baseline: b.seconds, ratio: k.seconds / b.seconds, note };
   results.push(row);
-  process.stderr.write(`${name.padEnd(26)} kiln ${k.seconds.toFixed(2).padStart(7)} s   baseline ${b.seconds.toFixed(2).padStart(7)} s   ratio ${row.ratio.toFixed(2)}\n`);
+  process.stderr.write(
+    `${name.padEnd(26)} kiln ${k.seconds.toFixed(2).padStart(7)} s   baseline ${b.seconds.toFixed(2).padStart(7)} s   ratio ${row.ratio.toFixed(2)}\n`,
+  );
   return k;
 }
 
@@ -57,19 +70,27 @@ try {
 
   const store = (n) => join(work, `store-${n}`);
   const data = (n) => join(work, `data-${n}`);
-  const realData = process.env.KILN_DATA_DIR || (process.getuid() === 0 ? "/var/lib/kiln" : join(process.env.HOME, ".local/share/kiln"));
+  const realData =
+    process.env.KILN_DATA_DIR ||
+    (process.getuid() === 0 ? "/var/lib/kiln" : join(process.env.HOME, ".local/share/kiln"));
 
   compare(
     "seed import (from .debs)",
     // Caches come from the real data dir (no download); the store is new.
     () => ["node", [kilnBin, "-q", "--store", store("a"), "--data-dir", realData, "seed"]],
-    () => sh(`mkdir -p ${join(work, "r1")} && nix-store --restore ${join(work, "r1", "kiln-seed")} < ${nar} && nix-store ${NIX_SH} --store ${store("b")} --add-fixed --recursive sha256 ${join(work, "r1", "kiln-seed")}`),
+    () =>
+      sh(
+        `mkdir -p ${join(work, "r1")} && nix-store --restore ${join(work, "r1", "kiln-seed")} < ${nar} && nix-store ${NIX_SH} --store ${store("b")} --add-fixed --recursive sha256 ${join(work, "r1", "kiln-seed")}`,
+      ),
     "baseline: nix-store --restore + --add-fixed of the same NAR",
   );
   compare(
     "seed import (kiln seed import)",
     () => kiln(store("c"), data("c"), "seed", "import", nar),
-    () => sh(`mkdir -p ${join(work, "r2")} && nix-store --restore ${join(work, "r2", "kiln-seed")} < ${nar} && nix-store ${NIX_SH} --store ${store("d")} --add-fixed --recursive sha256 ${join(work, "r2", "kiln-seed")}`),
+    () =>
+      sh(
+        `mkdir -p ${join(work, "r2")} && nix-store --restore ${join(work, "r2", "kiln-seed")} < ${nar} && nix-store ${NIX_SH} --store ${store("d")} --add-fixed --recursive sha256 ${join(work, "r2", "kiln-seed")}`,
+      ),
     "kiln also hashes the NAR file before touching the store",
   );
 
@@ -79,7 +100,10 @@ try {
     compare(
       `stack-${name} cold build`,
       () => kiln(store("c"), data("c"), "stack", "build", name),
-      () => sh(`mkdir -p ${join(work, `cp-${name}`)} && for p in ${[...pkgs, ...extra].join(" ")}; do cp -a "$p/." ${join(work, `cp-${name}`)}/; done`),
+      () =>
+        sh(
+          `mkdir -p ${join(work, `cp-${name}`)} && for p in ${[...pkgs, ...extra].join(" ")}; do cp -a "$p/." ${join(work, `cp-${name}`)}/; done`,
+        ),
       "baseline: cp -a of the same trees on the host, no Nix",
     );
   }
@@ -87,18 +111,43 @@ try {
     compare(
       `stack-${name} warm (no-op)`,
       () => kiln(store("c"), data("c"), "stack", "build", name),
-      () => ["nix", ["build", ...NIX_OPTS, "--store", store("c"), "--no-link", "--file", join(root, "nix", "default.nix"), `stack-${name}`]],
+      () => [
+        "nix",
+        [
+          "build",
+          ...NIX_OPTS,
+          "--store",
+          store("c"),
+          "--no-link",
+          "--file",
+          join(root, "nix", "default.nix"),
+          `stack-${name}`,
+        ],
+      ],
       "baseline: raw nix build of the same attribute",
     );
   }
 
-  const info = JSON.parse(timed("sizes", "node", [kilnBin, "-q", "--store", store("c"), "--data-dir", data("c"), "stack", "build", "--json"]).stdout);
+  const info = JSON.parse(
+    timed("sizes", "node", [
+      kilnBin,
+      "-q",
+      "--store",
+      store("c"),
+      "--data-dir",
+      data("c"),
+      "stack",
+      "build",
+      "--json",
+    ]).stdout,
+  );
   const sizes = {
     seedNar: statSync(nar).size,
     ...Object.fromEntries(info.stacks.map((s) => [`stack-${s.name}`, s.narSize])),
   };
   process.stderr.write("\nsizes (NAR bytes):\n");
-  for (const [k, v] of Object.entries(sizes)) process.stderr.write(`  ${k.padEnd(12)} ${(v / 1048576).toFixed(1)} MiB\n`);
+  for (const [k, v] of Object.entries(sizes))
+    process.stderr.write(`  ${k.padEnd(12)} ${(v / 1048576).toFixed(1)} MiB\n`);
   if (args.has("--json")) process.stdout.write(`${JSON.stringify({ results, sizes }, null, 2)}\n`);
 } finally {
   if (!args.has("--keep")) {

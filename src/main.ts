@@ -7,9 +7,22 @@ import { formatError } from "./cli/output.js";
 import { buildProgram } from "./cli/program.js";
 import { createProgressLine } from "./cli/progress.js";
 import { type Config, loadConfig } from "./config/config.js";
-import { createLogger } from "./log/logger.js";
-import { createNix } from "./nix/driver.js";
+import { createLogger, type Logger } from "./log/logger.js";
+import { createNix, type Nix } from "./nix/driver.js";
 import { SEED_IMPORT_COMMAND } from "./seed/seed.js";
+
+/** The services every entry point (CLI, tests, later the API server) is built from. */
+export function createCore(config: Config, log: Logger): { config: Config; log: Logger; nix: Nix } {
+  const nix = createNix({
+    store: config.nixStore,
+    binDir: config.nixBinDir,
+    gcRootsDir: join(config.dataDir, "gcroots"),
+    cores: config.buildCores,
+    log,
+    seedImportCommand: SEED_IMPORT_COMMAND,
+  });
+  return { config, log, nix };
+}
 
 export async function main(argv: string[]): Promise<number> {
   let json = argv.includes("--json");
@@ -23,15 +36,7 @@ export async function main(argv: string[]): Promise<number> {
     if (globals.logLevel) overrides.logLevel = globals.logLevel as Config["logLevel"];
     const config = loadConfig(process.env, overrides);
     const log = createLogger(config.logLevel === "info" ? "warn" : config.logLevel);
-    const nix = createNix({
-      store: config.nixStore,
-      binDir: config.nixBinDir,
-      gcRootsDir: join(config.dataDir, "gcroots"),
-      cores: config.buildCores,
-      log,
-      seedImportCommand: SEED_IMPORT_COMMAND,
-    });
-    context = { config, log, nix, progress: createProgressLine(process.stderr, !globals.quiet) };
+    context = { ...createCore(config, log), progress: createProgressLine(process.stderr, !globals.quiet) };
     return context;
   };
   const program = buildProgram(ctx, readVersion());

@@ -5,8 +5,8 @@ import { join } from "node:path";
 import { execa } from "execa";
 import { type Config, loadConfig } from "../src/config/config.js";
 import { createLogger } from "../src/log/logger.js";
-import { createNix, type Nix } from "../src/nix/driver.js";
-import { SEED_IMPORT_COMMAND } from "../src/seed/seed.js";
+import { createCore } from "../src/main.js";
+import type { Nix } from "../src/nix/driver.js";
 
 export const projectDir = join(import.meta.dirname, "..");
 export const kilnBin = join(projectDir, "bin", "kiln.js");
@@ -20,16 +20,7 @@ export interface TestContext {
 /** The machine's store and kiln's default data directory (shared caches), or a throwaway store. */
 export function testContext(overrides: Partial<Config> = {}): TestContext {
   const config = loadConfig(process.env, { projectDir, logLevel: "warn", ...overrides });
-  const log = createLogger("warn");
-  const nix = createNix({
-    store: config.nixStore,
-    binDir: config.nixBinDir,
-    gcRootsDir: join(config.dataDir, "gcroots"),
-    cores: config.buildCores,
-    log,
-    seedImportCommand: SEED_IMPORT_COMMAND,
-  });
-  return { config, nix, log };
+  return createCore(config, createLogger("warn"));
 }
 
 /** A fresh, empty Nix store under /tmp (a chroot store): tests never delete from the real one. */

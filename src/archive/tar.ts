@@ -71,31 +71,21 @@ export async function extractTarGz(file: string, dir: string, opts: { strip?: nu
   await tar.extract({ file, cwd: dir, strip: opts.strip ?? 0, preservePaths: false, preserveOwner: false });
 }
 
-/** Lists a tar.gz's entries (name, type, size, mode, mtime, uid, gid) — for checks and tests. */
-export async function listTarGz(file: string): Promise<
-  {
-    path: string;
-    type: string;
-    size: number;
-    mode: number;
-    mtime: number;
-    uid: number;
-    gid: number;
-    uname: string;
-    gname: string;
-  }[]
-> {
-  const out: {
-    path: string;
-    type: string;
-    size: number;
-    mode: number;
-    mtime: number;
-    uid: number;
-    gid: number;
-    uname: string;
-    gname: string;
-  }[] = [];
+export interface TarEntryInfo {
+  path: string;
+  type: string;
+  size: number;
+  mode: number;
+  mtime: number;
+  uid: number;
+  gid: number;
+  uname: string;
+  gname: string;
+}
+
+/** Lists a tar.gz's entries — for checks and tests. */
+export async function listTarGz(file: string): Promise<TarEntryInfo[]> {
+  const out: TarEntryInfo[] = [];
   await tar.list({
     file,
     onReadEntry: (e) => {
