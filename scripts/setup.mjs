@@ -6,7 +6,7 @@
 //   npm run setup                 everything, then the main job (seed + both stacks)
 //   npm run setup -- --no-main    only prepare the machine and the checkout
 import { spawnSync } from "node:child_process";
-import { existsSync, readdirSync } from "node:fs";
+import { existsSync, readdirSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -38,11 +38,16 @@ function has(cmd) {
   return spawnSync("sh", ["-c", `command -v ${cmd}`], { stdio: "ignore" }).status === 0;
 }
 
-function aptListsPresent() {
+/** Age in hours of apt's newest package list, or Infinity when there is none. */
+function aptListsAgeHours() {
+  const dir = "/var/lib/apt/lists";
   try {
-    return readdirSync("/var/lib/apt/lists").some((f) => f.endsWith("_Packages") || f.includes("_Packages."));
+    const lists = readdirSync(dir).filter((f) => f.includes("_Packages"));
+    if (lists.length === 0) return Number.POSITIVE_INFINITY;
+    const newest = Math.max(...lists.map((f) => statSync(join(dir, f)).mtimeMs));
+    return (Date.now() - newest) / 3600e3;
   } catch {
-    return false;
+    return Number.POSITIVE_INFINITY;
   }
 }
 
@@ -53,27 +58,31 @@ if (process.platform !== "linux" || process.arch !== "x64") {
 
 step("checking system tools");
 const missing = APT_PACKAGES.filter((p) => !has(p.cmd));
-if (missing.length > 0 || !aptListsPresent()) {
-  if (!isRoot) {
-    if (missing.length > 0) {
-      process.stderr.write(
-        `missing: ${missing.map((p) => `${p.cmd} (${p.why})`).join(", ")}\n` +
-          `install them as root:\n  apt-get update && apt-get install -y ${missing.map((p) => p.pkg).join(" ")}\n` +
-          "then run `npm run setup` again.\n",
-      );
-    } else {
-      process.stderr.write(
-        "apt has no package lists, so the seed's .debs cannot be downloaded.\nrun as root: apt-get update\n",
-      );
-    }
-    process.exit(1);
-  }
-  sh("apt-get", ["update", "-q"]);
+// The seed's .debs are downloaded by exact version, which stale package lists may not know.
+const listsAge = aptListsAgeHours();
+if (isRoot) {
+  if (missing.length > 0 || listsAge > 24) sh("apt-get", ["update", "-q"]);
   if (missing.length > 0) {
     sh("apt-get", ["install", "-y", "-q", "--no-install-recommends", ...missing.map((p) => p.pkg)], {
       env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" },
     });
   }
+} else if (missing.length > 0) {
+  process.stderr.write(
+    `missing: ${missing.map((p) => `${p.cmd} (${p.why})`).join(", ")}\n` +
+      `install them as root:\n  apt-get update && apt-get install -y ${missing.map((p) => p.pkg).join(" ")}\n` +
+      "then run `npm run setup` again.\n",
+  );
+  process.exit(1);
+} else if (listsAge === Number.POSITIVE_INFINITY) {
+  process.stderr.write(
+    "apt has no package lists, so the seed's .debs cannot be downloaded.\nrun as root: apt-get update\n",
+  );
+  process.exit(1);
+} else if (listsAge > 24) {
+  process.stderr.write(
+    "note: apt's package lists are over a day old; if a pinned .deb is not found, run apt-get update as root\n",
+  );
 }
 for (const p of APT_PACKAGES) process.stderr.write(`  ${p.cmd.padEnd(9)} ${has(p.cmd) ? "ok" : "MISSING"}\n`);
 if (!isRoot && !existsSync("/nix/var/nix/daemon-socket/socket")) {

@@ -8,7 +8,7 @@
  *     npm/…             the npm package
  *     seed.json         what is inside (names, versions, hashes)
  */
-import { mkdir, mkdtemp, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { extractTarGz } from "../archive/tar.js";
 import type { Config } from "../config/config.js";
@@ -274,18 +274,24 @@ export async function exportSeed(deps: SeedDeps, file: string): Promise<{ bytes:
       hint: `import it first: ${SEED_IMPORT_COMMAND}`,
     });
   }
-  await deps.nix.dump(lock.storePath, file);
-  const got = await narFileHash(file);
-  if (got !== lock.narHash) {
-    await rm(file, { force: true });
-    throw new KilnError({
-      code: "seed_corrupt",
-      message: `the store's seed hashes to ${got}, not the pinned ${lock.narHash}`,
-      hint: "repair the store: nix-store --verify --check-contents --repair",
-    });
+  // Written beside the target and renamed once verified: an interrupted export leaves no half file.
+  const partial = `${file}.partial`;
+  try {
+    await deps.nix.dump(lock.storePath, partial);
+    const got = await narFileHash(partial);
+    if (got !== lock.narHash) {
+      throw new KilnError({
+        code: "seed_corrupt",
+        message: `the store's seed hashes to ${got}, not the pinned ${lock.narHash}`,
+        hint: "repair the store: nix-store --verify --check-contents --repair",
+      });
+    }
+    await rename(partial, file);
+  } finally {
+    await rm(partial, { force: true });
   }
   const { size } = await stat(file);
-  return { bytes: size, narHash: got };
+  return { bytes: size, narHash: lock.narHash };
 }
 
 /** Imports a seed NAR made by `kiln seed export`, refusing it unless it hashes to the pinned NAR hash. */

@@ -2,6 +2,7 @@
  * The stack images: building them (from nix/default.nix), describing them, exporting them as
  * deterministic tarballs.
  */
+import { rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { writeDeterministicTarGz } from "../archive/tar.js";
 import type { Config } from "../config/config.js";
@@ -90,6 +91,13 @@ export async function exportStack(
 ): Promise<{ sha256: string; storePath: string }> {
   const [stack] = await buildStacks(deps, [name], opts);
   if (!stack) throw new KilnError({ code: "internal", message: "no stack built" });
-  await writeDeterministicTarGz(stack.storePath, file, { mtime: STACK_SOURCE_DATE_EPOCH, gzipLevel: 6 });
+  // Written beside the target and renamed when complete: an interrupted export leaves no half file.
+  const partial = `${file}.partial`;
+  try {
+    await writeDeterministicTarGz(stack.storePath, partial, { mtime: STACK_SOURCE_DATE_EPOCH, gzipLevel: 6 });
+    await rename(partial, file);
+  } finally {
+    await rm(partial, { force: true });
+  }
   return { sha256: await hashFile(file, "sha256"), storePath: stack.storePath };
 }

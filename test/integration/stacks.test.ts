@@ -160,3 +160,15 @@ NAPI_MODULE(NODE_GYP_MODULE_NAME, Init)
     }
   });
 });
+
+describe("GC roots", () => {
+  it("root each built stack under the data directory, visible to the collector", async () => {
+    const t = testContext();
+    const [run] = await buildStacks(t, ["run"]);
+    const roots = await t.nix.listRoots();
+    expect(roots).toContainEqual({ name: "stack-run", target: run?.storePath });
+    const { execa } = await import("execa");
+    const r = await execa("nix-store", ["--gc", "--print-roots"]);
+    expect(r.stdout).toContain(`${join(t.config.dataDir, "gcroots", "stack-run")} -> ${run?.storePath}`);
+  });
+});
