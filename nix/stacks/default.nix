@@ -11,6 +11,7 @@ let
       # The seed's static busybox is the only tool available in the sandbox: it is the builder.
       builder = "${seed}/deb/busybox-static/bin/busybox";
       args = [ "sh" "-eu" ./make-stack.sh ];
+      copyTree = ../lib/copy-tree.sh;
       packages = builtins.concatStringsSep " " packages;
       withNode = if withNode then "1" else "";
       stackName = name;

@@ -6,21 +6,7 @@ mkdir -p "$TMPDIR/bin"
 for applet in $($bb --list); do $bb ln -s "$bb" "$TMPDIR/bin/$applet"; done
 export PATH="$TMPDIR/bin"
 
-# copy_tree SRC DEST: copies a read-only store tree into a writable one. `cp -a` cannot: the store's
-# directories are mode 0555 and busybox cp creates each directory with its source mode before
-# filling it. So: make the directories first (writable), then copy each directory's non-directory
-# entries with one cp call (symlinks stay symlinks). Globs, not word splitting, so any name works.
-copy_tree() {
-  from=$1 to=$2
-  (cd "$from" && find . -type d) | while IFS= read -r d; do mkdir -p "$to/$d"; done
-  (cd "$from" && find . -type d) | while IFS= read -r d; do
-    set --
-    for f in "$from/$d"/* "$from/$d"/.[!.]* "$from/$d"/..?*; do
-      if [ -L "$f" ] || { [ -e "$f" ] && [ ! -d "$f" ]; }; then set -- "$@" "$f"; fi
-    done
-    if [ $# -gt 0 ]; then cp -P "$@" "$to/$d/"; fi
-  done
-}
+. "$copyTree"
 
 mkdir -p "$out/usr/bin" "$out/usr/sbin" "$out/usr/lib" "$out/usr/lib64" "$out/etc"
 for d in bin sbin lib lib64; do ln -s "usr/$d" "$out/$d"; done
@@ -87,4 +73,5 @@ printf '127.0.0.1 localhost\n::1 localhost\n' > "$out/etc/hosts"
 printf 'NAME=kiln\nID=kiln\nVARIANT_ID=%s\nPRETTY_NAME="kiln %s"\n' "$stackName" "$stackName" > "$out/etc/os-release"
 
 # Mount points: bwrap binds onto these, and the tree is read-only when used as /.
-for d in app tmp proc dev sys run home root var/tmp; do mkdir -p "$out/$d"; done
+# /kiln: where the build sandbox mounts kiln's own inputs (buildpacks, tools, caches, output).
+for d in app tmp proc dev sys run home root var/tmp kiln; do mkdir -p "$out/$d"; done
