@@ -2,7 +2,7 @@
 #
 #   tarballs      one fixed-output derivation per pinned dependency tarball (Nix's builtin fetcher,
 #                 which accepts npm's sha512 SRI as the hash); the URL comes from the spec
-#   dependencies  the first buildpack's `bin/dependencies` over only its declared input files and
+#   dependencies  one buildpack's `bin/dependencies` over only its declared input files and
 #                 the tarballs: its output pre-fills that buildpack's CACHE_DIR, so an app-code
 #                 change reuses it
 #   slug          detect, compile, release and pack, run by kiln's tools: slug.tgz, release.json,
@@ -35,9 +35,10 @@ let
     else derivation (common // {
       name = "kiln-deps-${spec.app}";
       phase = "dependencies";
-      buildpacks = [ (builtins.head buildpacks) ];
+      buildpacks = [ (builtins.elemAt buildpacks spec.dependencies.buildpackIndex) ];
       input = storePath spec.dependencies.input;
       tarballs = map fetchTarball spec.dependencies.tarballs;
+      tarballIndex = builtins.toJSON (map (t: { file = t.name; inherit (t) integrity; }) spec.dependencies.tarballs);
       specJSON = builtins.toJSON { inherit (spec) app; };
     });
 
@@ -48,6 +49,7 @@ let
     source = storePath spec.source;
     tools = storePath spec.tools;
     deps = if dependencies == null then "" else dependencies;
+    depsIndex = if dependencies == null then "" else toString spec.dependencies.buildpackIndex;
     # What the tools need to know, without store paths (the output must not mention any).
     specJSON = builtins.toJSON {
       inherit (spec) app sourceHash sourceDateEpoch slugMaxBytes env;

@@ -10,7 +10,8 @@
 #
 # Inputs (environment): $seed $stack $copyTree $phase $buildpacks $specJSON, and per phase:
 #   dependencies: $input (dir with the declared input files) $tarballs (store paths)
-#   build:        $source $tools $deps (a dependencies output, or "")
+#                 $tarballIndex (JSON: [{file, integrity}])
+#   build:        $source $tools $deps (a dependencies output, or "") $depsIndex (whose CACHE_DIR)
 bb=$seed/deb/busybox-static/bin/busybox
 $bb mkdir -p "$TMPDIR/bin"
 for applet in $($bb --list); do $bb ln -s "$bb" "$TMPDIR/bin/$applet"; done
@@ -51,7 +52,9 @@ case "$phase" in
   dependencies)
     copy_tree "$input" "$TMPDIR/app"
     mkdir -p "$K/tarballs"
-    for t in $tarballs; do cp "$t" "$K/tarballs/"; done
+    # A store path's base name is HASH-NAME; the tools know each tarball by NAME.
+    for t in $tarballs; do n=${t##*/}; cp "$t" "$K/tarballs/${n#*-}"; done
+    printf '%s' "$tarballIndex" > "$K/tarballs/index.json"
     chmod -R u+w "$TMPDIR/app" "$K/tarballs"
     # shellcheck disable=SC2046
     in_stack $(env_args) --setenv KILN_TARBALLS /kiln/tarballs --chdir /app -- \
@@ -61,7 +64,8 @@ case "$phase" in
     ;;
   build)
     copy_tree "$source" "$TMPDIR/app"
-    if [ -n "$deps" ]; then copy_tree "$deps" "$K/cache/0"; fi
+    if [ -n "$deps" ]; then copy_tree "$deps" "$K/cache/$depsIndex"; fi
+    chmod -R u+w "$TMPDIR/app" "$K/cache"
     # shellcheck disable=SC2046
     in_stack $(env_args) --ro-bind "$tools" /kiln/tools --chdir /app -- \
       sh -c 'umask 022; exec node /kiln/tools/builder/main.js /kiln/spec.json'

@@ -1,5 +1,6 @@
 /** The `kiln` command line: a commander program with one module of commands per domain. */
 import { Command, Option } from "commander";
+import { registerBuildCommands } from "./buildCommands.js";
 import type { ContextFactory } from "./context.js";
 import { registerSeedCommands } from "./seedCommands.js";
 import { registerStackCommands } from "./stackCommands.js";
@@ -26,6 +27,7 @@ export function buildProgram(ctx: ContextFactory, version: string): Command {
     .enablePositionalOptions(false)
     // Throw instead of exiting, so main() decides exit codes; set before subcommands inherit it.
     .exitOverride();
+  registerBuildCommands(program, ctx);
   registerSeedCommands(program, ctx);
   registerStackCommands(program, ctx);
   return program;

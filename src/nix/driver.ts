@@ -17,7 +17,7 @@ import {
   stripAnsi,
 } from "./errors.js";
 import { toNix } from "./escape.js";
-import { NixProgress, type ProgressSnapshot, parseNixEventLine } from "./events.js";
+import { NixProgress, type ProgressSnapshot, parseNixEventLine, ResultType } from "./events.js";
 import { parsePathInfo, type ValidPathInfo } from "./pathInfo.js";
 import { nixOptionArgs, resolveStore } from "./settings.js";
 
@@ -42,6 +42,8 @@ export type Target = { installable: string } | { file: string; attr: string } | 
 
 export interface BuildOptions {
   onProgress?: (p: ProgressSnapshot) => void;
+  /** Every build log line as it arrives, with the derivation it belongs to. */
+  onLogLine?: (drvPath: string, line: string) => void;
   /** Rebuild outputs that already exist and fail if they differ (Nix's --rebuild / --check). */
   rebuild?: boolean;
   signal?: AbortSignal;
@@ -68,6 +70,8 @@ export interface Nix {
   pathInfo(paths: string[], opts?: { recursive?: boolean; closureSize?: boolean }): Promise<ValidPathInfo[]>;
   isValid(path: string): Promise<boolean>;
   addFixed(path: string, opts: { recursive: boolean; algo: "sha256" | "sha512" }): Promise<string>;
+  /** Adds a directory as a content-addressed (recursive sha256) path named after its base name. */
+  addPath(dir: string): Promise<{ path: string; narHash: string }>;
   /** The NAR hash of a directory or file on disk (SRI, sha256): what `--add-fixed --recursive sha256` pins. */
   hashPath(path: string): Promise<string>;
   /** The store path a recursive sha256 fixed-output path of this name and hash would have. */
@@ -142,6 +146,14 @@ export function createNix(opts: NixOptions): Nix {
         const ev = parseNixEventLine(line);
         if (!ev) return;
         progress.apply(ev);
+        if (
+          bo.onLogLine &&
+          ev.action === "result" &&
+          (ev.type === ResultType.BuildLogLine || ev.type === ResultType.PostBuildLogLine)
+        ) {
+          const drv = progress.drvPathOf(ev.id);
+          if (drv) bo.onLogLine(drv, String(ev.fields[0] ?? ""));
+        }
         const now = Date.now();
         if (bo.onProgress && (now - lastEmit > 100 || ev.action === "stop")) {
           lastEmit = now;
@@ -226,6 +238,17 @@ export function createNix(opts: NixOptions): Nix {
         path,
       ]);
       return r.stdout.trim();
+    },
+    async addPath(dir) {
+      const path = await nix.addFixed(dir, { recursive: true, algo: "sha256" });
+      const [info] = await nix.pathInfo([path]);
+      if (!info)
+        throw new NixError({
+          code: "nix_failed",
+          message: `nix added ${dir} as ${path} but does not know it`,
+          nixMessage: "",
+        });
+      return { path, narHash: info.narHash };
     },
     async hashPath(path) {
       const r = await nixCmd(["hash", "path", "--type", "sha256", "--sri", path]);

@@ -214,6 +214,11 @@ export class NixProgress {
     };
   }
 
+  /** The derivation a (running) build activity is building. */
+  drvPathOf(id: number): string | undefined {
+    return this.activities.get(id)?.drvPath;
+  }
+
   /** The last log lines of a derivation's build (running or finished). */
   logTail(drvPath: string): string[] {
     for (const st of this.activities.values()) if (st.drvPath === drvPath) return [...st.log];

@@ -7,6 +7,8 @@ import { KilnError } from "../errors.js";
 import { type RunResult, run } from "../process/run.js";
 
 export interface StackExecOptions {
+  /** Empty tmpfs mounts (e.g. /kiln, so that binds below it have somewhere to go). */
+  tmpfs?: string[];
   /** Host paths bound read-only (`src` at `dest` inside). */
   roBinds?: { src: string; dest: string }[];
   /** Host paths bound read-write. */
@@ -39,6 +41,7 @@ export function stackExecArgs(stackPath: string, command: string[], opts: StackE
     "--tmpfs",
     "/tmp",
   ];
+  for (const t of opts.tmpfs ?? []) args.push("--tmpfs", t);
   for (const b of opts.roBinds ?? []) args.push("--ro-bind", b.src, b.dest);
   for (const b of opts.binds ?? []) args.push("--bind", b.src, b.dest);
   const env = { PATH: STACK_PATH, HOME: "/tmp", LANG: "C.UTF-8", TZ: "UTC", ...opts.env };

@@ -1,0 +1,322 @@
+/**
+ * `kiln build`: an app directory in, a slug and a release out.
+ *
+ *   snapshot the source → store        (content-addressed: path, mtimes, umask don't matter)
+ *   choose buildpacks                  (named by the app/caller, else the first shipped one that detects)
+ *   check the inputs                   (lock file, Procfile, engines: fail before building)
+ *   plan dependencies                  (one fixed-output derivation per pinned tarball)
+ *   nix build nix/build                (dependencies derivation, then the slug derivation)
+ *   record the manifest, root the slug against garbage collection
+ */
+import { createHash } from "node:crypto";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { basename, join, resolve } from "node:path";
+import { parseProcfile } from "../builder/procfile.js";
+import { detectBuildpack } from "../buildpacks/detect.js";
+import {
+  parsePackageJson,
+  parsePackageLock,
+  planDependencies,
+  type Tarball,
+  validateNodeApp,
+} from "../buildpacks/nodejs.js";
+import {
+  appBuildpackList,
+  type BuildpackRef,
+  resolveBuildpackRef,
+  SHIPPED_BUILDPACKS,
+  type StoredBuildpack,
+  storeBuildpack,
+} from "../buildpacks/registry.js";
+import type { Config } from "../config/config.js";
+import { KilnError } from "../errors.js";
+import type { Logger } from "../log/logger.js";
+import type { BuildOptions, Nix } from "../nix/driver.js";
+import { toNix } from "../nix/escape.js";
+import { derivationName } from "../nix/events.js";
+import { run } from "../process/run.js";
+import { readSeedLock } from "../seed/lock.js";
+import { snapshotDir } from "../source/snapshot.js";
+import { buildStacks } from "../stacks/stacks.js";
+import { writeFileAtomic } from "../util/fs.js";
+import {
+  type BuildSpec,
+  buildFileSchema,
+  buildSpecSchema,
+  type Manifest,
+  manifestSchema,
+  type ReleaseFile,
+  releaseFileSchema,
+} from "./records.js";
+import { storeTools } from "./tools.js";
+
+/** Every slug entry's mtime: 1980-01-01, as for stacks. */
+export const SLUG_SOURCE_DATE_EPOCH = 315532800;
+export const DEFAULT_SLUG_MAX_BYTES = 500 * 1024 * 1024;
+
+export interface BuildDeps {
+  config: Config;
+  nix: Nix;
+  log: Logger;
+}
+
+export type BuildPhase = "detect" | "dependencies" | "compile" | "release" | "pack" | "error";
+
+export interface BuildRequest {
+  appDir: string;
+  app?: string;
+  /** Buildpack names or paths; else the app's .buildpacks file; else detection. */
+  buildpacks?: string[];
+  env?: Record<string, string>;
+  slugMaxBytes?: number;
+  /** Live build output, one line at a time, with its phase. */
+  onLog?: (phase: BuildPhase, line: string) => void;
+  onProgress?: BuildOptions["onProgress"];
+  onStep?: (message: string) => void;
+  signal?: AbortSignal;
+}
+
+export interface BuildResult {
+  app: string;
+  slug: { path: string; sha256: string; bytes: number };
+  release: ReleaseFile;
+  manifest: Manifest;
+  manifestPath: string;
+  outPath: string;
+  drvPath: string;
+  seconds: number;
+}
+
+const APP_NAME = /^[a-z][a-z0-9-]{0,62}$/;
+
+export function appNameFrom(explicit: string | undefined, pkgName: string | undefined, dir: string): string {
+  if (explicit !== undefined) {
+    if (!APP_NAME.test(explicit)) {
+      throw new KilnError({
+        code: "invalid_app_name",
+        message: `"${explicit}" is not a valid app name`,
+        hint: "use lowercase letters, digits and dashes, starting with a letter (at most 63 characters)",
+      });
+    }
+    return explicit;
+  }
+  const guess = (pkgName ?? basename(resolve(dir)))
+    .toLowerCase()
+    .replace(/^@[^/]*\//, "")
+    .replace(/[^a-z0-9-]+/g, "-")
+    .replace(/^[^a-z]+/, "")
+    .replace(/-+$/, "")
+    .slice(0, 63);
+  return guess || "app";
+}
+
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+export async function buildApp(deps: BuildDeps, req: BuildRequest): Promise<BuildResult> {
+  const started = Date.now();
+  const { config, nix } = deps;
+  const step = req.onStep ?? (() => {});
+  for (const k of Object.keys(req.env ?? {})) {
+    if (!ENV_NAME.test(k))
+      throw new KilnError({
+        code: "invalid_env",
+        message: `"${k}" is not a valid config var name`,
+        hint: "use letters, digits and _, not starting with a digit",
+      });
+  }
+  const appDir = resolve(req.appDir);
+  const work = join(config.dataDir, "tmp");
+  await mkdir(work, { recursive: true });
+  const tmp = await mkdtemp(join(work, "build-"));
+  try {
+    // 1. The source, content-addressed.
+    step("snapshotting the source");
+    const snapshot = join(tmp, "kiln-source");
+    const srcStats = await snapshotDir(appDir, snapshot);
+    const pkgText = await readFile(join(snapshot, "package.json"), "utf8").catch(() => undefined);
+    const pkg = pkgText === undefined ? undefined : parsePackageJson(pkgText);
+    const app = appNameFrom(req.app, pkg?.name, appDir);
+    const source = await nix.addPath(snapshot);
+
+    // 2. Stacks and buildpacks.
+    step("building the stacks (if needed)");
+    const [stack] = await buildStacks(deps, ["build"], {
+      ...(req.onProgress ? { onProgress: req.onProgress } : {}),
+    });
+    if (!stack) throw new KilnError({ code: "internal", message: "no build stack" });
+    const named =
+      req.buildpacks && req.buildpacks.length > 0 ? req.buildpacks : await appBuildpackList(snapshot);
+    const stored: StoredBuildpack[] = [];
+    if (named) {
+      for (const ref of named)
+        stored.push(
+          await storeBuildpack(
+            nix,
+            await resolveBuildpackRef(config, ref, named === req.buildpacks ? process.cwd() : appDir),
+            tmp,
+          ),
+        );
+    } else {
+      const tried: string[] = [];
+      for (const name of SHIPPED_BUILDPACKS) {
+        const bp = await storeBuildpack(nix, await resolveBuildpackRef(config, name, appDir), tmp);
+        const d = await detectBuildpack(stack.storePath, bp.path, source.path);
+        if (d.detected) {
+          stored.push(bp);
+          break;
+        }
+        tried.push(name);
+      }
+      if (stored.length === 0) {
+        throw new KilnError({
+          code: "no_buildpack",
+          message: `no buildpack detects the app in ${appDir} (tried ${tried.join(", ")})`,
+          hint: "nodejs needs package.json, static needs index.html or static.json, procfile needs a Procfile; or name a buildpack with --buildpack",
+        });
+      }
+    }
+
+    // 3. Inputs kiln can check before building.
+    const seedLock = await readSeedLock(config.projectDir);
+    const procfileText = await readFile(join(snapshot, "Procfile"), "utf8").catch(() => undefined);
+    if (procfileText !== undefined) {
+      const p = parseProcfile(procfileText);
+      if (p.errors.length > 0) {
+        throw new KilnError({
+          code: "invalid_procfile",
+          message: `the Procfile is malformed:\n${p.errors.map((e) => `  line ${e.line}: ${e.reason}${e.text ? `: ${e.text.trim()}` : ""}`).join("\n")}`,
+          hint: "each line is `name: command`, e.g. `web: node server.js`",
+        });
+      }
+    }
+    let dependencies: BuildSpec["dependencies"] = null;
+    let lockfile: Manifest["lockfile"] = null;
+    const nodeIndex = stored.findIndex((b) => b.shipped && b.name === "nodejs");
+    if (nodeIndex !== -1) {
+      if (!pkg)
+        throw new KilnError({
+          code: "invalid_app",
+          message: "the nodejs buildpack needs a package.json",
+          hint: "add one (npm init)",
+        });
+      const lockText = await readFile(join(snapshot, "package-lock.json"), "utf8").catch(() => undefined);
+      const lock = lockText === undefined ? undefined : parsePackageLock(lockText);
+      validateNodeApp(pkg, lock, seedLock.node.version);
+      if (lock && lockText !== undefined) {
+        lockfile = { file: "package-lock.json", sha256: createHash("sha256").update(lockText).digest("hex") };
+        const registry = await npmRegistry();
+        const plan = planDependencies(lock, registry);
+        step(`planning ${plan.tarballs.length} dependency tarballs`);
+        const input = join(tmp, "kiln-deps-input");
+        await mkdir(input);
+        await writeFile(join(input, "package.json"), pkgText ?? "");
+        await writeFile(join(input, "package-lock.json"), `${JSON.stringify(plan.offlineLock, null, 2)}\n`);
+        const inputPath = await nix.addPath(input);
+        dependencies = {
+          buildpackIndex: nodeIndex,
+          input: inputPath.path,
+          tarballs: plan.tarballs satisfies Tarball[],
+        };
+      }
+    }
+
+    // 4. The derivations.
+    const tools = await storeTools(nix, config.projectDir, tmp);
+    const spec: BuildSpec = buildSpecSchema.parse({
+      app,
+      source: source.path,
+      sourceHash: source.narHash,
+      sourceDateEpoch: SLUG_SOURCE_DATE_EPOCH,
+      slugMaxBytes: req.slugMaxBytes ?? DEFAULT_SLUG_MAX_BYTES,
+      env: Object.fromEntries(Object.entries(req.env ?? {}).sort(([a], [b]) => (a < b ? -1 : 1))),
+      buildpacks: stored.map((b) => ({ name: b.name, version: b.version, path: b.path })),
+      tools: tools.path,
+      dependencies,
+    });
+    const specText = `${JSON.stringify(spec, null, 2)}\n`;
+    const specDir = join(config.dataDir, "specs");
+    await mkdir(specDir, { recursive: true });
+    const specFile = join(
+      specDir,
+      `${createHash("sha256").update(specText).digest("hex").slice(0, 32)}.json`,
+    );
+    await writeFileAtomic(specFile, specText);
+    const expr = `(import ${toNix(join(config.projectDir, "nix", "build"))} { specFile = ${toNix(specFile)}; }).slug`;
+
+    step("building");
+    const [result] = await nix.build([{ expr }], {
+      ...(req.onProgress ? { onProgress: req.onProgress } : {}),
+      ...(req.signal ? { signal: req.signal } : {}),
+      onLogLine: (drvPath, line) => {
+        if (!req.onLog) return;
+        if (derivationName(drvPath).startsWith("kiln-deps-")) return req.onLog("dependencies", line);
+        const m = /^(detect|compile|release|pack|error) *\| ?(.*)$/.exec(line);
+        if (m) req.onLog(m[1] as BuildPhase, m[2] ?? "");
+        else req.onLog("compile", line);
+      },
+    });
+    const outPath = result?.outputs.out;
+    if (!result || !outPath)
+      throw new KilnError({ code: "internal", message: "nix build gave no slug output" });
+
+    // 5. Records.
+    const buildFile = buildFileSchema.parse(JSON.parse(await readFile(join(outPath, "build.json"), "utf8")));
+    const release = releaseFileSchema.parse(
+      JSON.parse(await readFile(join(outPath, "release.json"), "utf8")),
+    );
+    const [stackInfo, toolsInfo] = await nix.pathInfo([stack.storePath, tools.path]);
+    const manifest = manifestSchema.parse({
+      manifestVersion: 1,
+      app,
+      buildpacks: stored.map((b, i) => ({
+        name: b.name,
+        version: b.version,
+        narHash: b.narHash,
+        detected: buildFile.buildpacks[i]?.detected ?? "",
+      })),
+      stack: { name: "stack-build", path: stack.storePath, narHash: stackInfo?.narHash },
+      seed: { path: seedLock.storePath, narHash: seedLock.narHash },
+      tools: { path: tools.path, narHash: toolsInfo?.narHash },
+      source: { narHash: source.narHash, files: srcStats.files, bytes: srcStats.bytes },
+      lockfile,
+      slug: { path: join(outPath, "slug.tgz"), ...buildFile.slug },
+      derivation: result.drvPath,
+      processTypes: release.processTypes,
+      configVars: release.configVars,
+    });
+    const manifestDir = join(config.dataDir, "builds", app);
+    await mkdir(manifestDir, { recursive: true });
+    const manifestPath = join(manifestDir, `${buildFile.slug.sha256}.json`);
+    await writeFileAtomic(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`);
+    await nix.addRoot(outPath, `slug-${app}`);
+    return {
+      app,
+      slug: { path: manifest.slug.path, sha256: buildFile.slug.sha256, bytes: buildFile.slug.bytes },
+      release,
+      manifest,
+      manifestPath,
+      outPath,
+      drvPath: result.drvPath,
+      seconds: (Date.now() - started) / 1000,
+    };
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
+  }
+}
+
+let registryCache: string | undefined;
+
+/** The npm registry, from npm's own configuration (kiln names none). */
+async function npmRegistry(): Promise<string> {
+  if (registryCache) return registryCache;
+  const r = await run("npm", ["config", "get", "registry"]);
+  const url = r.stdout.trim();
+  if (!/^https?:\/\//.test(url))
+    throw new KilnError({
+      code: "npm_registry_unknown",
+      message: `npm config get registry gave "${url}"`,
+      hint: "set one: npm config set registry URL",
+    });
+  registryCache = url;
+  return url;
+}

@@ -1,0 +1,73 @@
+/**
+ * The files a build produces and records, validated with zod:
+ *   spec     what kiln hands nix/build/default.nix
+ *   build    build.json and release.json, written by the tools inside the sandbox
+ *   manifest what kiln records for the build: everything that went in and what came out
+ */
+import { z } from "zod";
+
+const storePath = z.string().regex(/^\/nix\/store\/[0-9a-z]{32}-[^/]+$/);
+const narHash = z.string().regex(/^sha256-[A-Za-z0-9+/]+=*$/);
+const stringMap = z.record(z.string(), z.string());
+
+export const buildSpecSchema = z.object({
+  app: z.string().regex(/^[a-z][a-z0-9-]{0,62}$/),
+  source: storePath,
+  sourceHash: narHash,
+  sourceDateEpoch: z.number().int().nonnegative(),
+  slugMaxBytes: z.number().int().positive(),
+  env: stringMap,
+  buildpacks: z.array(z.object({ name: z.string(), version: z.string(), path: storePath })).min(1),
+  tools: storePath,
+  dependencies: z
+    .object({
+      buildpackIndex: z.number().int().nonnegative(),
+      input: storePath,
+      tarballs: z.array(z.object({ name: z.string(), url: z.string().url(), integrity: z.string() })),
+    })
+    .nullable(),
+});
+export type BuildSpec = z.infer<typeof buildSpecSchema>;
+
+export const releaseFileSchema = z.object({
+  processTypes: stringMap,
+  configVars: stringMap,
+  addons: z.array(z.string()),
+});
+export type ReleaseFile = z.infer<typeof releaseFileSchema>;
+
+export const buildFileSchema = z.object({
+  app: z.string(),
+  sourceHash: z.string(),
+  buildpacks: z.array(z.object({ name: z.string(), version: z.string(), detected: z.string() })),
+  slug: z.object({
+    sha256: z.string().regex(/^[0-9a-f]{64}$/),
+    bytes: z.number(),
+    unpackedBytes: z.number(),
+    files: z.number(),
+  }),
+  processTypes: stringMap,
+});
+export type BuildFile = z.infer<typeof buildFileSchema>;
+
+export const manifestSchema = z.object({
+  manifestVersion: z.literal(1),
+  app: z.string(),
+  buildpacks: z.array(z.object({ name: z.string(), version: z.string(), narHash, detected: z.string() })),
+  stack: z.object({ name: z.string(), path: storePath, narHash }),
+  seed: z.object({ path: storePath, narHash }),
+  tools: z.object({ path: storePath, narHash }),
+  source: z.object({ narHash, files: z.number(), bytes: z.number() }),
+  lockfile: z.object({ file: z.string(), sha256: z.string() }).nullable(),
+  slug: z.object({
+    path: z.string(),
+    sha256: z.string(),
+    bytes: z.number(),
+    unpackedBytes: z.number(),
+    files: z.number(),
+  }),
+  derivation: z.string(),
+  processTypes: stringMap,
+  configVars: stringMap,
+});
+export type Manifest = z.infer<typeof manifestSchema>;
