@@ -22,7 +22,6 @@ import {
 } from "../buildpacks/nodejs.js";
 import {
   appBuildpackList,
-  type BuildpackRef,
   resolveBuildpackRef,
   SHIPPED_BUILDPACKS,
   type StoredBuildpack,
@@ -78,6 +77,8 @@ export interface BuildRequest {
 
 export interface BuildResult {
   app: string;
+  /** The spec file the derivations were made from (for rebuild checks). */
+  specFile: string;
   slug: { path: string; sha256: string; bytes: number };
   release: ReleaseFile;
   manifest: Manifest;
@@ -85,6 +86,8 @@ export interface BuildResult {
   outPath: string;
   drvPath: string;
   seconds: number;
+  /** True when nothing was built: the same inputs were built before, so Nix had the slug. */
+  cached: boolean;
 }
 
 const APP_NAME = /^[a-z][a-z0-9-]{0,62}$/;
@@ -209,7 +212,10 @@ export async function buildApp(deps: BuildDeps, req: BuildRequest): Promise<Buil
         step(`planning ${plan.tarballs.length} dependency tarballs`);
         const input = join(tmp, "kiln-deps-input");
         await mkdir(input);
-        await writeFile(join(input, "package.json"), pkgText ?? "");
+        // Without the app's own scripts: its install hooks run in compile, where its source is.
+        // (They are not part of the dependency tree, so editing them does not rebuild it.)
+        const { scripts: _appScripts, ...depsPkg } = JSON.parse(pkgText ?? "{}") as Record<string, unknown>;
+        await writeFile(join(input, "package.json"), `${JSON.stringify(depsPkg, null, 2)}\n`);
         await writeFile(join(input, "package-lock.json"), `${JSON.stringify(plan.offlineLock, null, 2)}\n`);
         const inputPath = await nix.addPath(input);
         dependencies = {
@@ -241,13 +247,15 @@ export async function buildApp(deps: BuildDeps, req: BuildRequest): Promise<Buil
       `${createHash("sha256").update(specText).digest("hex").slice(0, 32)}.json`,
     );
     await writeFileAtomic(specFile, specText);
-    const expr = `(import ${toNix(join(config.projectDir, "nix", "build"))} { specFile = ${toNix(specFile)}; }).slug`;
+    const expr = buildExpr(config, specFile, "slug");
 
     step("building");
+    let built = false;
     const [result] = await nix.build([{ expr }], {
       ...(req.onProgress ? { onProgress: req.onProgress } : {}),
       ...(req.signal ? { signal: req.signal } : {}),
       onLogLine: (drvPath, line) => {
+        built = true;
         if (!req.onLog) return;
         if (derivationName(drvPath).startsWith("kiln-deps-")) return req.onLog("dependencies", line);
         const m = /^(detect|compile|release|pack|error) *\| ?(.*)$/.exec(line);
@@ -291,6 +299,7 @@ export async function buildApp(deps: BuildDeps, req: BuildRequest): Promise<Buil
     await nix.addRoot(outPath, `slug-${app}`);
     return {
       app,
+      specFile,
       slug: { path: manifest.slug.path, sha256: buildFile.slug.sha256, bytes: buildFile.slug.bytes },
       release,
       manifest,
@@ -298,10 +307,31 @@ export async function buildApp(deps: BuildDeps, req: BuildRequest): Promise<Buil
       outPath,
       drvPath: result.drvPath,
       seconds: (Date.now() - started) / 1000,
+      cached: !built,
     };
   } finally {
     await rm(tmp, { recursive: true, force: true });
   }
+}
+
+/** The Nix expression for a build's derivations (`attr`: slug or dependencies). */
+export function buildExpr(config: Config, specFile: string, attr: "slug" | "dependencies"): string {
+  return `(import ${toNix(join(config.projectDir, "nix", "build"))} { specFile = ${toNix(specFile)}; }).${attr}`;
+}
+
+/**
+ * Rebuilds a finished build's derivations from scratch and fails (NixError not_deterministic) unless
+ * every output is byte-identical: Nix's --rebuild, on the dependencies and then the slug.
+ */
+export async function checkBuildReproducible(
+  deps: BuildDeps,
+  specFile: string,
+  opts: BuildOptions = {},
+): Promise<void> {
+  const spec = buildSpecSchema.parse(JSON.parse(await readFile(specFile, "utf8")));
+  if (spec.dependencies)
+    await deps.nix.check({ expr: buildExpr(deps.config, specFile, "dependencies") }, opts);
+  await deps.nix.check({ expr: buildExpr(deps.config, specFile, "slug") }, opts);
 }
 
 let registryCache: string | undefined;

@@ -91,7 +91,7 @@ detect, dependencies, compile, release, pack. The same source always gives the s
         }
         const procs = Object.entries(r.release.processTypes);
         printLines([
-          `built ${r.app} in ${r.seconds.toFixed(1)} s`,
+          `built ${r.app} in ${r.seconds.toFixed(1)} s${r.cached ? " (nothing changed: the slug was already built)" : ""}`,
           `  slug       ${r.slug.path}`,
           `  sha256     ${r.slug.sha256}`,
           `  size       ${formatBytes(r.slug.bytes)}`,

@@ -1,0 +1,105 @@
+/**
+ * Runs a slug's `web` process the way a dyno will (the dyno issue builds the real runtime): the
+ * slug unpacked, stack-run as / in bubblewrap, the slug at /app read-only, HOME=/app, $PORT, the
+ * .profile.d scripts sourced, the command run by the stack's shell.
+ */
+import { spawn } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import * as tar from "tar";
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.listen(0, "127.0.0.1", () => {
+      const addr = s.address();
+      const port = typeof addr === "object" && addr ? addr.port : 0;
+      s.close(() => resolve(port));
+    });
+    s.on("error", reject);
+  });
+}
+
+export interface SlugResponse {
+  status: number;
+  body: string;
+  headers: Headers;
+  output: string;
+}
+
+export async function runSlugWeb(
+  runStack: string,
+  slugPath: string,
+  command: string,
+  paths: string[] = ["/"],
+): Promise<SlugResponse[]> {
+  const dir = await mkdtemp(join(tmpdir(), "kiln-slug-"));
+  await tar.extract({ file: slugPath, cwd: dir });
+  const port = await freePort();
+  const child = spawn(
+    "bwrap",
+    [
+      "--unshare-all",
+      "--share-net",
+      "--die-with-parent",
+      "--ro-bind",
+      runStack,
+      "/",
+      "--proc",
+      "/proc",
+      "--dev",
+      "/dev",
+      "--tmpfs",
+      "/tmp",
+      "--ro-bind",
+      join(dir, "app"),
+      "/app",
+      "--clearenv",
+      "--setenv",
+      "PATH",
+      "/usr/local/bin:/usr/bin:/bin",
+      "--setenv",
+      "HOME",
+      "/app",
+      "--setenv",
+      "PORT",
+      String(port),
+      "--chdir",
+      "/app",
+      "--",
+      "sh",
+      "-c",
+      'for f in /app/.profile.d/*.sh; do [ -f "$f" ] && . "$f"; done; exec sh -c "$0"',
+      command,
+    ],
+    { stdio: ["ignore", "pipe", "pipe"] },
+  );
+  let output = "";
+  child.stdout.on("data", (d) => (output += d));
+  child.stderr.on("data", (d) => (output += d));
+  try {
+    const deadline = Date.now() + 30_000;
+    const results: SlugResponse[] = [];
+    for (const path of paths) {
+      for (;;) {
+        try {
+          const r = await fetch(`http://127.0.0.1:${port}${path}`);
+          results.push({ status: r.status, body: await r.text(), headers: r.headers, output });
+          break;
+        } catch (err) {
+          if (Date.now() > deadline || child.exitCode !== null)
+            throw new Error(
+              `the web process did not answer on ${port}: ${(err as Error).message}\n${output}`,
+            );
+          await new Promise((r) => setTimeout(r, 200));
+        }
+      }
+    }
+    return results;
+  } finally {
+    child.kill("SIGKILL");
+    await rm(dir, { recursive: true, force: true });
+  }
+}
