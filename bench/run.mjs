@@ -9,6 +9,10 @@
 //                    package trees on the host (the copying the build does, without Nix)
 //   stack warm       kiln stack build NAME when already built (CLI process)   vs  nix build of the
 //                    same attribute (raw Nix no-op)
+//   build …          kiln build of the node-web fixture (cold with its tarballs in the store, no-op,
+//                    app-code change)                                         vs  npm ci --offline
+//                    (warm npm cache) + tar czf of the app on the host; and the slug's size against
+//                    npm ci --omit=dev + tar czf
 //
 // Options: --json (machine-readable results on stdout), --keep (keep the throwaway stores).
 import { spawnSync } from "node:child_process";
@@ -128,6 +132,38 @@ try {
     );
   }
 
+  // Builds of the node-web fixture, in store c (seed and stacks are there now).
+  const fixture = join(root, "test", "fixtures", "apps", "node-web");
+  const app = join(work, "node-web");
+  const base = join(work, "baseline-node-web");
+  spawnSync("cp", ["-r", fixture, app]);
+  spawnSync("cp", ["-r", fixture, base]);
+  // Untimed preparation: the tarballs into store c (through a build under another app name, so
+  // node-web's own derivations stay unbuilt), and npm's cache warm for the baseline.
+  timed("prepare", ...kiln(store("c"), data("c"), "build", app, "--app", "warmup"));
+  timed("prepare", "npm", ["ci", "--no-audit", "--no-fund"], { cwd: base });
+  const baseline = () =>
+    sh(
+      `cd ${base} && rm -rf node_modules && npm ci --offline --no-audit --no-fund >/dev/null && tar czf ${join(work, "base.tgz")} .`,
+    );
+  const build = () => kiln(store("c"), data("c"), "build", app, "--app", "node-web");
+  compare(
+    "build cold (tarballs in store)",
+    build,
+    baseline,
+    "baseline: npm ci --offline (warm cache) + tar czf",
+  );
+  compare("build no-op", build, baseline, "the same baseline");
+  spawnSync("sh", ["-c", `echo '// edited' >> ${join(app, "server.js")}`]);
+  compare("build app-code change", build, baseline, "dependency derivation reused");
+  const slugJson = JSON.parse(
+    timed("slug", ...kiln(store("c"), data("c"), "build", app, "--app", "node-web", "--json")).stdout,
+  );
+  timed("prod baseline", "sh", [
+    "-c",
+    `cd ${base} && rm -rf node_modules && npm ci --offline --omit=dev --no-audit --no-fund >/dev/null && tar czf ${join(work, "prod.tgz")} .`,
+  ]);
+
   const info = JSON.parse(
     timed("sizes", "node", [
       kilnBin,
@@ -143,6 +179,8 @@ try {
   );
   const sizes = {
     seedNar: statSync(nar).size,
+    nodeWebSlug: slugJson.slug.bytes,
+    nodeWebProdTarball: statSync(join(work, "prod.tgz")).size,
     ...Object.fromEntries(info.stacks.map((s) => [`stack-${s.name}`, s.narSize])),
   };
   process.stderr.write("\nsizes (NAR bytes):\n");

@@ -21,7 +21,6 @@ let
     system = "x86_64-linux";
     builder = "${seed}/deb/busybox-static/bin/busybox";
     args = [ "sh" "-eu" ./phase.sh ];
-    copyTree = ../lib/copy-tree.sh;
     inherit seed stack;
     SOURCE_DATE_EPOCH = toString spec.sourceDateEpoch;
     # Nothing a build makes may point into the store: slugs must run on stack-run alone.
@@ -49,12 +48,11 @@ let
     source = storePath spec.source;
     tools = storePath spec.tools;
     deps = if dependencies == null then "" else dependencies;
-    depsIndex = if dependencies == null then "" else toString spec.dependencies.buildpackIndex;
     # What the tools need to know, without store paths (the output must not mention any).
     specJSON = builtins.toJSON {
       inherit (spec) app sourceHash sourceDateEpoch slugMaxBytes env;
       buildpacks = map (b: { inherit (b) name version; }) spec.buildpacks;
-      hasDependencies = spec.dependencies != null;
+      depsIndex = if spec.dependencies == null then null else spec.dependencies.buildpackIndex;
     };
   });
 in

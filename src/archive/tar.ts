@@ -3,9 +3,13 @@
  * one fixed mtime, numeric owner 0 and no user/group names, modes normalised to 0755/0644, no
  * pax headers that vary, and gzip without a name or timestamp. Same tree in → same bytes out.
  */
-import { lstat, readdir } from "node:fs/promises";
+import { lstat, open, readdir } from "node:fs/promises";
 import { join } from "node:path";
+import { promisify } from "node:util";
+import { gzip } from "node:zlib";
 import * as tar from "tar";
+
+const gzipAsync = promisify(gzip);
 
 export interface DeterministicTarOptions {
   /** Seconds since the epoch written as every entry's mtime (SOURCE_DATE_EPOCH). */
@@ -36,6 +40,15 @@ export function compareBytes(a: string, b: string): number {
 }
 
 /** Writes `dir`'s contents to `file` as a deterministic tar.gz. */
+/**
+ * gzip members of this many input bytes each: compressed in parallel (zlib runs in libuv's thread
+ * pool), written in order. A gzip file may hold several members (RFC 1952; gunzip, tar and Node
+ * read them as one stream), and fixed member boundaries keep the output deterministic.
+ */
+const GZIP_MEMBER_BYTES = 4 * 1024 * 1024;
+const GZIP_PARALLEL = 4;
+
+/** Writes `dir`'s contents to `file` as a deterministic tar.gz. */
 export async function writeDeterministicTarGz(
   dir: string,
   file: string,
@@ -43,27 +56,54 @@ export async function writeDeterministicTarGz(
 ): Promise<void> {
   const entries = await listTree(dir);
   const mtime = new Date(opts.mtime * 1000);
-  await tar.create(
-    {
-      file,
-      cwd: dir,
-      gzip: { level: opts.gzipLevel ?? 9 },
-      portable: true,
-      noDirRecurse: true,
-      follow: false,
-      mtime,
-      prefix: opts.prefix ?? "",
-      // `portable` already drops uid/gid/uname/gname/atime/ctime (written as 0); modes are
-      // normalised here, before the header is made: only the executable bit survives, as in a NAR.
-      onWriteEntry: (entry) => {
-        const st = entry.stat;
-        if (!st) return;
-        const exec = st.isDirectory() || (st.mode & 0o100) !== 0;
-        st.mode = (st.mode & ~0o7777) | (exec ? 0o755 : 0o644);
-      },
+  const pack = new tar.Pack({
+    cwd: dir,
+    portable: true,
+    noDirRecurse: true,
+    follow: false,
+    mtime,
+    prefix: opts.prefix ?? "",
+    // `portable` already drops uid/gid/uname/gname/atime/ctime (written as 0); modes are
+    // normalised here, before the header is made: only the executable bit survives, as in a NAR.
+    onWriteEntry: (entry) => {
+      const st = entry.stat;
+      if (!st) return;
+      const exec = st.isDirectory() || (st.mode & 0o100) !== 0;
+      st.mode = (st.mode & ~0o7777) | (exec ? 0o755 : 0o644);
     },
-    entries,
-  );
+  });
+  for (const e of entries) pack.add(e);
+  pack.end();
+  const level = opts.gzipLevel ?? 9;
+  const out = await open(file, "w");
+  try {
+    const pending: Promise<Buffer>[] = [];
+    const flushOne = async () => {
+      const member = await (pending.shift() as Promise<Buffer>);
+      await out.write(member);
+    };
+    let chunks: Buffer[] = [];
+    let size = 0;
+    const emit = async (final: boolean) => {
+      while (size >= GZIP_MEMBER_BYTES || (final && size > 0)) {
+        const all = Buffer.concat(chunks);
+        const take = Math.min(GZIP_MEMBER_BYTES, all.length);
+        pending.push(gzipAsync(all.subarray(0, take), { level }));
+        chunks = take < all.length ? [all.subarray(take)] : [];
+        size = all.length - take;
+        if (pending.length >= GZIP_PARALLEL) await flushOne();
+      }
+    };
+    for await (const chunk of pack as unknown as AsyncIterable<Buffer>) {
+      chunks.push(chunk);
+      size += chunk.length;
+      if (size >= GZIP_MEMBER_BYTES) await emit(false);
+    }
+    await emit(true);
+    while (pending.length > 0) await flushOne();
+  } finally {
+    await out.close();
+  }
 }
 
 /** Extracts a tar.gz into `dir`, dropping `strip` leading path components; refuses paths that escape. */

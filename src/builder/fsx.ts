@@ -17,6 +17,7 @@ export async function copyWritable(src: string, dest: string): Promise<void> {
     await symlink(await readlink(src), dest);
   } else if (st.isDirectory()) {
     await mkdir(dest, { recursive: true, mode: 0o755 });
+    await chmod(dest, 0o755);
     for (const name of (await readdir(src)).sort()) await copyWritable(join(src, name), join(dest, name));
   } else if (st.isFile()) {
     await copyFile(src, dest);

@@ -23,7 +23,8 @@ export interface SandboxSpec {
   slugMaxBytes: number;
   env: Record<string, string>;
   buildpacks: { name: string; version: string }[];
-  hasDependencies: boolean;
+  /** Whose CACHE_DIR the dependencies phase's output (/kiln/deps) becomes, or null. */
+  depsIndex: number | null;
 }
 
 const APP = "/app";
@@ -34,6 +35,10 @@ class BuildFailure extends Error {}
 async function build(spec: SandboxSpec): Promise<void> {
   const out = join(KILN, "out");
   await mkdir(out, { recursive: true });
+  // The app and the caches live in memory (tmpfs); the inputs are read-only binds.
+  await copyWritable(join(KILN, "source"), APP);
+  if (spec.depsIndex !== null)
+    await copyWritable(join(KILN, "deps"), join(KILN, "cache", String(spec.depsIndex)));
 
   const slugignore = join(APP, ".slugignore");
   if (await exists(slugignore)) {

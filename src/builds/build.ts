@@ -132,6 +132,10 @@ export async function buildApp(deps: BuildDeps, req: BuildRequest): Promise<Buil
   await mkdir(work, { recursive: true });
   const tmp = await mkdtemp(join(work, "build-"));
   try {
+    // Looked up in parallel with the rest (npm takes a few hundred ms to start); used only for URLs.
+    const registry = npmRegistry();
+    registry.catch(() => {});
+
     // 1. The source, content-addressed.
     step("snapshotting the source");
     const snapshot = join(tmp, "kiln-source");
@@ -163,7 +167,11 @@ export async function buildApp(deps: BuildDeps, req: BuildRequest): Promise<Buil
       const tried: string[] = [];
       for (const name of SHIPPED_BUILDPACKS) {
         const bp = await storeBuildpack(nix, await resolveBuildpackRef(config, name, appDir), tmp);
-        const d = await detectBuildpack(stack.storePath, bp.path, source.path);
+        const d = await detectBuildpack(
+          nix.realPath(stack.storePath),
+          nix.realPath(bp.path),
+          nix.realPath(source.path),
+        );
         if (d.detected) {
           stored.push(bp);
           break;
@@ -207,8 +215,7 @@ export async function buildApp(deps: BuildDeps, req: BuildRequest): Promise<Buil
       validateNodeApp(pkg, lock, seedLock.node.version);
       if (lock && lockText !== undefined) {
         lockfile = { file: "package-lock.json", sha256: createHash("sha256").update(lockText).digest("hex") };
-        const registry = await npmRegistry();
-        const plan = planDependencies(lock, registry);
+        const plan = planDependencies(lock, await registry);
         step(`planning ${plan.tarballs.length} dependency tarballs`);
         const input = join(tmp, "kiln-deps-input");
         await mkdir(input);
@@ -227,7 +234,7 @@ export async function buildApp(deps: BuildDeps, req: BuildRequest): Promise<Buil
     }
 
     // 4. The derivations.
-    const tools = await storeTools(nix, config.projectDir, tmp);
+    const tools = await storeTools(nix, config.projectDir, tmp, join(config.dataDir, "tools.json"));
     const spec: BuildSpec = buildSpecSchema.parse({
       app,
       source: source.path,
@@ -268,10 +275,9 @@ export async function buildApp(deps: BuildDeps, req: BuildRequest): Promise<Buil
       throw new KilnError({ code: "internal", message: "nix build gave no slug output" });
 
     // 5. Records.
-    const buildFile = buildFileSchema.parse(JSON.parse(await readFile(join(outPath, "build.json"), "utf8")));
-    const release = releaseFileSchema.parse(
-      JSON.parse(await readFile(join(outPath, "release.json"), "utf8")),
-    );
+    const outDir = nix.realPath(outPath);
+    const buildFile = buildFileSchema.parse(JSON.parse(await readFile(join(outDir, "build.json"), "utf8")));
+    const release = releaseFileSchema.parse(JSON.parse(await readFile(join(outDir, "release.json"), "utf8")));
     const [stackInfo, toolsInfo] = await nix.pathInfo([stack.storePath, tools.path]);
     const manifest = manifestSchema.parse({
       manifestVersion: 1,
@@ -300,7 +306,8 @@ export async function buildApp(deps: BuildDeps, req: BuildRequest): Promise<Buil
     return {
       app,
       specFile,
-      slug: { path: manifest.slug.path, sha256: buildFile.slug.sha256, bytes: buildFile.slug.bytes },
+      // The file on this machine (in a chroot store it is not at its store path).
+      slug: { path: join(outDir, "slug.tgz"), sha256: buildFile.slug.sha256, bytes: buildFile.slug.bytes },
       release,
       manifest,
       manifestPath,

@@ -3,12 +3,13 @@
  * the few pure-JS packages it imports). They go into the store content-addressed, so a change to
  * them is a change to every slug derivation, and nothing else about kiln is.
  */
-import { cp, mkdir, readdir, readFile, writeFile } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { cp, lstat, mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
 import { KilnError } from "../errors.js";
 import type { Nix } from "../nix/driver.js";
-import { exists } from "../util/fs.js";
+import { exists, writeFileAtomic } from "../util/fs.js";
 
 /** Compiled directories the builder needs (it imports ../archive). */
 const TOOL_DIRS = ["builder", "archive"];
@@ -38,10 +39,56 @@ async function packageClosure(nodeModules: string, roots: string[]): Promise<str
   return [...seen].sort();
 }
 
+/** Every input file of the tools with its size and mtime: if none changed, the store path did not. */
+async function fingerprint(projectDir: string, packages: string[]): Promise<string> {
+  const h = createHash("sha256");
+  const walk = async (dir: string) => {
+    for (const name of (await readdir(dir)).sort()) {
+      const p = join(dir, name);
+      const st = await lstat(p);
+      if (st.isDirectory()) await walk(p);
+      else h.update(`${p}\0${st.size}\0${st.mtimeMs}\n`);
+    }
+  };
+  for (const d of TOOL_DIRS) await walk(join(projectDir, "dist", d));
+  for (const name of packages) await walk(join(projectDir, "node_modules", name));
+  return h.digest("hex");
+}
+
+const cacheSchema = z.object({ fingerprint: z.string(), path: z.string(), narHash: z.string() });
+
+/**
+ * The tools' store path. Assembling and hashing them takes most of a second, so the result is
+ * remembered in `cacheFile` under a fingerprint of their files (paths, sizes, mtimes).
+ */
 export async function storeTools(
   nix: Nix,
   projectDir: string,
   work: string,
+  cacheFile?: string,
+): Promise<{ path: string; narHash: string }> {
+  const packages = await packageClosure(join(projectDir, "node_modules"), TOOL_PACKAGES);
+  let fp: string | undefined;
+  if (cacheFile) {
+    fp = await fingerprint(projectDir, packages).catch(() => undefined);
+    const cached = await readFile(cacheFile, "utf8").then(
+      (t) => cacheSchema.safeParse(JSON.parse(t)).data,
+      () => undefined,
+    );
+    if (fp && cached?.fingerprint === fp && (await nix.isValid(cached.path))) {
+      return { path: cached.path, narHash: cached.narHash };
+    }
+  }
+  const stored = await assembleTools(nix, projectDir, work, packages);
+  if (cacheFile && fp) await writeFileAtomic(cacheFile, JSON.stringify({ fingerprint: fp, ...stored }));
+  return stored;
+}
+
+async function assembleTools(
+  nix: Nix,
+  projectDir: string,
+  work: string,
+  packages: string[],
 ): Promise<{ path: string; narHash: string }> {
   const out = join(work, "kiln-tools");
   const dist = join(projectDir, "dist");
@@ -58,7 +105,7 @@ export async function storeTools(
       if (f.endsWith(".js")) await cp(join(dist, d, f), join(out, d, f));
     }
   }
-  for (const name of await packageClosure(join(projectDir, "node_modules"), TOOL_PACKAGES)) {
+  for (const name of packages) {
     await cp(join(projectDir, "node_modules", name), join(out, "node_modules", name), {
       recursive: true,
       verbatimSymlinks: true,

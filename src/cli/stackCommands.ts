@@ -122,7 +122,7 @@ export function registerStackCommands(program: Command, ctx: ContextFactory): vo
         const [b] = await buildStacks(c, [stackName], { onProgress: c.progress.nix });
         c.progress.done();
         if (!b) return;
-        const r = await stackExec(b.storePath, command, {
+        const r = await stackExec(c.nix.realPath(b.storePath), command, {
           roBinds: opts.roBind ?? [],
           binds: opts.bind ?? [],
           ...(opts.net ? { shareNet: true } : {}),

@@ -61,6 +61,8 @@ const buildResultSchema = z.array(
 
 export interface Nix {
   readonly store: string;
+  /** Where a store path's files are on this machine (differs from the path in a chroot store). */
+  realPath(storePath: string): string;
   eval(target: Target, opts?: { signal?: AbortSignal }): Promise<unknown>;
   /** The derivation path of a target, without building it. */
   instantiate(target: Target): Promise<string>;
@@ -180,8 +182,11 @@ export function createNix(opts: NixOptions): Nix {
     throw classifyNixMessage(text, opts.seedImportCommand);
   }
 
+  // A chroot store ("/some/dir" or "local?root=/some/dir") keeps /nix/store/x at <root>/nix/store/x.
+  const chrootRoot = store.startsWith("/") ? store : (/^local\?(?:.*&)?root=([^&]+)/.exec(store)?.[1] ?? "");
   const nix: Nix = {
     store,
+    realPath: (storePath) => (chrootRoot ? join(chrootRoot, storePath) : storePath),
     async eval(target, eo = {}) {
       const r = await nixCmd(["eval", "--json", ...targetArgs(target)], eo);
       return JSON.parse(r.stdout);

@@ -94,7 +94,10 @@ export async function exportStack(
   // Written beside the target and renamed when complete: an interrupted export leaves no half file.
   const partial = `${file}.partial`;
   try {
-    await writeDeterministicTarGz(stack.storePath, partial, { mtime: STACK_SOURCE_DATE_EPOCH, gzipLevel: 6 });
+    await writeDeterministicTarGz(deps.nix.realPath(stack.storePath), partial, {
+      mtime: STACK_SOURCE_DATE_EPOCH,
+      gzipLevel: 6,
+    });
     await rename(partial, file);
   } finally {
     await rm(partial, { force: true });

@@ -103,28 +103,41 @@ describe("kiln build: the fixture apps", () => {
     });
   }
 
-  it("the same app from another path, with other mtimes, TZ, LANG and umask, gives the same slug", async () => {
-    const first = built.get("node-web") ?? (await buildApp(t, { appDir: fixture("node-web") }));
-    const copy = join(await mkdtemp(join(tmpdir(), "kiln elsewhere ")), "renamed-app");
-    await cp(fixture("node-web"), copy, { recursive: true });
-    for (const f of await readdir(copy))
-      await utimes(join(copy, f), new Date("2011-11-11"), new Date("2011-11-11"));
-    const r = await execa(
-      "sh",
-      [
-        "-c",
-        'umask 077 && exec node "$0" build "$1" --app node-web --json',
-        join(projectDir, "bin", "kiln.js"),
-        copy,
-      ],
-      {
-        env: { TZ: "Pacific/Kiritimati", LANG: "tr_TR.UTF-8", LC_ALL: "tr_TR.UTF-8" },
-        reject: false,
-      },
-    );
-    expect(r.stderr.slice(-2000)).not.toContain("error:");
-    expect(r.exitCode).toBe(0);
-    expect(JSON.parse(r.stdout).slug.sha256).toBe(first.slug.sha256);
+  it("each app from another path, with other mtimes, TZ, LANG and umask, gives the same slug", async () => {
+    for (const c of cases) {
+      const first = built.get(c.name) ?? (await buildApp(t, { appDir: fixture(c.name) }));
+      const copy = join(await mkdtemp(join(tmpdir(), "kiln elsewhere ")), "renamed-app");
+      await cp(fixture(c.name), copy, { recursive: true });
+      for (const f of await readdir(copy))
+        await utimes(join(copy, f), new Date("2011-11-11"), new Date("2011-11-11"));
+      // The third-party app names its buildpacks by relative path; from elsewhere, name them here.
+      const bps =
+        c.name === "third-party"
+          ? ["greeting", "hello-site"].flatMap((b) => [
+              "-b",
+              join(projectDir, "test", "fixtures", "buildpacks", b),
+            ])
+          : [];
+      const r = await execa(
+        "sh",
+        [
+          "-c",
+          'umask 077 && exec node "$@"',
+          "sh",
+          join(projectDir, "bin", "kiln.js"),
+          "build",
+          copy,
+          "--app",
+          c.name,
+          "--json",
+          ...bps,
+        ],
+        { env: { TZ: "Pacific/Kiritimati", LANG: "tr_TR.UTF-8", LC_ALL: "tr_TR.UTF-8" }, reject: false },
+      );
+      expect(r.stderr.slice(-2000), c.name).not.toContain("error:");
+      expect(r.exitCode, c.name).toBe(0);
+      expect(JSON.parse(r.stdout).slug.sha256, c.name).toBe(first.slug.sha256);
+    }
   });
 
   it("an app-code change reuses the dependency derivation", async () => {
