@@ -3,7 +3,7 @@
 // Idempotent. As root it installs what is missing with apt-get; otherwise it says exactly what is
 // missing and how to get it. Plain Node with no dependencies: it runs before `npm ci`.
 //
-//   npm run setup                 everything, then the main job (seed + both stacks)
+//   npm run setup                 everything, then the main job (seed, both stacks, an example build)
 //   npm run setup -- --no-main    only prepare the machine and the checkout
 import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, statSync } from "node:fs";
@@ -109,4 +109,10 @@ sh("node", ["bin/kiln.js", "seed"]);
 step("building the stacks in the Nix sandbox");
 sh("node", ["bin/kiln.js", "stack", "build"]);
 
-process.stderr.write("\nkiln is set up. Try: npm run kiln -- stack exec build -- node --version\n");
+step("building an example app (test/fixtures/apps/node-web) into a slug");
+sh("node", ["bin/kiln.js", "build", "test/fixtures/apps/node-web"]);
+
+process.stderr.write(
+  "\nkiln is set up. Build your own app with: npm run kiln -- build PATH/TO/APP\n" +
+    "(more: npm run kiln -- --help)\n",
+);
