@@ -26,6 +26,16 @@ export function createCore(config: Config, log: Logger): { config: Config; log: 
 
 export async function main(argv: string[]): Promise<number> {
   let json = argv.includes("--json");
+  // The first Ctrl-C asks running work to stop (subprocesses are ended, temporary files removed);
+  // a second one exits at once.
+  const interrupt = new AbortController();
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (interrupt.signal.aborted) process.exit(130);
+    process.stderr.write(`\n${sig}: stopping (again to exit at once)\n`);
+    interrupt.abort(new Error(`interrupted by ${sig}`));
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
   let context: AppContext | undefined;
   const ctx = (globals: GlobalOptions, opts: { json?: boolean } = {}): AppContext => {
     if (context) return context;
@@ -36,7 +46,11 @@ export async function main(argv: string[]): Promise<number> {
     if (globals.logLevel) overrides.logLevel = globals.logLevel as Config["logLevel"];
     const config = loadConfig(process.env, overrides);
     const log = createLogger(config.logLevel === "info" ? "warn" : config.logLevel);
-    context = { ...createCore(config, log), progress: createProgressLine(process.stderr, !globals.quiet) };
+    context = {
+      ...createCore(config, log),
+      progress: createProgressLine(process.stderr, !globals.quiet),
+      signal: interrupt.signal,
+    };
     return context;
   };
   const program = buildProgram(ctx, readVersion());
@@ -48,6 +62,10 @@ export async function main(argv: string[]): Promise<number> {
     if (err instanceof CommanderError) {
       // --help and --version end here too, with exit code 0.
       return err.exitCode === 0 ? 0 : 2;
+    }
+    if (interrupt.signal.aborted) {
+      process.stderr.write("interrupted: nothing was recorded\n");
+      return 130;
     }
     const f = formatError(err);
     if (json) process.stdout.write(`${JSON.stringify(f.json, null, 2)}\n`);

@@ -76,6 +76,7 @@ detect, dependencies, compile, release, pack. The same source always gives the s
           // In a log the build's own output says what is happening; the progress line is for terminals.
           ...(process.stderr.isTTY ? { onProgress: c.progress.nix } : {}),
           onStep: c.progress.step,
+          signal: c.signal,
         });
         c.progress.done();
         if (opts.json) {

@@ -16,6 +16,8 @@ export interface AppContext {
   log: Logger;
   nix: Nix;
   progress: ProgressLine;
+  /** Aborted on Ctrl-C / SIGTERM: long work stops its subprocesses and cleans up after itself. */
+  signal: AbortSignal;
 }
 
 export type ContextFactory = (globals: GlobalOptions, opts?: { json?: boolean }) => AppContext;

@@ -42,7 +42,7 @@ export function registerStackCommands(program: Command, ctx: ContextFactory): vo
       const list = (Array.isArray(names) ? names : names.split(",")).map(parseStackName);
       const c = ctx(cmd.optsWithGlobals(), opts);
       const started = Date.now();
-      const built = await buildStacks(c, list, { onProgress: c.progress.nix });
+      const built = await buildStacks(c, list, { onProgress: c.progress.nix, signal: c.signal });
       if (opts.check) for (const s of list) await checkStack(c, s, { onProgress: c.progress.nix });
       c.progress.done();
       const infos = await Promise.all(built.map(async (b) => ({ ...b, ...(await stackInfo(c, b)) })));
@@ -127,8 +127,9 @@ export function registerStackCommands(program: Command, ctx: ContextFactory): vo
           binds: opts.bind ?? [],
           ...(opts.net ? { shareNet: true } : {}),
           inherit: true,
+          signal: c.signal,
         });
-        process.exitCode = r.exitCode ?? 1;
+        process.exitCode = c.signal.aborted ? 130 : (r.exitCode ?? 1);
       },
     );
 }

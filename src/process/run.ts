@@ -99,6 +99,10 @@ export async function run(file: string, args: readonly string[], opts: RunOption
     stderr: opts.inherit ? "inherit" : "pipe",
     ...(opts.inherit ? { stdin: "inherit" as const } : {}),
     reject: false,
+    // kiln's own SIGINT/SIGTERM handling (main.ts) aborts `signal`, which ends the subprocess.
+    // execa's cleanup hooks (signal-exit) would otherwise re-raise the signal and kill kiln
+    // before it can clean up.
+    cleanup: false,
     stripFinalNewline: false,
     maxBuffer: 1024 * 1024 * 1024,
     lines: false,

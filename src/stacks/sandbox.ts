@@ -19,6 +19,7 @@ export interface StackExecOptions {
   shareNet?: boolean;
   inherit?: boolean;
   bwrap?: string;
+  signal?: AbortSignal;
 }
 
 export const STACK_PATH = "/usr/local/bin:/usr/bin:/usr/sbin:/bin:/sbin";
@@ -61,5 +62,6 @@ export async function stackExec(
     extendEnv: false,
     env: {},
     ...(opts.inherit ? { inherit: true } : {}),
+    ...(opts.signal ? { signal: opts.signal } : {}),
   });
 }
