@@ -143,7 +143,9 @@ describe("kiln build: the fixture apps", () => {
   it("an app-code change reuses the dependency derivation", async () => {
     const copy = join(await mkdtemp(join(tmpdir(), "kiln-edit-")), "node-web");
     await cp(fixture("node-web"), copy, { recursive: true });
-    await writeFile(join(copy, "server.js"), `${await readFile(join(copy, "server.js"), "utf8")}// edited\n`);
+    // A new edit every run, so the slug is really rebuilt even on a warm store.
+    const edit = `// edited ${process.pid} ${Date.now()}\n`;
+    await writeFile(join(copy, "server.js"), `${await readFile(join(copy, "server.js"), "utf8")}${edit}`);
     const events: string[] = [];
     const r = await buildApp(t, { appDir: copy, app: "node-web", onLog: (phase) => events.push(phase) });
     expect(r.slug.sha256).not.toBe(built.get("node-web")?.slug.sha256);
