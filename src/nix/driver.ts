@@ -283,6 +283,8 @@ export function createNix(opts: NixOptions): Nix {
     async addRoot(storePath, name) {
       await mkdir(opts.gcRootsDir, { recursive: true });
       const link = join(opts.gcRootsDir, safeRootName(name));
+      // Already rooted there (the usual case for a rebuild): nothing to register again.
+      if ((await readlink(link).catch(() => undefined)) === storePath) return link;
       await rm(link, { force: true });
       // --add-root registers an indirect root (a symlink the collector follows back to our link).
       await nixCmd(["nix-store", "--realise", storePath, "--add-root", link]);
