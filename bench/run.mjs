@@ -19,24 +19,16 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { nixSettingArgs } from "../dist/nix/settings.js";
+import { shellQuote } from "../dist/process/run.js";
 
 const root = join(import.meta.dirname, "..");
 const kilnBin = join(root, "bin", "kiln.js");
 const args = new Set(process.argv.slice(2));
 const lock = JSON.parse(readFileSync(join(root, "nix", "seed.lock.json"), "utf8"));
-const NIX_SH =
-  "--option sandbox true --option substituters '' --option experimental-features 'nix-command flakes'";
-const NIX_OPTS = [
-  "--option",
-  "sandbox",
-  "true",
-  "--option",
-  "substituters",
-  "",
-  "--option",
-  "experimental-features",
-  "nix-command flakes",
-];
+// kiln's own Nix settings, so the raw-Nix baselines run under the same rules (sandbox on, no cache).
+const NIX_OPTS = nixSettingArgs();
+const NIX_SH = NIX_OPTS.map(shellQuote).join(" ");
 const work = mkdtempSync(join(tmpdir(), "kiln-bench-"));
 const results = [];
 

@@ -9,6 +9,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as tar from "tar";
+import { stackExecArgs } from "../src/stacks/sandbox.js";
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -38,44 +39,17 @@ export async function runSlugWeb(
   const dir = await mkdtemp(join(tmpdir(), "kiln-slug-"));
   await tar.extract({ file: slugPath, cwd: dir });
   const port = await freePort();
-  const child = spawn(
-    "bwrap",
-    [
-      "--unshare-all",
-      "--share-net",
-      "--die-with-parent",
-      "--ro-bind",
-      runStack,
-      "/",
-      "--proc",
-      "/proc",
-      "--dev",
-      "/dev",
-      "--tmpfs",
-      "/tmp",
-      "--ro-bind",
-      join(dir, "app"),
-      "/app",
-      "--clearenv",
-      "--setenv",
-      "PATH",
-      "/usr/local/bin:/usr/bin:/bin",
-      "--setenv",
-      "HOME",
-      "/app",
-      "--setenv",
-      "PORT",
-      String(port),
-      "--chdir",
-      "/app",
-      "--",
-      "sh",
-      "-c",
-      'for f in /app/.profile.d/*.sh; do [ -f "$f" ] && . "$f"; done; exec sh -c "$0"',
-      command,
-    ],
-    { stdio: ["ignore", "pipe", "pipe"] },
+  const args = stackExecArgs(
+    runStack,
+    ["sh", "-c", 'for f in /app/.profile.d/*.sh; do [ -f "$f" ] && . "$f"; done; exec sh -c "$0"', command],
+    {
+      shareNet: true,
+      roBinds: [{ src: join(dir, "app"), dest: "/app" }],
+      env: { HOME: "/app", PORT: String(port) },
+      cwd: "/app",
+    },
   );
+  const child = spawn("bwrap", args, { stdio: ["ignore", "pipe", "pipe"] });
   let output = "";
   child.stdout.on("data", (d) => (output += d));
   child.stderr.on("data", (d) => (output += d));

@@ -6,6 +6,7 @@
 import semver from "semver";
 import { z } from "zod";
 import { KilnError } from "../errors.js";
+import { parseJsonWith } from "../util/json.js";
 
 const depMap = z.record(z.string(), z.string());
 
@@ -57,22 +58,13 @@ export interface Tarball {
 export const OFFLINE_REGISTRY = "https://kiln.invalid/";
 
 function parseJson<T>(text: string, file: string, schema: z.ZodType<T>, hint: string): T {
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (err) {
-    throw new KilnError({
-      code: "invalid_app",
-      message: `${file} is not valid JSON: ${(err as Error).message}`,
-      hint,
-    });
-  }
-  const r = schema.safeParse(json);
-  if (!r.success) {
-    const issues = r.error.issues.map((i) => `${i.path.join(".") || "(top)"}: ${i.message}`).join("; ");
-    throw new KilnError({ code: "invalid_app", message: `${file} is not what npm writes: ${issues}`, hint });
-  }
-  return r.data;
+  return parseJsonWith(text, schema, {
+    file,
+    code: "invalid_app",
+    invalid: "is not what npm writes",
+    jsonHint: hint,
+    schemaHint: hint,
+  });
 }
 
 export function parsePackageJson(text: string): PackageJson {

@@ -7,6 +7,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { z } from "zod";
 import { KilnError } from "../errors.js";
+import { describeIssues } from "../util/json.js";
 
 export const configSchema = z.object({
   /** Where kiln keeps its state: caches, GC roots, logs (later: the SQLite file). */
@@ -52,10 +53,9 @@ export function loadConfig(env: NodeJS.ProcessEnv, overrides: Partial<Config> = 
   };
   const parsed = configSchema.safeParse(raw);
   if (!parsed.success) {
-    const issues = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
     throw new KilnError({
       code: "invalid_config",
-      message: `invalid kiln configuration: ${issues}`,
+      message: `invalid kiln configuration: ${describeIssues(parsed.error)}`,
       hint: "check the KILN_* environment variables and the command-line flags",
     });
   }

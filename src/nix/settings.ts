@@ -24,9 +24,13 @@ export function resolveStore(store: string, uid: number, socketExists = existsSy
   return socketExists ? "daemon" : "local";
 }
 
+/** kiln's settings as `--option NAME VALUE` arguments (for any nix command, and for tests and bench). */
+export function nixSettingArgs(): string[] {
+  return Object.entries(KILN_NIX_OPTIONS).flatMap(([k, v]) => ["--option", k, v]);
+}
+
 export function nixOptionArgs(opts: { store: string; cores: number }): string[] {
-  const args: string[] = [];
-  for (const [k, v] of Object.entries(KILN_NIX_OPTIONS)) args.push("--option", k, v);
+  const args = nixSettingArgs();
   if (opts.cores > 0) args.push("--option", "cores", String(opts.cores));
   args.push("--store", opts.store);
   return args;

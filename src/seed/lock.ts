@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { z } from "zod";
 import { KilnError } from "../errors.js";
 import { writeFileAtomic } from "../util/fs.js";
+import { parseJsonWith } from "../util/json.js";
 
 const pkgName = z.string().regex(/^[a-z0-9][a-z0-9+.-]+$/, "a Debian package name");
 const npmName = z
@@ -75,26 +76,13 @@ async function readJson<T>(file: string, schema: z.ZodType<T>, what: string): Pr
       cause: err,
     });
   }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (err) {
-    throw new KilnError({
-      code: "seed_file_invalid",
-      message: `${file} is not valid JSON: ${(err as Error).message}`,
-      hint: "restore it from git",
-    });
-  }
-  const r = schema.safeParse(json);
-  if (!r.success) {
-    const issues = r.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ");
-    throw new KilnError({
-      code: "seed_file_invalid",
-      message: `${file} is invalid: ${issues}`,
-      hint: "restore it from git, or re-pin with `kiln seed pin`",
-    });
-  }
-  return r.data;
+  return parseJsonWith(text, schema, {
+    file,
+    code: "seed_file_invalid",
+    invalid: "is invalid",
+    jsonHint: "restore it from git",
+    schemaHint: "restore it from git, or re-pin with `kiln seed pin`",
+  });
 }
 
 export const readSeedSpec = (projectDir: string) =>

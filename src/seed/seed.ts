@@ -163,17 +163,17 @@ async function mapLimit<T>(items: T[], limit: number, fn: (item: T) => Promise<v
 async function resolveSpec(deps: SeedDeps): Promise<Omit<SeedLock, "narHash" | "storePath">> {
   const spec = await readSeedSpec(deps.config.projectDir);
   deps.onStep?.("resolving Debian dependencies");
-  const run = await resolveClosure(spec.debian.run, spec.debian.exclude);
-  const build = await resolveClosure([...spec.debian.run, ...spec.debian.build], spec.debian.exclude);
-  for (const name of run.keys())
-    if (!build.has(name)) throw new Error(`internal: ${name} in run but not build closure`);
+  const runClosure = await resolveClosure(spec.debian.run, spec.debian.exclude);
+  const buildClosure = await resolveClosure([...spec.debian.run, ...spec.debian.build], spec.debian.exclude);
+  for (const name of runClosure.keys())
+    if (!buildClosure.has(name)) throw new Error(`internal: ${name} in run but not build closure`);
   deps.onStep?.("resolving Node and npm");
   const node = await resolveNpmPin(spec.node.package, spec.node.range);
   const npm = await resolveNpmPin(spec.npm.package, spec.npm.range);
   return {
     lockVersion: 1,
-    debian: [...build.values()].map(pinFromParagraph),
-    stacks: { run: [...run.keys()].sort(), build: [...build.keys()].sort() },
+    debian: [...buildClosure.values()].map(pinFromParagraph),
+    stacks: { run: [...runClosure.keys()].sort(), build: [...buildClosure.keys()].sort() },
     node,
     npm,
   };

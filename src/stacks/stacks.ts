@@ -72,10 +72,7 @@ export async function checkStack(deps: StackDeps, name: StackName, opts: BuildOp
   await deps.nix.check(stackTarget(deps.config, name), opts);
 }
 
-export async function stackInfo(
-  deps: StackDeps,
-  stack: BuiltStack,
-): Promise<ValidPathInfo & { files?: number }> {
+export async function stackInfo(deps: StackDeps, stack: BuiltStack): Promise<ValidPathInfo> {
   const [info] = await deps.nix.pathInfo([stack.storePath], { closureSize: true });
   if (!info)
     throw new KilnError({ code: "internal", message: `${stack.storePath} is not valid after building it` });

@@ -1,19 +1,10 @@
 import { execa } from "execa";
 import { beforeAll, describe, expect, it } from "vitest";
+import { nixSettingArgs } from "../../src/nix/settings.js";
 import { ensureSeed } from "../../src/seed/seed.js";
 import { projectDir, testContext } from "../helpers.js";
 
-const NIX = [
-  "--option",
-  "sandbox",
-  "true",
-  "--option",
-  "substituters",
-  "",
-  "--option",
-  "experimental-features",
-  "nix-command flakes",
-];
+const NIX = nixSettingArgs();
 
 describe("flake.nix", () => {
   beforeAll(async () => {

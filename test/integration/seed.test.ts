@@ -3,22 +3,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
 import { beforeAll, describe, expect, it } from "vitest";
+import { nixSettingArgs } from "../../src/nix/settings.js";
 import { readSeedLock } from "../../src/seed/lock.js";
 import { ensureSeed, exportSeed, importSeed } from "../../src/seed/seed.js";
 import { hashFile } from "../../src/util/fs.js";
 import { kiln, projectDir, testContext, throwawayStore } from "../helpers.js";
 
-const NIX = [
-  "--option",
-  "sandbox",
-  "true",
-  "--option",
-  "substituters",
-  "",
-  "--option",
-  "experimental-features",
-  "nix-command flakes",
-];
+const NIX = nixSettingArgs();
 
 describe("the seed, in the real Nix store", () => {
   const t = testContext();
