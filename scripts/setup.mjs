@@ -20,6 +20,9 @@ const APT_PACKAGES = [
   { pkg: "bubblewrap", cmd: "bwrap", why: "sandboxes stacks and dynos" },
   { pkg: "dpkg", cmd: "dpkg-deb", why: "unpacks the seed's .debs" },
   { pkg: "git", cmd: "git", why: "lets Nix read the checkout as a flake" },
+  { pkg: "socat", cmd: "socat", why: "relays traffic into each dyno's network namespace" },
+  { pkg: "python3-seccomp", test: "/usr/bin/python3 -c 'import seccomp'", why: "compiles the dynos' seccomp filter" },
+  { pkg: "util-linux", cmd: "setpriv", why: "drops dynos to their app's uid (setpriv, prlimit, nsenter)" },
 ];
 
 function step(msg) {
@@ -34,8 +37,9 @@ function sh(cmd, cmdArgs, opts = {}) {
   }
 }
 
-function has(cmd) {
-  return spawnSync("sh", ["-c", `command -v ${cmd}`], { stdio: "ignore" }).status === 0;
+function has(p) {
+  const test = p.test ?? `command -v ${p.cmd}`;
+  return spawnSync("sh", ["-c", test], { stdio: "ignore" }).status === 0;
 }
 
 /** Age in hours of apt's newest package list, or Infinity when there is none. */
@@ -57,7 +61,7 @@ if (process.platform !== "linux" || process.arch !== "x64") {
 }
 
 step("checking system tools");
-const missing = APT_PACKAGES.filter((p) => !has(p.cmd));
+const missing = APT_PACKAGES.filter((p) => !has(p));
 // The seed's .debs are downloaded by exact version, which stale package lists may not know.
 const listsAge = aptListsAgeHours();
 if (isRoot) {
@@ -84,7 +88,7 @@ if (isRoot) {
     "note: apt's package lists are over a day old; if a pinned .deb is not found, run apt-get update as root\n",
   );
 }
-for (const p of APT_PACKAGES) process.stderr.write(`  ${p.cmd.padEnd(9)} ${has(p.cmd) ? "ok" : "MISSING"}\n`);
+for (const p of APT_PACKAGES) process.stderr.write(`  ${p.pkg.padEnd(16)} ${has(p) ? "ok" : "MISSING"}\n`);
 if (!isRoot && !existsSync("/nix/var/nix/daemon-socket/socket")) {
   process.stderr.write(
     "note: not root and no nix-daemon socket: Nix can only use the local store if /nix is writable by you.\n" +

@@ -3,23 +3,9 @@ import { type Command, Option } from "commander";
 import { type BuildPhase, buildApp, DEFAULT_SLUG_MAX_BYTES } from "../builds/build.js";
 import { KilnError } from "../errors.js";
 import { formatBytes } from "../nix/events.js";
+import { collect, parseEnv } from "./args.js";
 import type { ContextFactory } from "./context.js";
 import { printJson, printLines } from "./output.js";
-
-function collect(value: string, previous: string[] = []): string[] {
-  return [...previous, value];
-}
-
-function parseEnv(pairs: string[]): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const p of pairs) {
-    const i = p.indexOf("=");
-    if (i <= 0)
-      throw new KilnError({ code: "usage", message: `bad --env "${p}"`, hint: "write it as NAME=value" });
-    env[p.slice(0, i)] = p.slice(i + 1);
-  }
-  return env;
-}
 
 export function registerBuildCommands(program: Command, ctx: ContextFactory): void {
   program

@@ -2,6 +2,7 @@
 import { Command, Option } from "commander";
 import { registerBuildCommands } from "./buildCommands.js";
 import type { ContextFactory } from "./context.js";
+import { registerDynoCommands } from "./dynoCommands.js";
 import { registerSeedCommands } from "./seedCommands.js";
 import { registerStackCommands } from "./stackCommands.js";
 
@@ -28,6 +29,7 @@ export function buildProgram(ctx: ContextFactory, version: string): Command {
     // Throw instead of exiting, so main() decides exit codes; set before subcommands inherit it.
     .exitOverride();
   registerBuildCommands(program, ctx);
+  registerDynoCommands(program, ctx);
   registerSeedCommands(program, ctx);
   registerStackCommands(program, ctx);
   return program;

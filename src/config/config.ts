@@ -12,6 +12,11 @@ import { describeIssues } from "../util/json.js";
 export const configSchema = z.object({
   /** Where kiln keeps its state: caches, GC roots, logs (later: the SQLite file). */
   dataDir: z.string().min(1),
+  /**
+   * Runtime files of running dynos (their relays' sockets): on a tmpfs that a reboot empties, and
+   * traversable by the apps' uids, unlike the data directory may be.
+   */
+  runDir: z.string().min(1),
   /** The kiln checkout (flake.nix, nix/, buildpacks/). */
   projectDir: z.string().min(1),
   /**
@@ -39,12 +44,18 @@ export function defaultDataDir(env: NodeJS.ProcessEnv, uid: number): string {
   return join(xdg && xdg.length > 0 ? xdg : join(homedir(), ".local", "share"), "kiln");
 }
 
+export function defaultRunDir(env: NodeJS.ProcessEnv, uid: number): string {
+  if (uid === 0) return "/run/kiln";
+  return join(env.XDG_RUNTIME_DIR || join(homedir(), ".cache"), "kiln");
+}
+
 /** Reads KILN_* variables (and overrides from the command line) into a validated Config. */
 export function loadConfig(env: NodeJS.ProcessEnv, overrides: Partial<Config> = {}): Config {
   const uid = process.getuid?.() ?? 1000;
   const raw = {
     dataDir: env.KILN_DATA_DIR || defaultDataDir(env, uid),
     projectDir: env.KILN_PROJECT_DIR || defaultProjectDir(),
+    runDir: env.KILN_RUN_DIR || defaultRunDir(env, uid),
     nixStore: env.KILN_NIX_STORE || undefined,
     nixBinDir: env.KILN_NIX_BIN_DIR || undefined,
     logLevel: env.KILN_LOG_LEVEL || undefined,

@@ -2,6 +2,7 @@
  * The one home of execa. Every subprocess kiln starts goes through here, so that failures look the
  * same everywhere: exit code, signal, why it ended (exit / timeout / cancel) and the tail of stderr.
  */
+import { type ChildProcess, type StdioOptions, spawn } from "node:child_process";
 import { execa } from "execa";
 import { KilnError } from "../errors.js";
 
@@ -174,4 +175,29 @@ function indent(s: string): string {
 
 export function shellQuote(s: string): string {
   return /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replaceAll("'", `'\\''`)}'`;
+}
+
+export interface LongProcess {
+  pid: number;
+  child: ChildProcess;
+  /** Settles when the process is gone; `error` is set when it could not be started. */
+  exited: Promise<{ exitCode: number | null; signal: string | null; error?: Error }>;
+}
+
+/**
+ * A long-running process with extra file descriptors (fd 3 and up: pipes or open files), for
+ * dynos and their relays. execa is built around processes that end; this is Node's spawn with the
+ * same environment rule (nothing inherited unless given) and a promise for the end.
+ */
+export function spawnProcess(
+  file: string,
+  args: readonly string[],
+  opts: { env: Record<string, string>; stdio: StdioOptions; cwd?: string },
+): LongProcess {
+  const child = spawn(file, args, { env: opts.env, stdio: opts.stdio, cwd: opts.cwd ?? "/" });
+  const exited = new Promise<{ exitCode: number | null; signal: string | null; error?: Error }>((resolve) => {
+    child.once("error", (error) => resolve({ exitCode: null, signal: null, error }));
+    child.once("exit", (exitCode, signal) => resolve({ exitCode, signal }));
+  });
+  return { pid: child.pid ?? -1, child, exited };
 }

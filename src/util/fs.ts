@@ -1,7 +1,7 @@
 /** Small file-system helpers shared by several domains. */
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { rename, stat, writeFile } from "node:fs/promises";
+import { open, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 
 export async function exists(p: string): Promise<boolean> {
   try {
@@ -24,4 +24,48 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array): 
   const tmp = `${file}.tmp-${process.pid}-${Date.now()}`;
   await writeFile(tmp, data);
   await rename(tmp, file);
+}
+
+/**
+ * Runs `fn` holding an exclusive lock file (O_EXCL create). A lock left by a process that no longer
+ * exists (killed mid-way) is taken over; a live holder is waited for up to `timeoutMs`.
+ */
+export async function withFileLock<T>(
+  lockFile: string,
+  fn: () => Promise<T>,
+  timeoutMs = 10_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const fh = await open(lockFile, "wx");
+      await fh.writeFile(String(process.pid));
+      await fh.close();
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+      const holder = Number((await readFile(lockFile, "utf8").catch(() => "")).trim());
+      if (holder > 0 && !pidAlive(holder)) {
+        await rm(lockFile, { force: true });
+        continue;
+      }
+      if (Date.now() > deadline)
+        throw new Error(`timed out waiting for the lock ${lockFile} (held by pid ${holder})`);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    await rm(lockFile, { force: true });
+  }
+}
+
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
 }

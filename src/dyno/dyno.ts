@@ -1,0 +1,281 @@
+/**
+ * One dyno run: start the locked-down sandbox, put it in its cgroups and wire its network before
+ * the app starts (bwrap waits on --block-fd until kiln has done both), stream its output, tell
+ * when it listens, stop it gracefully, and say exactly how it ended.
+ */
+import { chmod, chown, type FileHandle, mkdir, open, rm } from "node:fs/promises";
+import { join } from "node:path";
+import type { Readable, Writable } from "node:stream";
+import { KilnError } from "../errors.js";
+import { spawnProcess } from "../process/run.js";
+import { type CgroupHost, createDynoCgroup, type Limit } from "./cgroups.js";
+import { type Relay, startRelay } from "./network.js";
+import { descendants, listensOn, signalName } from "./procfs.js";
+import { DYNO_FDS, dynoBwrapOptions, dynoLauncher } from "./sandbox.js";
+import type { DynoSize } from "./sizes.js";
+
+export interface DynoSpec {
+  /** Unique per run: names the cgroups and the run directory. */
+  id: string;
+  app: string;
+  /** `web.1`, `worker.2`, `run.4821`. */
+  name: string;
+  command: string;
+  /** The unpacked slug (bound at /app) and the run stack (bound at /). */
+  slugDir: string;
+  stackDir: string;
+  uid: number;
+  size: DynoSize;
+  /** The whole environment the app sees. */
+  env: Record<string, string>;
+  /** The port inside the dyno that the relay forwards to (web dynos). */
+  port?: number;
+  /** One-off dynos: the terminal's stdin/stdout/stderr instead of captured lines. */
+  attach?: boolean;
+  onOutput?: (stream: "stdout" | "stderr", line: string) => void;
+  seccompFile: string;
+  cgroups: CgroupHost;
+  /** config.runDir: per-dyno directories with the relay's socket. */
+  runDir: string;
+  bwrap?: string;
+}
+
+export interface DynoExit {
+  code: number | null;
+  signal?: string;
+  oom: boolean;
+  /** One phrase for people: "exited with code 1", "killed by SIGKILL: out of memory (512 MiB)". */
+  reason: string;
+}
+
+export interface RunningDyno {
+  spec: DynoSpec;
+  /** Host pid of the launcher (prlimit → setpriv → bwrap, one process). */
+  pid: number;
+  /** Host pid of the sandbox's pid 1. */
+  initPid: number;
+  relay: Relay | undefined;
+  limits: Limit[];
+  cgroupDirs: string[];
+  startedAt: Date;
+  exited: Promise<DynoExit>;
+  /** Resolves true once the app listens on its port, false if it exits or `timeoutMs` passes. */
+  waitListening(timeoutMs: number): Promise<boolean>;
+  /** SIGTERM to every process in the dyno, SIGKILL after `graceMs`; resolves when all is gone. */
+  stop(graceMs: number): Promise<DynoExit>;
+  memoryBytes(): Promise<number | undefined>;
+}
+
+function forEachLine(stream: Readable | null, cb: (line: string) => void): void {
+  if (!stream) return;
+  let buf = "";
+  stream.setEncoding("utf8");
+  stream.on("data", (chunk: string) => {
+    buf += chunk;
+    let i = buf.indexOf("\n");
+    while (i !== -1) {
+      cb(buf.slice(0, i));
+      buf = buf.slice(i + 1);
+      i = buf.indexOf("\n");
+    }
+  });
+  stream.on("end", () => {
+    if (buf) cb(buf);
+  });
+}
+
+const parseStatusDoc = (doc: unknown): { childPid?: number; exitCode?: number } => {
+  if (typeof doc !== "object" || doc === null) return {};
+  const d = doc as Record<string, unknown>;
+  return {
+    ...(typeof d["child-pid"] === "number" ? { childPid: d["child-pid"] } : {}),
+    ...(typeof d["exit-code"] === "number" ? { exitCode: d["exit-code"] } : {}),
+  };
+};
+
+export async function startDyno(spec: DynoSpec): Promise<RunningDyno> {
+  const dynoRun = join(spec.runDir, spec.id);
+  // Traversable (not listable) by the apps' uids; each dyno's own directory is its uid's alone.
+  await mkdir(spec.runDir, { recursive: true });
+  await chmod(spec.runDir, 0o711);
+  await mkdir(dynoRun, { mode: 0o700 });
+  const handles: FileHandle[] = [];
+  const cgroup = await createDynoCgroup(spec.cgroups, spec.id, spec.size);
+  let relay: Relay | undefined;
+  const cleanup = async () => {
+    await relay?.stop().catch(() => {});
+    await cgroup.remove().catch(() => {});
+    await rm(dynoRun, { recursive: true, force: true });
+  };
+  try {
+    // The relay's socket directory belongs to the app's uid (the relay runs as it); root reaches in.
+    await chown(dynoRun, spec.uid, spec.uid);
+    const seccomp = await open(spec.seccompFile, "r");
+    handles.push(seccomp);
+    const stack = await open(spec.stackDir, "r");
+    handles.push(stack);
+    const slug = await open(spec.slugDir, "r");
+    handles.push(slug);
+
+    const launcher = dynoLauncher({
+      uid: spec.uid,
+      size: spec.size,
+      command: spec.command,
+      ...(spec.bwrap ? { bwrap: spec.bwrap } : {}),
+    });
+    const io = spec.attach ? "inherit" : "pipe";
+    const proc = spawnProcess(launcher.file, launcher.args, {
+      env: spec.env,
+      stdio: [
+        spec.attach ? "inherit" : "ignore",
+        io,
+        io,
+        "pipe", // DYNO_FDS.args
+        "pipe", // DYNO_FDS.status
+        "pipe", // DYNO_FDS.block
+        seccomp.fd,
+        stack.fd,
+        slug.fd,
+      ],
+    });
+    // The child has its own copies now.
+    for (const h of handles.splice(0)) await h.close();
+    const startedAt = new Date();
+    const fds = proc.child.stdio as unknown as (Readable & Writable)[];
+    const argsPipe = fds[DYNO_FDS.args] as Writable;
+    const statusPipe = fds[DYNO_FDS.status] as Readable;
+    const blockPipe = fds[DYNO_FDS.block] as Writable;
+    // bwrap closes its ends when done with them; a reset there is not an error of the dyno.
+    for (const p of [argsPipe, statusPipe, blockPipe]) p.on("error", () => {});
+    argsPipe.end(`${dynoBwrapOptions({ uid: spec.uid, hostname: spec.name, size: spec.size }).join("\0")}\0`);
+    if (!spec.attach) {
+      forEachLine(proc.child.stdout, (l) => spec.onOutput?.("stdout", l));
+      forEachLine(proc.child.stderr, (l) => spec.onOutput?.("stderr", l));
+    }
+
+    let exitCode: number | undefined;
+    let resolvePid: (pid: number) => void = () => {};
+    const childPid = new Promise<number>((r) => (resolvePid = r));
+    forEachLine(statusPipe, (line) => {
+      if (!line.trim()) return;
+      try {
+        const doc = parseStatusDoc(JSON.parse(line));
+        if (doc.childPid !== undefined) resolvePid(doc.childPid);
+        if (doc.exitCode !== undefined) exitCode = doc.exitCode;
+      } catch {
+        // not one of bwrap's status documents
+      }
+    });
+    const early = await Promise.race([childPid, proc.exited.then(() => undefined)]);
+    if (early === undefined) {
+      const end = await proc.exited;
+      throw new KilnError({
+        code: "dyno_start_failed",
+        message: `the dyno's sandbox did not start: ${end.error?.message ?? `exit ${end.exitCode ?? end.signal}`}`,
+        hint: "check that bubblewrap, util-linux (prlimit, setpriv, nsenter) and socat are installed (npm run setup)",
+      });
+    }
+    const initPid = early;
+    try {
+      await cgroup.addProcess(initPid);
+      if (spec.port !== undefined) {
+        relay = await startRelay({
+          pid: initPid,
+          uid: spec.uid,
+          socket: join(dynoRun, "web.sock"),
+          port: spec.port,
+        });
+      }
+    } catch (err) {
+      proc.child.kill("SIGKILL");
+      await proc.exited;
+      throw err;
+    }
+    // Everything is in place: let the app start.
+    blockPipe.end("go");
+
+    const exited = proc.exited.then(async (end): Promise<DynoExit> => {
+      const oom = (await cgroup.oomKills()) > 0;
+      await cleanup();
+      const code = exitCode ?? end.exitCode;
+      let signal = end.signal ?? undefined;
+      // bwrap reports a child killed by signal N as 128+N.
+      if (!signal && code !== null && code > 128 && code < 128 + 65) signal = signalName(code - 128);
+      const mem = `${Math.round(spec.size.memoryBytes / 1048576)} MiB`;
+      const reason = oom
+        ? `killed by ${signal ?? "the OOM killer"}: out of memory (the ${spec.size.name} quota is ${mem})`
+        : signal
+          ? `killed by ${signal}`
+          : `exited with code ${code}`;
+      return { code, ...(signal ? { signal } : {}), oom, reason };
+    });
+    let ended = false;
+    void exited.then(() => (ended = true));
+
+    return {
+      spec,
+      pid: proc.pid,
+      initPid,
+      relay,
+      limits: [
+        ...cgroup.limits,
+        {
+          name: "tmp",
+          value: `${Math.round(spec.size.tmpBytes / 1048576)} MiB`,
+          enforced: true,
+          by: "tmpfs size",
+        },
+        { name: "open-files", value: String(spec.size.openFiles), enforced: true, by: "RLIMIT_NOFILE" },
+        { name: "core-dumps", value: "off", enforced: true, by: "RLIMIT_CORE 0" },
+      ],
+      cgroupDirs: cgroup.dirs,
+      startedAt,
+      exited,
+      async waitListening(timeoutMs) {
+        if (spec.port === undefined) return false;
+        const deadline = Date.now() + timeoutMs;
+        for (let i = 0; ; i++) {
+          if (ended) return false;
+          if (await listensOn(initPid, spec.port)) return true;
+          if (Date.now() > deadline) return false;
+          await new Promise((r) => setTimeout(r, i < 100 ? 5 : 50));
+        }
+      },
+      async stop(graceMs) {
+        if (!ended) {
+          // Every process but the sandbox's own pid 1 (bwrap's reaper), like Heroku's SIGTERM to
+          // all processes of the dyno. bwrap does not forward signals, so kiln signals them itself.
+          const pids = (await cgroup.processes()) ?? (await descendants(initPid));
+          for (const pid of pids.filter((p) => p !== initPid)) {
+            try {
+              process.kill(pid, "SIGTERM");
+            } catch {
+              // gone already
+            }
+          }
+          let timer: NodeJS.Timeout | undefined;
+          const grace = new Promise((r) => (timer = setTimeout(r, graceMs, "timeout")));
+          const first = await Promise.race([exited, grace]);
+          clearTimeout(timer);
+          if (first === "timeout") {
+            spec.onOutput?.("stderr", `[kiln] still running ${graceMs / 1000} s after SIGTERM: SIGKILL`);
+            // pid 1 of the namespace: its death takes every process in the dyno with it.
+            for (const pid of [initPid, proc.pid]) {
+              try {
+                process.kill(pid, "SIGKILL");
+              } catch {
+                // gone already
+              }
+            }
+          }
+        }
+        return exited;
+      },
+      memoryBytes: () => cgroup.memoryBytes(),
+    };
+  } catch (err) {
+    for (const h of handles) await h.close().catch(() => {});
+    await cleanup();
+    throw err;
+  }
+}

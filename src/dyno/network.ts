@@ -1,0 +1,114 @@
+/**
+ * Dyno networking. Every dyno has its own network namespace with nothing in it but loopback: the
+ * app cannot reach the host's loopback (kiln's API, other dynos' relays), other apps, or the
+ * outside world, and nothing can reach it.
+ *
+ * The one way in is a relay: socat, started in the dyno's network namespace (nsenter, then
+ * dropped to the app's uid), accepts on a Unix socket in kiln's run directory (a host path only
+ * root reaches) and connects to 127.0.0.1:$PORT inside. The router (and `kiln run`'s local port)
+ * connect to that socket. There is no address shared between the host and a dyno, so no firewall
+ * rules are needed for isolation and none can be forgotten.
+ *
+ * Why not a veth pair: the host end would need an address on the host, and then every host
+ * service listening on 0.0.0.0 is reachable unless nftables rules say otherwise. Why not
+ * slirp4netns/pasta for everything: they exist to give outbound access; inbound-only needs none.
+ */
+import { connect, createServer, type Server } from "node:net";
+import { pipeline } from "node:stream";
+import { KilnError } from "../errors.js";
+import { type LongProcess, spawnProcess } from "../process/run.js";
+import { exists } from "../util/fs.js";
+
+export interface Relay {
+  socket: string;
+  process: LongProcess;
+  stop(): Promise<void>;
+}
+
+/** Starts the relay for a dyno whose init has host pid `pid`; resolves when the socket exists. */
+export async function startRelay(opts: {
+  pid: number;
+  uid: number;
+  socket: string;
+  port: number;
+}): Promise<Relay> {
+  const uid = String(opts.uid);
+  const proc = spawnProcess(
+    "nsenter",
+    [
+      `--net=/proc/${opts.pid}/ns/net`,
+      "--",
+      "setpriv",
+      `--reuid=${uid}`,
+      `--regid=${uid}`,
+      "--clear-groups",
+      "--no-new-privs",
+      "--inh-caps=-all",
+      // Set after the uid change (which clears it): the relay dies with kiln, even on kill -9.
+      "--pdeathsig=KILL",
+      "--",
+      "socat",
+      `UNIX-LISTEN:${opts.socket},fork,mode=600,unlink-early`,
+      `TCP:127.0.0.1:${opts.port}`,
+    ],
+    { env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" }, stdio: ["ignore", "ignore", "pipe"] },
+  );
+  let stderr = "";
+  proc.child.stderr?.on("data", (d) => (stderr += d));
+  const deadline = Date.now() + 5000;
+  while (!(await exists(opts.socket))) {
+    const gone = await Promise.race([proc.exited, new Promise((r) => setTimeout(r, 10, undefined))]);
+    if (gone || Date.now() > deadline) {
+      proc.child.kill("SIGKILL");
+      throw new KilnError({
+        code: "relay_failed",
+        message: `the dyno's network relay did not start: ${stderr.trim() || (gone ? "it exited" : "timed out")}`,
+        hint: "it needs socat and nsenter (apt-get install socat util-linux; npm run setup does)",
+      });
+    }
+  }
+  return {
+    socket: opts.socket,
+    process: proc,
+    async stop() {
+      proc.child.kill("SIGKILL");
+      await proc.exited;
+    },
+  };
+}
+
+/**
+ * A TCP port on the host's loopback that forwards to a dyno's relay socket (what `kiln run` prints
+ * as the URL). Port 0 picks a free port. Byte-level forwarding: HTTP routing by Host is the router's job.
+ */
+export async function forwardPort(opts: {
+  host: string;
+  port: number;
+  /** The relay socket of the dyno serving now (it changes when a dyno restarts); none: refuse. */
+  target: () => string | undefined;
+}): Promise<Server> {
+  const server = createServer((client) => {
+    const socket = opts.target();
+    if (!socket) return void client.destroy();
+    const upstream = connect(socket);
+    pipeline(client, upstream, client, () => {
+      client.destroy();
+      upstream.destroy();
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", (err: NodeJS.ErrnoException) =>
+      reject(
+        err.code === "EADDRINUSE"
+          ? new KilnError({
+              code: "port_in_use",
+              message: `port ${opts.port} on ${opts.host} is already in use`,
+              hint: "choose another with --port, or leave it out to get a free one",
+            })
+          : err,
+      ),
+    );
+    server.listen(opts.port, opts.host, () => resolve());
+  });
+  return server;
+}

@@ -1,0 +1,117 @@
+/**
+ * Everything a dyno needs from the host, prepared once per kiln process: the run stack (built if
+ * missing), the compiled seccomp filter, the cgroup hierarchies, a clean slate after any crash;
+ * and `launchDyno`, which turns a slug + process type into a supervised dyno.
+ */
+import { randomInt } from "node:crypto";
+import { KilnError } from "../errors.js";
+import { buildStacks, type StackDeps } from "../stacks/stacks.js";
+import { type CgroupHost, detectCgroups } from "./cgroups.js";
+import type { AppLog } from "./logs.js";
+import { type ReconcileReport, reconcileDynos } from "./reconcile.js";
+import { dynoEnv } from "./sandbox.js";
+import { compiledSeccomp } from "./seccomp.js";
+import { dynoSize } from "./sizes.js";
+import { type RunnableSlug, unpackSlug } from "./slug.js";
+import { type RestartPolicy, type Supervised, superviseDyno } from "./supervisor.js";
+import { appUid } from "./uids.js";
+
+export interface DynoRuntime {
+  dataDir: string;
+  runDir: string;
+  stackDir: string;
+  seccompFile: string;
+  cgroups: CgroupHost;
+  reconciled: ReconcileReport;
+}
+
+/** The port a web process listens on inside its dyno (each dyno has its own network namespace). */
+export const DYNO_PORT = 5000;
+
+export async function prepareDynoRuntime(deps: StackDeps & { signal?: AbortSignal }): Promise<DynoRuntime> {
+  if (process.getuid?.() !== 0) {
+    throw new KilnError({
+      code: "needs_root",
+      message: "running dynos needs root",
+      hint: "kiln gives every app its own unprivileged uid and cgroups, which only root can set up; run it with sudo",
+    });
+  }
+  const [stack] = await buildStacks(deps, ["run"], deps.signal ? { signal: deps.signal } : {});
+  if (!stack) throw new KilnError({ code: "internal", message: "no run stack was built" });
+  const cgroups = await detectCgroups();
+  const { dataDir, runDir, projectDir } = deps.config;
+  return {
+    dataDir,
+    runDir,
+    stackDir: deps.nix.realPath(stack.storePath),
+    seccompFile: await compiledSeccomp({ dataDir, projectDir }),
+    cgroups,
+    reconciled: await reconcileDynos({ dataDir, runDir, cgroups }),
+  };
+}
+
+export interface LaunchOptions {
+  slug: RunnableSlug;
+  /** A process type from the release, or undefined with `command` for a one-off dyno. */
+  type?: string;
+  command?: string;
+  /** `web.1` etc.; default: TYPE.1, or run.NNNN for one-off dynos. */
+  name?: string;
+  configVars?: Record<string, string>;
+  size?: string;
+  log: AppLog;
+  restart: RestartPolicy | false;
+  bootTimeoutMs?: number;
+  stopTimeoutMs?: number;
+  attach?: boolean;
+  url?: string;
+}
+
+export async function launchDyno(rt: DynoRuntime, opts: LaunchOptions): Promise<Supervised> {
+  const { slug } = opts;
+  const type = opts.type ?? "run";
+  const command = opts.command ?? slug.processTypes[type];
+  if (command === undefined) {
+    const types = Object.keys(slug.processTypes);
+    throw new KilnError({
+      code: "unknown_process_type",
+      message: `${slug.app} has no "${type}" process type`,
+      hint: types.length
+        ? `its process types: ${types.join(", ")}; or run a command: kiln run ${slug.app} -- CMD`
+        : "its release has no process types: add a Procfile, or run a command: kiln run APP -- CMD",
+    });
+  }
+  const sizeName = opts.size ?? "standard-1x";
+  const size = dynoSize(sizeName);
+  const name = opts.name ?? (opts.command !== undefined ? `run.${randomInt(1000, 10000)}` : `${type}.1`);
+  // Web processes get $PORT and a relay; one-off dynos are reached through the terminal only.
+  const port = type === "web" && opts.command === undefined ? DYNO_PORT : undefined;
+  const slugDir = await unpackSlug(rt.dataDir, slug);
+  const uid = await appUid(rt.dataDir, slug.app);
+  return superviseDyno({
+    dyno: {
+      app: slug.app,
+      name,
+      command,
+      slugDir,
+      stackDir: rt.stackDir,
+      uid,
+      size,
+      env: dynoEnv({ dyno: name, port, releaseVars: slug.configVars, configVars: opts.configVars ?? {} }),
+      ...(port !== undefined ? { port } : {}),
+      ...(opts.attach ? { attach: true } : {}),
+      seccompFile: rt.seccompFile,
+      cgroups: rt.cgroups,
+      runDir: rt.runDir,
+    },
+    type,
+    sizeName,
+    slugSha256: slug.sha256,
+    dataDir: rt.dataDir,
+    log: opts.log,
+    restart: opts.restart,
+    ...(opts.bootTimeoutMs !== undefined ? { bootTimeoutMs: opts.bootTimeoutMs } : {}),
+    ...(opts.stopTimeoutMs !== undefined ? { stopTimeoutMs: opts.stopTimeoutMs } : {}),
+    ...(opts.url ? { url: opts.url } : {}),
+  });
+}

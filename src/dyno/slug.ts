@@ -1,0 +1,168 @@
+/**
+ * Finding the slug a dyno runs and unpacking it once: slugs are content-addressed, so
+ * DATA_DIR/slugs/<sha256>/app is shared by every dyno of every release with those bytes and
+ * never changes (dynos bind it read-only at /app).
+ */
+import { chmod, mkdir, mkdtemp, readdir, readFile, rename, rm, stat } from "node:fs/promises";
+import { basename, dirname, join, resolve } from "node:path";
+import { extractTarGz } from "../archive/tar.js";
+import { manifestSchema, releaseFileSchema } from "../builds/records.js";
+import { KilnError } from "../errors.js";
+import type { Nix } from "../nix/driver.js";
+import { exists, hashFile } from "../util/fs.js";
+import { parseJsonWith } from "../util/json.js";
+
+export interface RunnableSlug {
+  app: string;
+  /** The slug archive on this machine. */
+  file: string;
+  sha256: string;
+  processTypes: Record<string, string>;
+  /** Config vars the buildpacks' release step set (defaults; the user's vars override them). */
+  configVars: Record<string, string>;
+}
+
+const invalid = (what: string) => ({
+  code: "invalid_slug_ref",
+  invalid: "is invalid",
+  jsonHint: `${what} is damaged; rebuild the app with kiln build`,
+  schemaHint: `${what} is not one kiln wrote; rebuild the app with kiln build`,
+});
+
+async function fromManifest(nix: Nix, file: string): Promise<RunnableSlug> {
+  const m = parseJsonWith(await readFile(file, "utf8"), manifestSchema, { file, ...invalid("the manifest") });
+  const slugFile = m.slug.path.startsWith("/nix/store/") ? nix.realPath(m.slug.path) : m.slug.path;
+  if (!(await exists(slugFile))) {
+    throw new KilnError({
+      code: "slug_missing",
+      message: `the slug of ${file} is gone from the store (${m.slug.path})`,
+      hint: "it was garbage-collected; rebuild the app with kiln build",
+    });
+  }
+  return {
+    app: m.app,
+    file: slugFile,
+    sha256: m.slug.sha256,
+    processTypes: m.processTypes,
+    configVars: m.configVars,
+  };
+}
+
+async function fromBuildOutput(dir: string, app: string | undefined): Promise<RunnableSlug> {
+  const file = join(dir, "release.json");
+  const release = parseJsonWith(await readFile(file, "utf8"), releaseFileSchema, {
+    file,
+    ...invalid("release.json"),
+  });
+  const slug = join(dir, "slug.tgz");
+  return {
+    app: app ?? appFromStoreName(basename(dir)),
+    file: slug,
+    sha256: await hashFile(slug, "sha256"),
+    processTypes: release.processTypes,
+    configVars: release.configVars,
+  };
+}
+
+function appFromStoreName(name: string): string {
+  return /^[0-9a-z]{32}-kiln-slug-(.+)$/.exec(name)?.[1] ?? "app";
+}
+
+async function manifestsOf(dataDir: string): Promise<{ app: string; file: string; mtimeMs: number }[]> {
+  const root = join(dataDir, "builds");
+  const out: { app: string; file: string; mtimeMs: number }[] = [];
+  for (const app of await readdir(root).catch(() => [] as string[])) {
+    for (const f of await readdir(join(root, app)).catch(() => [] as string[])) {
+      if (!f.endsWith(".json")) continue;
+      const file = join(root, app, f);
+      out.push({ app, file, mtimeMs: (await stat(file)).mtimeMs });
+    }
+  }
+  return out;
+}
+
+/**
+ * SLUG_OR_BUILD: an app name (its latest build), a build id (the slug's sha256 or a prefix of at
+ * least 7 hex digits), a manifest file, a build output directory, or a slug.tgz with release.json
+ * beside it.
+ */
+export async function resolveSlug(deps: { nix: Nix; dataDir: string }, ref: string): Promise<RunnableSlug> {
+  const path = resolve(ref);
+  const st = await stat(path).catch(() => undefined);
+  if (st?.isDirectory()) {
+    if (await exists(join(path, "slug.tgz"))) return fromBuildOutput(path, undefined);
+    throw new KilnError({
+      code: "invalid_slug_ref",
+      message: `${ref} is a directory without a slug.tgz`,
+      hint: "to run an app's source, build it first: kiln build DIR, then kiln run APP",
+    });
+  }
+  if (st?.isFile()) {
+    if (path.endsWith(".json")) return fromManifest(deps.nix, path);
+    if (await exists(join(dirname(path), "release.json"))) return fromBuildOutput(dirname(path), undefined);
+    throw new KilnError({
+      code: "invalid_slug_ref",
+      message: `${ref} has no release.json beside it, so its process types are unknown`,
+      hint: "run the build's output directory, its manifest, or the app name",
+    });
+  }
+  const manifests = await manifestsOf(deps.dataDir);
+  const byApp = manifests.filter((m) => m.app === ref).sort((a, b) => b.mtimeMs - a.mtimeMs)[0];
+  if (byApp) return fromManifest(deps.nix, byApp.file);
+  if (/^[0-9a-f]{7,64}$/.test(ref)) {
+    const hits = manifests.filter((m) => basename(m.file).startsWith(ref));
+    const [hit] = hits;
+    if (hits.length > 1) {
+      throw new KilnError({
+        code: "ambiguous_build",
+        message: `build id ${ref} matches ${hits.length} builds`,
+        hint: "give more digits of the slug's sha256",
+      });
+    }
+    if (hit) return fromManifest(deps.nix, hit.file);
+  }
+  const apps = [...new Set(manifests.map((m) => m.app))].sort();
+  throw new KilnError({
+    code: "unknown_slug",
+    message: `no build, app or slug called "${ref}"`,
+    hint: apps.length
+      ? `built apps here: ${apps.join(", ")}; or build one: kiln build DIR`
+      : "nothing is built yet: kiln build DIR",
+  });
+}
+
+/** DATA_DIR/slugs/<sha256>/app, unpacked (and checked against its hash) on first use. */
+export async function unpackSlug(dataDir: string, slug: RunnableSlug): Promise<string> {
+  const root = join(dataDir, "slugs");
+  const dir = join(root, slug.sha256);
+  if (await exists(join(dir, "app"))) return join(dir, "app");
+  await mkdir(root, { recursive: true });
+  const actual = await hashFile(slug.file, "sha256");
+  if (actual !== slug.sha256) {
+    throw new KilnError({
+      code: "slug_corrupt",
+      message: `${slug.file} has sha256 ${actual}, but its build recorded ${slug.sha256}`,
+      hint: "the file was changed after the build; rebuild the app",
+    });
+  }
+  // Unpacked beside the target and renamed when complete: a crash never leaves half a slug in place.
+  const tmp = await mkdtemp(join(root, `.unpack-${slug.sha256.slice(0, 12)}-`));
+  await chmod(tmp, 0o755);
+  try {
+    await extractTarGz(slug.file, tmp);
+    if (!(await exists(join(tmp, "app")))) {
+      throw new KilnError({
+        code: "slug_corrupt",
+        message: `${slug.file} has no app/ directory`,
+        hint: "this is not a kiln slug; rebuild the app",
+      });
+    }
+    await rename(tmp, dir).catch(async (err: NodeJS.ErrnoException) => {
+      // Another kiln unpacked the same slug first: theirs is identical.
+      if (err.code !== "ENOTEMPTY" && err.code !== "EEXIST") throw err;
+    });
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
+  }
+  return join(dir, "app");
+}
