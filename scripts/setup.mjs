@@ -21,7 +21,11 @@ const APT_PACKAGES = [
   { pkg: "dpkg", cmd: "dpkg-deb", why: "unpacks the seed's .debs" },
   { pkg: "git", cmd: "git", why: "lets Nix read the checkout as a flake" },
   { pkg: "socat", cmd: "socat", why: "relays traffic into each dyno's network namespace" },
-  { pkg: "python3-seccomp", test: "/usr/bin/python3 -c 'import seccomp'", why: "compiles the dynos' seccomp filter" },
+  {
+    pkg: "python3-seccomp",
+    test: "/usr/bin/python3 -c 'import seccomp'",
+    why: "compiles the dynos' seccomp filter",
+  },
   { pkg: "util-linux", cmd: "setpriv", why: "drops dynos to their app's uid (setpriv, prlimit, nsenter)" },
 ];
 

@@ -56,6 +56,7 @@ export function registerDynoCommands(program: Command, ctx: ContextFactory): voi
     .option("-p, --process <type>", "the process type to run (default: web, or the only one)")
     .option("--port <n>", "the local port the web dyno is served on (default: a free one)", parsePort)
     .option("-e, --env <NAME=value>", "a config var (repeatable)", collect)
+    .option("--outbound", "let the dyno open outbound connections (default: it has loopback only)")
     .addOption(
       new Option("-s, --size <size>", "the dyno size (memory, processes, CPU, /tmp, open files)")
         .choices(Object.keys(DYNO_SIZES))
@@ -108,6 +109,7 @@ Ctrl-C sends SIGTERM to every process in it, then SIGKILL after --stop-timeout.`
         log,
         bootTimeoutMs: opts.bootTimeout * 1000,
         stopTimeoutMs: opts.stopTimeout * 1000,
+        outbound: !!opts.outbound,
       };
 
       if (words.length > 0) {
@@ -251,6 +253,7 @@ interface RunOpts {
   bootTimeout: number;
   stopTimeout: number;
   restartDelay: number;
+  outbound?: boolean;
 }
 
 function ago(iso: string): string {

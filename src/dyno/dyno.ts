@@ -7,11 +7,17 @@ import { chmod, chown, type FileHandle, mkdir, open, rm } from "node:fs/promises
 import { join } from "node:path";
 import type { Readable, Writable } from "node:stream";
 import { KilnError } from "../errors.js";
-import { spawnProcess } from "../process/run.js";
+import { type LongProcess, spawnProcess } from "../process/run.js";
 import { type CgroupHost, createDynoCgroup, type Limit } from "./cgroups.js";
-import { type Relay, startRelay } from "./network.js";
+import { type Relay, startOutbound, startRelay } from "./network.js";
 import { descendants, listensOn, signalName } from "./procfs.js";
-import { DYNO_FDS, dynoBwrapOptions, dynoLauncher } from "./sandbox.js";
+import {
+  assertReachable,
+  DYNO_FDS,
+  dynoBwrapOptions,
+  dynoLauncher,
+  OUTBOUND_RESOLV_CONF,
+} from "./sandbox.js";
 import type { DynoSize } from "./sizes.js";
 
 export interface DynoSpec {
@@ -30,6 +36,8 @@ export interface DynoSpec {
   env: Record<string, string>;
   /** The port inside the dyno that the relay forwards to (web dynos). */
   port?: number;
+  /** Outbound network access (off by default: the dyno has loopback only). */
+  outbound?: boolean;
   /** One-off dynos: the terminal's stdin/stdout/stderr instead of captured lines. */
   attach?: boolean;
   onOutput?: (stream: "stdout" | "stderr", line: string) => void;
@@ -61,6 +69,8 @@ export interface RunningDyno {
   exited: Promise<DynoExit>;
   /** Resolves true once the app listens on its port, false if it exits or `timeoutMs` passes. */
   waitListening(timeoutMs: number): Promise<boolean>;
+  /** SIGKILL to the whole dyno at once. */
+  kill(): Promise<DynoExit>;
   /** SIGTERM to every process in the dyno, SIGKILL after `graceMs`; resolves when all is gone. */
   stop(graceMs: number): Promise<DynoExit>;
   memoryBytes(): Promise<number | undefined>;
@@ -102,8 +112,10 @@ export async function startDyno(spec: DynoSpec): Promise<RunningDyno> {
   const handles: FileHandle[] = [];
   const cgroup = await createDynoCgroup(spec.cgroups, spec.id, spec.size);
   let relay: Relay | undefined;
+  let outbound: LongProcess | undefined;
   const cleanup = async () => {
     await relay?.stop().catch(() => {});
+    outbound?.child.kill("SIGKILL");
     await cgroup.remove().catch(() => {});
     await rm(dynoRun, { recursive: true, force: true });
   };
@@ -112,10 +124,8 @@ export async function startDyno(spec: DynoSpec): Promise<RunningDyno> {
     await chown(dynoRun, spec.uid, spec.uid);
     const seccomp = await open(spec.seccompFile, "r");
     handles.push(seccomp);
-    const stack = await open(spec.stackDir, "r");
-    handles.push(stack);
-    const slug = await open(spec.slugDir, "r");
-    handles.push(slug);
+    await assertReachable(spec.stackDir);
+    await assertReachable(spec.slugDir);
 
     const launcher = dynoLauncher({
       uid: spec.uid,
@@ -134,8 +144,7 @@ export async function startDyno(spec: DynoSpec): Promise<RunningDyno> {
         "pipe", // DYNO_FDS.status
         "pipe", // DYNO_FDS.block
         seccomp.fd,
-        stack.fd,
-        slug.fd,
+        ...(spec.outbound ? ["pipe" as const] : []), // DYNO_FDS.resolvConf
       ],
     });
     // The child has its own copies now.
@@ -147,7 +156,17 @@ export async function startDyno(spec: DynoSpec): Promise<RunningDyno> {
     const blockPipe = fds[DYNO_FDS.block] as Writable;
     // bwrap closes its ends when done with them; a reset there is not an error of the dyno.
     for (const p of [argsPipe, statusPipe, blockPipe]) p.on("error", () => {});
-    argsPipe.end(`${dynoBwrapOptions({ uid: spec.uid, hostname: spec.name, size: spec.size }).join("\0")}\0`);
+    if (spec.outbound) fds[DYNO_FDS.resolvConf]?.on("error", () => {});
+    const options = dynoBwrapOptions({
+      uid: spec.uid,
+      hostname: spec.name,
+      size: spec.size,
+      stackDir: spec.stackDir,
+      slugDir: spec.slugDir,
+      outbound: !!spec.outbound,
+    });
+    argsPipe.end(`${options.join("\0")}\0`);
+    if (spec.outbound) (fds[DYNO_FDS.resolvConf] as Writable).end(OUTBOUND_RESOLV_CONF);
     if (!spec.attach) {
       forEachLine(proc.child.stdout, (l) => spec.onOutput?.("stdout", l));
       forEachLine(proc.child.stderr, (l) => spec.onOutput?.("stderr", l));
@@ -178,6 +197,7 @@ export async function startDyno(spec: DynoSpec): Promise<RunningDyno> {
     const initPid = early;
     try {
       await cgroup.addProcess(initPid);
+      if (spec.outbound) outbound = await startOutbound({ pid: initPid });
       if (spec.port !== undefined) {
         relay = await startRelay({
           pid: initPid,
@@ -195,12 +215,15 @@ export async function startDyno(spec: DynoSpec): Promise<RunningDyno> {
     blockPipe.end("go");
 
     const exited = proc.exited.then(async (end): Promise<DynoExit> => {
-      const oom = (await cgroup.oomKills()) > 0;
+      const oomKills = await cgroup.oomKills();
       await cleanup();
       const code = exitCode ?? end.exitCode;
       let signal = end.signal ?? undefined;
       // bwrap reports a child killed by signal N as 128+N.
       if (!signal && code !== null && code > 128 && code < 128 + 65) signal = signalName(code - 128);
+      // The OOM killer may have taken only a child the app survived; the dyno died of it only
+      // if it ended by SIGKILL.
+      const oom = oomKills > 0 && signal === "SIGKILL";
       const mem = `${Math.round(spec.size.memoryBytes / 1048576)} MiB`;
       const reason = oom
         ? `killed by ${signal ?? "the OOM killer"}: out of memory (the ${spec.size.name} quota is ${mem})`
@@ -211,6 +234,16 @@ export async function startDyno(spec: DynoSpec): Promise<RunningDyno> {
     });
     let ended = false;
     void exited.then(() => (ended = true));
+    // pid 1 of the namespace: its death takes every process in the dyno with it.
+    const killNow = () => {
+      for (const pid of [initPid, proc.pid]) {
+        try {
+          process.kill(pid, "SIGKILL");
+        } catch {
+          // gone already
+        }
+      }
+    };
 
     return {
       spec,
@@ -241,6 +274,10 @@ export async function startDyno(spec: DynoSpec): Promise<RunningDyno> {
           await new Promise((r) => setTimeout(r, i < 100 ? 5 : 50));
         }
       },
+      async kill() {
+        killNow();
+        return exited;
+      },
       async stop(graceMs) {
         if (!ended) {
           // Every process but the sandbox's own pid 1 (bwrap's reaper), like Heroku's SIGTERM to
@@ -259,14 +296,7 @@ export async function startDyno(spec: DynoSpec): Promise<RunningDyno> {
           clearTimeout(timer);
           if (first === "timeout") {
             spec.onOutput?.("stderr", `[kiln] still running ${graceMs / 1000} s after SIGTERM: SIGKILL`);
-            // pid 1 of the namespace: its death takes every process in the dyno with it.
-            for (const pid of [initPid, proc.pid]) {
-              try {
-                process.kill(pid, "SIGKILL");
-              } catch {
-                // gone already
-              }
-            }
+            killNow();
           }
         }
         return exited;

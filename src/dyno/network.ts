@@ -10,8 +10,12 @@
  * rules are needed for isolation and none can be forgotten.
  *
  * Why not a veth pair: the host end would need an address on the host, and then every host
- * service listening on 0.0.0.0 is reachable unless nftables rules say otherwise. Why not
- * slirp4netns/pasta for everything: they exist to give outbound access; inbound-only needs none.
+ * service listening on 0.0.0.0 is reachable unless nftables rules say otherwise.
+ *
+ * Outbound access is off unless the app asks for it (`--outbound`); then slirp4netns gives the
+ * namespace a user-mode NAT (tap0, 10.0.2.100, DNS at 10.0.2.3) with the host's loopback cut off
+ * (--disable-host-loopback), inside its own sandbox and seccomp filter. Its connections leave from
+ * the host's network stack, so the host's own non-loopback addresses are as reachable as any other.
  */
 import { connect, createServer, type Server } from "node:net";
 import { pipeline } from "node:stream";
@@ -51,7 +55,8 @@ export async function startRelay(opts: {
       `UNIX-LISTEN:${opts.socket},fork,mode=600,unlink-early`,
       `TCP:127.0.0.1:${opts.port}`,
     ],
-    { env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" }, stdio: ["ignore", "ignore", "pipe"] },
+    // Its own process group: socat forks a child per connection, and stopping takes them all.
+    { env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" }, stdio: ["ignore", "ignore", "pipe"], detached: true },
   );
   let stderr = "";
   proc.child.stderr?.on("data", (d) => (stderr += d));
@@ -71,10 +76,56 @@ export async function startRelay(opts: {
     socket: opts.socket,
     process: proc,
     async stop() {
-      proc.child.kill("SIGKILL");
+      try {
+        process.kill(-proc.pid, "SIGKILL");
+      } catch {
+        // gone already
+      }
       await proc.exited;
     },
   };
+}
+
+/** Gives the dyno whose init has host pid `pid` outbound network access; resolves when it is up. */
+export async function startOutbound(opts: { pid: number }): Promise<LongProcess> {
+  const proc = spawnProcess(
+    "setpriv",
+    [
+      "--pdeathsig=KILL",
+      "--",
+      "slirp4netns",
+      "--configure",
+      "--mtu=65520",
+      "--disable-host-loopback",
+      "--enable-sandbox",
+      "--enable-seccomp",
+      // Root joins only the network namespace (as nsenter does), not the dyno's user namespace.
+      "--userns-path=/proc/self/ns/user",
+      "--netns-type=path",
+      "--ready-fd=3",
+      `/proc/${opts.pid}/ns/net`,
+      "tap0",
+    ],
+    { env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" }, stdio: ["ignore", "ignore", "pipe", "pipe"] },
+  );
+  let stderr = "";
+  proc.child.stderr?.on("data", (d) => (stderr += d));
+  const ready = new Promise<boolean>((resolve) => {
+    const fd3 = proc.child.stdio[3] as NodeJS.ReadableStream | null;
+    fd3?.on("data", () => resolve(true));
+    fd3?.on("error", () => {});
+    void proc.exited.then(() => resolve(false));
+    setTimeout(() => resolve(false), 5000).unref();
+  });
+  if (!(await ready)) {
+    proc.child.kill("SIGKILL");
+    throw new KilnError({
+      code: "outbound_failed",
+      message: `could not give the dyno outbound network access: ${stderr.trim() || "slirp4netns did not get ready"}`,
+      hint: "it needs slirp4netns (apt-get install slirp4netns; npm run setup does)",
+    });
+  }
+  return proc;
 }
 
 /**

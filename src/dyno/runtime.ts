@@ -64,6 +64,8 @@ export interface LaunchOptions {
   bootTimeoutMs?: number;
   stopTimeoutMs?: number;
   attach?: boolean;
+  /** Outbound network access for the dyno (off by default). */
+  outbound?: boolean;
   url?: string;
 }
 
@@ -100,6 +102,7 @@ export async function launchDyno(rt: DynoRuntime, opts: LaunchOptions): Promise<
       env: dynoEnv({ dyno: name, port, releaseVars: slug.configVars, configVars: opts.configVars ?? {} }),
       ...(port !== undefined ? { port } : {}),
       ...(opts.attach ? { attach: true } : {}),
+      ...(opts.outbound ? { outbound: true } : {}),
       seccompFile: rt.seccompFile,
       cgroups: rt.cgroups,
       runDir: rt.runDir,

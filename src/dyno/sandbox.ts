@@ -11,13 +11,25 @@
  *
  * bwrap reads its options from a pipe (--args), so /proc/1/cmdline inside shows only
  * `bwrap --args 3 -- sh -c … COMMAND` (no host paths), and the environment (config vars included) is passed as the environment,
- * never on a command line a host user could read with ps. The stack and the slug are bound from
- * open directory fds, so the app's uid needs no access to kiln's data directory.
+ * never on a command line a host user could read with ps. bwrap runs as the app's uid, so the
+ * stack and the slug must be reachable by it (see assertReachable).
  */
+import { stat } from "node:fs/promises";
+import { dirname } from "node:path";
+import { KilnError } from "../errors.js";
 import type { DynoSize } from "./sizes.js";
 
 /** The fd numbers the dyno process is started with (see startDyno). */
-export const DYNO_FDS = { args: 3, status: 4, block: 5, seccomp: 6, stack: 7, slug: 8 } as const;
+export const DYNO_FDS = {
+  args: 3,
+  status: 4,
+  block: 5,
+  seccomp: 6,
+  resolvConf: 7,
+} as const;
+
+/** With outbound access, names resolve through slirp4netns' DNS forwarder. */
+export const OUTBOUND_RESOLV_CONF = "nameserver 10.0.2.3\n";
 
 /**
  * Loads the slug's .profile.d scripts (Heroku's contract: buildpacks put PATH and the like there),
@@ -28,7 +40,14 @@ export const PROFILE_LOADER =
   'for f in /app/.profile.d/*.sh; do [ -f "$f" ] && . "$f"; done; exec sh -c "$0"';
 
 /** bwrap's options, passed through the --args pipe (bwrap takes the command itself from argv). */
-export function dynoBwrapOptions(opts: { uid: number; hostname: string; size: DynoSize }): string[] {
+export function dynoBwrapOptions(opts: {
+  uid: number;
+  hostname: string;
+  size: DynoSize;
+  stackDir: string;
+  slugDir: string;
+  outbound?: boolean;
+}): string[] {
   const uid = String(opts.uid);
   return [
     "--unshare-all",
@@ -45,8 +64,8 @@ export function dynoBwrapOptions(opts: { uid: number; hostname: string; size: Dy
     opts.hostname,
     "--new-session",
     "--die-with-parent",
-    "--ro-bind-fd",
-    String(DYNO_FDS.stack),
+    "--ro-bind",
+    opts.stackDir,
     "/",
     "--proc",
     "/proc",
@@ -56,9 +75,10 @@ export function dynoBwrapOptions(opts: { uid: number; hostname: string; size: Dy
     String(opts.size.tmpBytes),
     "--tmpfs",
     "/tmp",
-    "--ro-bind-fd",
-    String(DYNO_FDS.slug),
+    "--ro-bind",
+    opts.slugDir,
     "/app",
+    ...(opts.outbound ? ["--ro-bind-data", String(DYNO_FDS.resolvConf), "/etc/resolv.conf"] : []),
     "--seccomp",
     String(DYNO_FDS.seccomp),
     "--json-status-fd",
@@ -119,4 +139,25 @@ export function dynoEnv(opts: {
     ...opts.configVars,
     ...(opts.port !== undefined ? { PORT: String(opts.port) } : {}),
   };
+}
+
+/**
+ * bwrap runs as the app's uid, so every directory above the stack and the slug must let others
+ * through (o+x). Says which one does not, instead of bwrap's "Can't find source path".
+ */
+export async function assertReachable(path: string): Promise<void> {
+  let dir = path;
+  for (;;) {
+    const st = await stat(dir);
+    if ((st.mode & 0o001) === 0) {
+      throw new KilnError({
+        code: "path_unreachable",
+        message: `dynos run as unprivileged uids, which cannot pass ${dir} (mode ${(st.mode & 0o777).toString(8)}) to reach ${path}`,
+        hint: `allow passing through it (chmod o+x ${dir}), or use a data directory outside it (KILN_DATA_DIR)`,
+      });
+    }
+    const parent = dirname(dir);
+    if (parent === dir) return;
+    dir = parent;
+  }
 }

@@ -1,6 +1,7 @@
 /**
  * Dyno sizes, after Heroku's: each is a memory quota, a process limit, a CPU quota, a /tmp size and
- * an open-files limit. Core dumps are always off.
+ * an open-files limit. Core dumps are always off. /tmp is a tmpfs, whose pages count against the
+ * memory quota, so it is sized at half of it: a full /tmp leaves the app room to run.
  */
 import { KilnError } from "../errors.js";
 
@@ -23,7 +24,7 @@ export const DYNO_SIZES: Record<string, DynoSize> = {
     memoryBytes: 512 * MiB,
     pids: 256,
     cpus: 0.5,
-    tmpBytes: 256 * MiB,
+    tmpBytes: 128 * MiB,
     openFiles: 4096,
   },
   "standard-1x": {
@@ -31,7 +32,7 @@ export const DYNO_SIZES: Record<string, DynoSize> = {
     memoryBytes: 512 * MiB,
     pids: 256,
     cpus: 1,
-    tmpBytes: 512 * MiB,
+    tmpBytes: 256 * MiB,
     openFiles: 10000,
   },
   "standard-2x": {
@@ -39,7 +40,7 @@ export const DYNO_SIZES: Record<string, DynoSize> = {
     memoryBytes: 1024 * MiB,
     pids: 512,
     cpus: 2,
-    tmpBytes: 1024 * MiB,
+    tmpBytes: 512 * MiB,
     openFiles: 10000,
   },
   "performance-m": {
@@ -47,7 +48,7 @@ export const DYNO_SIZES: Record<string, DynoSize> = {
     memoryBytes: 2560 * MiB,
     pids: 16384,
     cpus: 2,
-    tmpBytes: 2048 * MiB,
+    tmpBytes: 1280 * MiB,
     openFiles: 65536,
   },
 };

@@ -137,6 +137,8 @@ export async function unpackSlug(dataDir: string, slug: RunnableSlug): Promise<s
   const dir = join(root, slug.sha256);
   if (await exists(join(dir, "app"))) return join(dir, "app");
   await mkdir(root, { recursive: true });
+  // Dynos run as the apps' uids: they must pass through to the slug (but need not list others).
+  await chmod(root, 0o711);
   const actual = await hashFile(slug.file, "sha256");
   if (actual !== slug.sha256) {
     throw new KilnError({

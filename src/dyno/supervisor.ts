@@ -135,7 +135,7 @@ export async function superviseDyno(opts: SuperviseOptions): Promise<Supervised>
             `Error R10 (Boot timeout) -> Web process failed to bind to $PORT within ${bootTimeout / 1000} seconds of launch`,
           );
           say("Stopping process with SIGKILL");
-          await d.stop(0);
+          await d.kill();
         } else if (listening) {
           setState("up");
           await persist();

@@ -192,9 +192,14 @@ export interface LongProcess {
 export function spawnProcess(
   file: string,
   args: readonly string[],
-  opts: { env: Record<string, string>; stdio: StdioOptions; cwd?: string },
+  opts: { env: Record<string, string>; stdio: StdioOptions; cwd?: string; detached?: boolean },
 ): LongProcess {
-  const child = spawn(file, args, { env: opts.env, stdio: opts.stdio, cwd: opts.cwd ?? "/" });
+  const child = spawn(file, args, {
+    env: opts.env,
+    stdio: opts.stdio,
+    cwd: opts.cwd ?? "/",
+    detached: !!opts.detached,
+  });
   const exited = new Promise<{ exitCode: number | null; signal: string | null; error?: Error }>((resolve) => {
     child.once("error", (error) => resolve({ exitCode: null, signal: null, error }));
     child.once("exit", (exitCode, signal) => resolve({ exitCode, signal }));
