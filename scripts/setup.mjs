@@ -21,6 +21,7 @@ const APT_PACKAGES = [
   { pkg: "dpkg", cmd: "dpkg-deb", why: "unpacks the seed's .debs" },
   { pkg: "git", cmd: "git", why: "lets Nix read the checkout as a flake" },
   { pkg: "socat", cmd: "socat", why: "relays traffic into each dyno's network namespace" },
+  { pkg: "slirp4netns", cmd: "slirp4netns", why: "outbound network for dynos that ask for it" },
   {
     pkg: "python3-seccomp",
     test: "/usr/bin/python3 -c 'import seccomp'",

@@ -87,7 +87,7 @@ Examples:
   kiln run node-web                       the web process at http://127.0.0.1:PORT/, logs below
   kiln run node-web --port 8080 -e GREETING=hi
   kiln run node-web -- node -e 'console.log(process.version)'
-  kiln run node-web -- bash               (if the slug or stack has it; sh always works)
+  kiln run node-web -- sh                 a shell in a one-off dyno (busybox sh; bash is not on the run stack)
 
 The dyno runs under the app's own unprivileged uid, in new namespaces (user, pid, network, ipc,
 uts, cgroup, mount) with a seccomp filter, its stack read-only at /, the slug read-only at /app,
@@ -232,7 +232,10 @@ Ctrl-C sends SIGTERM to every process in it, then SIGKILL after --stop-timeout.`
       const lines = (await readLogTail(c.config.dataDir, app, Number.MAX_SAFE_INTEGER))
         .filter(keep)
         .slice(-opts.num);
-      if (lines.length === 0 && !opts.tail) process.stderr.write(`no logs for ${app} yet\n`);
+      if (lines.length === 0 && !opts.tail)
+        process.stderr.write(
+          `no logs for ${app} yet (they appear once one of its dynos runs: kiln run ${app})\n`,
+        );
       for (const l of lines) process.stdout.write(`${formatLogLine(l)}\n`);
       if (opts.tail) {
         await followLog(

@@ -54,6 +54,7 @@ export interface LaunchOptions {
   slug: RunnableSlug;
   /** A process type from the release, or undefined with `command` for a one-off dyno. */
   type?: string;
+  /** The command to run instead of the process type's (one-off dynos; `web` with a custom command). */
   command?: string;
   /** `web.1` etc.; default: TYPE.1, or run.NNNN for one-off dynos. */
   name?: string;
@@ -87,7 +88,7 @@ export async function launchDyno(rt: DynoRuntime, opts: LaunchOptions): Promise<
   const size = dynoSize(sizeName);
   const name = opts.name ?? (opts.command !== undefined ? `run.${randomInt(1000, 10000)}` : `${type}.1`);
   // Web processes get $PORT and a relay; one-off dynos are reached through the terminal only.
-  const port = type === "web" && opts.command === undefined ? DYNO_PORT : undefined;
+  const port = type === "web" ? DYNO_PORT : undefined;
   const slugDir = await unpackSlug(rt.dataDir, slug);
   const uid = await appUid(rt.dataDir, slug.app);
   return superviseDyno({
