@@ -7,7 +7,7 @@ import { chmod, chown, type FileHandle, mkdir, open, rm } from "node:fs/promises
 import { join } from "node:path";
 import type { Readable, Writable } from "node:stream";
 import { KilnError } from "../errors.js";
-import { type LongProcess, spawnProcess } from "../process/run.js";
+import { forEachLine, type LongProcess, spawnProcess } from "../process/run.js";
 import { type CgroupHost, createDynoCgroup, type Limit } from "./cgroups.js";
 import { type Relay, startOutbound, startRelay } from "./network.js";
 import { descendants, listensOn, signalName } from "./procfs.js";
@@ -76,24 +76,6 @@ export interface RunningDyno {
   memoryBytes(): Promise<number | undefined>;
 }
 
-function forEachLine(stream: Readable | null, cb: (line: string) => void): void {
-  if (!stream) return;
-  let buf = "";
-  stream.setEncoding("utf8");
-  stream.on("data", (chunk: string) => {
-    buf += chunk;
-    let i = buf.indexOf("\n");
-    while (i !== -1) {
-      cb(buf.slice(0, i));
-      buf = buf.slice(i + 1);
-      i = buf.indexOf("\n");
-    }
-  });
-  stream.on("end", () => {
-    if (buf) cb(buf);
-  });
-}
-
 const parseStatusDoc = (doc: unknown): { childPid?: number; exitCode?: number } => {
   if (typeof doc !== "object" || doc === null) return {};
   const d = doc as Record<string, unknown>;
@@ -154,9 +136,6 @@ export async function startDyno(spec: DynoSpec): Promise<RunningDyno> {
     const argsPipe = fds[DYNO_FDS.args] as Writable;
     const statusPipe = fds[DYNO_FDS.status] as Readable;
     const blockPipe = fds[DYNO_FDS.block] as Writable;
-    // bwrap closes its ends when done with them; a reset there is not an error of the dyno.
-    for (const p of [argsPipe, statusPipe, blockPipe]) p.on("error", () => {});
-    if (spec.outbound) fds[DYNO_FDS.resolvConf]?.on("error", () => {});
     const options = dynoBwrapOptions({
       uid: spec.uid,
       hostname: spec.name,

@@ -22,6 +22,7 @@ import { pipeline } from "node:stream";
 import { KilnError } from "../errors.js";
 import { type LongProcess, spawnProcess } from "../process/run.js";
 import { exists } from "../util/fs.js";
+import { dropToUid } from "./sandbox.js";
 
 export interface Relay {
   socket: string;
@@ -36,21 +37,14 @@ export async function startRelay(opts: {
   socket: string;
   port: number;
 }): Promise<Relay> {
-  const uid = String(opts.uid);
   const proc = spawnProcess(
     "nsenter",
     [
       `--net=/proc/${opts.pid}/ns/net`,
       "--",
-      "setpriv",
-      `--reuid=${uid}`,
-      `--regid=${uid}`,
-      "--clear-groups",
-      "--no-new-privs",
-      "--inh-caps=-all",
-      // Set after the uid change (which clears it): the relay dies with kiln, even on kill -9.
-      "--pdeathsig=KILL",
-      "--",
+      // The parent-death signal is set after the uid change (which clears it): the relay dies
+      // with kiln, even on kill -9.
+      ...dropToUid(opts.uid, ["--pdeathsig=KILL"]),
       "socat",
       `UNIX-LISTEN:${opts.socket},fork,mode=600,unlink-early`,
       `TCP:127.0.0.1:${opts.port}`,
@@ -113,7 +107,6 @@ export async function startOutbound(opts: { pid: number }): Promise<LongProcess>
   const ready = new Promise<boolean>((resolve) => {
     const fd3 = proc.child.stdio[3] as NodeJS.ReadableStream | null;
     fd3?.on("data", () => resolve(true));
-    fd3?.on("error", () => {});
     void proc.exited.then(() => resolve(false));
     setTimeout(() => resolve(false), 5000).unref();
   });

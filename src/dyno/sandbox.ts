@@ -90,12 +90,30 @@ export function dynoBwrapOptions(opts: {
   ];
 }
 
+/**
+ * `setpriv … --` as a command prefix: the app's uid and gid, no supplementary groups, no
+ * capabilities to inherit, no new privileges. `extra` goes before the `--` (e.g. a parent-death
+ * signal, which must be set after the uid change that clears it).
+ */
+export function dropToUid(uid: number, extra: string[] = []): string[] {
+  const u = String(uid);
+  return [
+    "setpriv",
+    `--reuid=${u}`,
+    `--regid=${u}`,
+    "--clear-groups",
+    "--no-new-privs",
+    "--inh-caps=-all",
+    ...extra,
+    "--",
+  ];
+}
+
 /** The host-side chain in front of bwrap (which reads the options above from fd 3). */
 export function dynoLauncher(opts: { uid: number; size: DynoSize; command: string; bwrap?: string }): {
   file: string;
   args: string[];
 } {
-  const uid = String(opts.uid);
   const nofile = String(opts.size.openFiles);
   return {
     file: "prlimit",
@@ -103,13 +121,7 @@ export function dynoLauncher(opts: { uid: number; size: DynoSize; command: strin
       `--nofile=${nofile}:${nofile}`,
       "--core=0:0",
       "--",
-      "setpriv",
-      `--reuid=${uid}`,
-      `--regid=${uid}`,
-      "--clear-groups",
-      "--no-new-privs",
-      "--inh-caps=-all",
-      "--",
+      ...dropToUid(opts.uid),
       opts.bwrap ?? "bwrap",
       "--args",
       String(DYNO_FDS.args),

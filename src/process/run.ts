@@ -148,8 +148,14 @@ export async function run(file: string, args: readonly string[], opts: RunOption
   return result;
 }
 
-function forEachLine(stream: NodeJS.ReadableStream | null | undefined, cb: (line: string) => void): void {
+/** Calls `cb` for every line of a stream as it arrives (the last one even without a newline). */
+export function forEachLine(
+  stream: NodeJS.ReadableStream | null | undefined,
+  cb: (line: string) => void,
+): void {
   if (!stream) return;
+  // Decoded by the stream, so a character split across two chunks stays whole.
+  stream.setEncoding("utf8");
   let buf = "";
   stream.on("data", (chunk: string | Buffer) => {
     buf += chunk.toString();
@@ -200,6 +206,8 @@ export function spawnProcess(
     cwd: opts.cwd ?? "/",
     detached: !!opts.detached,
   });
+  // A pipe reset by a child being killed is how these processes end, not an error to crash on.
+  for (const stream of child.stdio) stream?.on("error", () => {});
   const exited = new Promise<{ exitCode: number | null; signal: string | null; error?: Error }>((resolve) => {
     child.once("error", (error) => resolve({ exitCode: null, signal: null, error }));
     child.once("exit", (exitCode, signal) => resolve({ exitCode, signal }));
