@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // `npm run bench`: times kiln next to a baseline doing the same work without kiln, in one run, on
-// throwaway Nix stores (the machine's store is never touched), and prints the ratios.
+// throwaway Nix stores (the machine's store is only used by the dyno part, where building the
+// fixture is cached), and prints the ratios.
 //
 //   seed import      kiln seed (assemble from cached .debs, hash, add-fixed)  vs  nix-store --restore
 //                    + --add-fixed of the same bytes (the least any tool must do to store them)
@@ -13,14 +14,19 @@
 //                    app-code change)                                         vs  npm ci --offline
 //                    (warm npm cache) + tar czf of the app on the host; and the slug's size against
 //                    npm ci --omit=dev + tar czf
+//   dyno …           last, from bench/dynos.mjs (runnable alone; on the machine's store, with a
+//                    throwaway data directory): start to first HTTP 200, bwrap's own start cost,
+//                    memory per idle dyno, and how many idle dynos before start latency doubles
 //
-// Options: --json (machine-readable results on stdout), --keep (keep the throwaway stores).
+// Options: --json (machine-readable results on stdout), --keep (keep the throwaway stores), and
+// bench/dynos.mjs's --runs N, --true-runs N, --max-dynos N.
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { nixSettingArgs } from "../dist/nix/settings.js";
 import { shellQuote } from "../dist/process/run.js";
+import { benchDynos, dynoBenchOptions } from "./dynos.mjs";
 
 const root = join(import.meta.dirname, "..");
 const kilnBin = join(root, "bin", "kiln.js");
@@ -178,7 +184,10 @@ try {
   process.stderr.write("\nsizes (NAR bytes):\n");
   for (const [k, v] of Object.entries(sizes))
     process.stderr.write(`  ${k.padEnd(12)} ${(v / 1048576).toFixed(1)} MiB\n`);
-  if (args.has("--json")) process.stdout.write(`${JSON.stringify({ results, sizes }, null, 2)}\n`);
+  const dynos = await benchDynos(dynoBenchOptions(process.argv.slice(2)));
+  results.push(...dynos.rows);
+  if (args.has("--json"))
+    process.stdout.write(`${JSON.stringify({ results, sizes, dynos: dynos.details }, null, 2)}\n`);
 } finally {
   if (!args.has("--keep")) {
     // Chroot stores have read-only directories; make them writable before removing.

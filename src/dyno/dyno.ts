@@ -175,8 +175,12 @@ export async function startDyno(spec: DynoSpec): Promise<RunningDyno> {
     }
     const initPid = early;
     try {
+      // Before the app runs: its cgroups and (if asked for) its way out.
       await cgroup.addProcess(initPid);
       if (spec.outbound) outbound = await startOutbound({ pid: initPid });
+      // Let the app start; the way in is set up while it boots (nothing is routed to a dyno
+      // before it listens anyway).
+      blockPipe.end("go");
       if (spec.port !== undefined) {
         relay = await startRelay({
           pid: initPid,
@@ -190,8 +194,6 @@ export async function startDyno(spec: DynoSpec): Promise<RunningDyno> {
       await proc.exited;
       throw err;
     }
-    // Everything is in place: let the app start.
-    blockPipe.end("go");
 
     const exited = proc.exited.then(async (end): Promise<DynoExit> => {
       const oomKills = await cgroup.oomKills();
@@ -250,7 +252,7 @@ export async function startDyno(spec: DynoSpec): Promise<RunningDyno> {
           if (ended) return false;
           if (await listensOn(initPid, spec.port)) return true;
           if (Date.now() > deadline) return false;
-          await new Promise((r) => setTimeout(r, i < 100 ? 5 : 50));
+          await new Promise((r) => setTimeout(r, i < 200 ? 5 : 50));
         }
       },
       async kill() {

@@ -56,7 +56,7 @@ export async function startRelay(opts: {
   proc.child.stderr?.on("data", (d) => (stderr += d));
   const deadline = Date.now() + 5000;
   while (!(await exists(opts.socket))) {
-    const gone = await Promise.race([proc.exited, new Promise((r) => setTimeout(r, 10, undefined))]);
+    const gone = await Promise.race([proc.exited, new Promise((r) => setTimeout(r, 2, undefined))]);
     if (gone || Date.now() > deadline) {
       proc.child.kill("SIGKILL");
       throw new KilnError({

@@ -119,6 +119,8 @@ export async function superviseDyno(opts: SuperviseOptions): Promise<Supervised>
         continue;
       }
       const d = running;
+      // stop() came while the dyno was starting: it had nothing to stop yet, so stop it here.
+      if (stopping) await d.stop(stopTimeout);
       Object.assign(rec, {
         runId: id,
         pid: d.pid,

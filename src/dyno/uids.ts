@@ -18,7 +18,19 @@ export const DYNO_UID_COUNT = 65_536;
 
 const uidMapSchema = z.record(z.string(), z.number().int());
 
+/** An app's uid never changes once given, so each kiln process asks the file once per app. */
+const known = new Map<string, number>();
+
 export async function appUid(dataDir: string, app: string): Promise<number> {
+  const key = `${dataDir}\0${app}`;
+  const cached = known.get(key);
+  if (cached !== undefined) return cached;
+  const uid = await allocateUid(dataDir, app);
+  known.set(key, uid);
+  return uid;
+}
+
+async function allocateUid(dataDir: string, app: string): Promise<number> {
   const dir = join(dataDir, "dynos");
   await mkdir(dir, { recursive: true });
   const file = join(dir, "uids.json");
@@ -31,8 +43,8 @@ export async function appUid(dataDir: string, app: string): Promise<number> {
       jsonHint: "restore it from a backup, or delete it (apps then get new uids)",
       schemaHint: "it maps app names to uids; restore it from a backup, or delete it",
     });
-    const known = map[app];
-    if (known !== undefined) return known;
+    const mine = map[app];
+    if (mine !== undefined) return mine;
     const used = new Set(Object.values(map));
     let uid = DYNO_UID_BASE;
     while (used.has(uid)) uid++;
