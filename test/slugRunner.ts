@@ -1,5 +1,6 @@
 /**
- * Runs a slug's `web` process the way a dyno will (the dyno issue builds the real runtime): the
+ * Runs a slug's `web` process roughly the way a dyno does (src/dyno is the real, locked-down runtime;
+ * this is the light version the build tests use to check a slug serves): the
  * slug unpacked, stack-run as / in bubblewrap, the slug at /app read-only, HOME=/app, $PORT, the
  * .profile.d scripts sourced, the command run by the stack's shell.
  */

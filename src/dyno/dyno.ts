@@ -146,9 +146,15 @@ export async function startDyno(spec: DynoSpec): Promise<RunningDyno> {
     });
     argsPipe.end(`${options.join("\0")}\0`);
     if (spec.outbound) (fds[DYNO_FDS.resolvConf] as Writable).end(OUTBOUND_RESOLV_CONF);
+    // The last lines on stderr, for the error when the sandbox itself fails to start.
+    const stderrTail: string[] = [];
     if (!spec.attach) {
       forEachLine(proc.child.stdout, (l) => spec.onOutput?.("stdout", l));
-      forEachLine(proc.child.stderr, (l) => spec.onOutput?.("stderr", l));
+      forEachLine(proc.child.stderr, (l) => {
+        stderrTail.push(l);
+        if (stderrTail.length > 5) stderrTail.shift();
+        spec.onOutput?.("stderr", l);
+      });
     }
 
     let exitCode: number | undefined;
@@ -169,7 +175,7 @@ export async function startDyno(spec: DynoSpec): Promise<RunningDyno> {
       const end = await proc.exited;
       throw new KilnError({
         code: "dyno_start_failed",
-        message: `the dyno's sandbox did not start: ${end.error?.message ?? `exit ${end.exitCode ?? end.signal}`}`,
+        message: `the dyno's sandbox did not start: ${end.error?.message ?? (stderrTail.join("\n") || `exit ${end.exitCode ?? end.signal}`)}`,
         hint: "check that bubblewrap, util-linux (prlimit, setpriv, nsenter) and socat are installed (npm run setup)",
       });
     }
