@@ -1,0 +1,116 @@
+/** Apps and their config vars. */
+import { randomUUID } from "node:crypto";
+import { KilnError } from "../errors.js";
+import { type Db, tx } from "./db.js";
+
+export interface App {
+  id: string;
+  name: string;
+  createdAt: string;
+}
+
+interface AppRow {
+  id: string;
+  name: string;
+  created_at: string;
+}
+
+const APP_NAME = /^[a-z][a-z0-9-]{0,29}$/;
+const CONFIG_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+const toApp = (r: AppRow): App => ({ id: r.id, name: r.name, createdAt: r.created_at });
+
+export function createApp(db: Db, name: string): App {
+  if (!APP_NAME.test(name)) {
+    throw new KilnError({
+      code: "invalid_app_name",
+      message: `"${name}" is not a valid app name`,
+      hint: "use lowercase letters, digits and dashes, starting with a letter (at most 30 characters)",
+    });
+  }
+  const app: App = { id: randomUUID(), name, createdAt: new Date().toISOString() };
+  try {
+    db.prepare("INSERT INTO apps (id, name, created_at) VALUES (?, ?, ?)").run(
+      app.id,
+      app.name,
+      app.createdAt,
+    );
+  } catch (err) {
+    if ((err as { code?: string }).code === "SQLITE_CONSTRAINT_UNIQUE") {
+      throw new KilnError({
+        code: "conflict",
+        message: `an app called "${name}" already exists`,
+        hint: "choose another name, or use the existing app",
+      });
+    }
+    throw err;
+  }
+  return app;
+}
+
+/** By name or id; an unknown app is a KilnError `unknown_app` (404 in the API). */
+export function getApp(db: Db, nameOrId: string): App {
+  const row = db.prepare("SELECT * FROM apps WHERE name = ? OR id = ?").get(nameOrId, nameOrId) as
+    | AppRow
+    | undefined;
+  if (!row) {
+    throw new KilnError({
+      code: "unknown_app",
+      message: `no app called "${nameOrId}"`,
+      hint: "list apps with kiln apps, or create it with kiln apps:create NAME",
+    });
+  }
+  return toApp(row);
+}
+
+export function listApps(db: Db): App[] {
+  return (db.prepare("SELECT * FROM apps ORDER BY name").all() as AppRow[]).map(toApp);
+}
+
+/** Deletes the app and (by cascade) its config, builds, releases, formation and dyno records. */
+export function deleteApp(db: Db, nameOrId: string): App {
+  const app = getApp(db, nameOrId);
+  db.prepare("DELETE FROM apps WHERE id = ?").run(app.id);
+  return app;
+}
+
+export function getConfig(db: Db, appId: string): Record<string, string> {
+  const rows = db.prepare("SELECT key, value FROM config_vars WHERE app_id = ? ORDER BY key").all(appId) as {
+    key: string;
+    value: string;
+  }[];
+  return Object.fromEntries(rows.map((r) => [r.key, r.value]));
+}
+
+/**
+ * Sets (string) and unsets (null) config vars in one transaction; returns the whole new config.
+ * `then` runs inside the same transaction (cutting the release that a config change makes).
+ */
+export function patchConfig<T>(
+  db: Db,
+  appId: string,
+  patch: Record<string, string | null>,
+  then: (config: Record<string, string>) => T,
+): { config: Record<string, string>; result: T } {
+  for (const key of Object.keys(patch)) {
+    if (!CONFIG_KEY.test(key)) {
+      throw new KilnError({
+        code: "invalid_config_key",
+        message: `"${key}" is not a valid config var name`,
+        hint: "use letters, digits and _, not starting with a digit",
+      });
+    }
+  }
+  return tx(db, () => {
+    const set = db.prepare(
+      "INSERT INTO config_vars (app_id, key, value) VALUES (?, ?, ?) ON CONFLICT (app_id, key) DO UPDATE SET value = excluded.value",
+    );
+    const unset = db.prepare("DELETE FROM config_vars WHERE app_id = ? AND key = ?");
+    for (const [key, value] of Object.entries(patch)) {
+      if (value === null) unset.run(appId, key);
+      else set.run(appId, key, value);
+    }
+    const config = getConfig(db, appId);
+    return { config, result: then(config) };
+  });
+}

@@ -1,0 +1,152 @@
+/**
+ * Build records: pending (queued) → building → succeeded | failed | cancelled. Each transition is
+ * one committed UPDATE guarded by the state it leaves, so a record never goes backwards.
+ */
+import { randomUUID } from "node:crypto";
+import { KilnError } from "../errors.js";
+import type { Db } from "./db.js";
+
+export const BUILD_STATUSES = ["pending", "building", "succeeded", "failed", "cancelled"] as const;
+export type BuildStatus = (typeof BUILD_STATUSES)[number];
+
+export interface BuildRecord {
+  id: string;
+  appId: string;
+  status: BuildStatus;
+  failureReason: string | null;
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  sourceSha256: string;
+  sourcePath: string;
+  slugSha256: string | null;
+  slugPath: string | null;
+  manifestPath: string | null;
+  logPath: string;
+}
+
+interface BuildRow {
+  id: string;
+  app_id: string;
+  status: BuildStatus;
+  failure_reason: string | null;
+  created_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+  source_sha256: string;
+  source_path: string;
+  slug_sha256: string | null;
+  slug_path: string | null;
+  manifest_path: string | null;
+  log_path: string;
+}
+
+const toBuild = (r: BuildRow): BuildRecord => ({
+  id: r.id,
+  appId: r.app_id,
+  status: r.status,
+  failureReason: r.failure_reason,
+  createdAt: r.created_at,
+  startedAt: r.started_at,
+  finishedAt: r.finished_at,
+  sourceSha256: r.source_sha256,
+  sourcePath: r.source_path,
+  slugSha256: r.slug_sha256,
+  slugPath: r.slug_path,
+  manifestPath: r.manifest_path,
+  logPath: r.log_path,
+});
+
+export function createBuild(
+  db: Db,
+  b: { appId: string; sourceSha256: string; sourcePath: string; logPath: (id: string) => string },
+): BuildRecord {
+  const id = randomUUID();
+  const row = {
+    id,
+    app_id: b.appId,
+    status: "pending" as const,
+    created_at: new Date().toISOString(),
+    source_sha256: b.sourceSha256,
+    source_path: b.sourcePath,
+    log_path: b.logPath(id),
+  };
+  db.prepare(
+    `INSERT INTO builds (id, app_id, status, created_at, source_sha256, source_path, log_path)
+     VALUES (@id, @app_id, @status, @created_at, @source_sha256, @source_path, @log_path)`,
+  ).run(row);
+  return getBuild(db, id);
+}
+
+export function getBuild(db: Db, id: string): BuildRecord {
+  const row = db.prepare("SELECT * FROM builds WHERE id = ?").get(id) as BuildRow | undefined;
+  if (!row) {
+    throw new KilnError({
+      code: "unknown_build",
+      message: `no build ${id}`,
+      hint: "list builds with kiln builds APP",
+    });
+  }
+  return toBuild(row);
+}
+
+export function listBuilds(db: Db, appId: string): BuildRecord[] {
+  return (
+    db.prepare("SELECT * FROM builds WHERE app_id = ? ORDER BY created_at DESC").all(appId) as BuildRow[]
+  ).map(toBuild);
+}
+
+/** pending → building; false when the build was no longer pending (cancelled or superseded). */
+export function startBuild(db: Db, id: string): boolean {
+  const r = db
+    .prepare("UPDATE builds SET status = 'building', started_at = ? WHERE id = ? AND status = 'pending'")
+    .run(new Date().toISOString(), id);
+  return r.changes === 1;
+}
+
+export function succeedBuild(
+  db: Db,
+  id: string,
+  out: { slugSha256: string; slugPath: string; manifestPath: string },
+): void {
+  db.prepare(
+    `UPDATE builds SET status = 'succeeded', finished_at = ?, slug_sha256 = ?, slug_path = ?, manifest_path = ?
+     WHERE id = ? AND status = 'building'`,
+  ).run(new Date().toISOString(), out.slugSha256, out.slugPath, out.manifestPath, id);
+}
+
+/** building or pending → failed / cancelled, with the reason. */
+export function endBuild(db: Db, id: string, status: "failed" | "cancelled", reason: string): boolean {
+  const r = db
+    .prepare(
+      "UPDATE builds SET status = ?, failure_reason = ?, finished_at = ? WHERE id = ? AND status IN ('pending', 'building')",
+    )
+    .run(status, reason, new Date().toISOString(), id);
+  return r.changes === 1;
+}
+
+/**
+ * After a crash: builds that were running are marked failed with reason `interrupted` — not
+ * resumed, because their Nix build died with the server and a half-streamed log cannot be
+ * continued honestly; Nix caches what finished, so resubmitting costs little. Builds still pending
+ * were accepted but never started: they stay queued and run again. Returns the ids marked failed.
+ */
+export function failInterruptedBuilds(db: Db): string[] {
+  const ids = (db.prepare("SELECT id FROM builds WHERE status = 'building'").all() as { id: string }[]).map(
+    (r) => r.id,
+  );
+  const mark = db.prepare(
+    "UPDATE builds SET status = 'failed', failure_reason = 'interrupted', finished_at = ? WHERE id = ? AND status = 'building'",
+  );
+  const now = new Date().toISOString();
+  db.transaction(() => {
+    for (const id of ids) mark.run(now, id);
+  })();
+  return ids;
+}
+
+export function pendingBuilds(db: Db): BuildRecord[] {
+  return (
+    db.prepare("SELECT * FROM builds WHERE status = 'pending' ORDER BY created_at").all() as BuildRow[]
+  ).map(toBuild);
+}

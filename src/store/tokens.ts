@@ -1,0 +1,54 @@
+/**
+ * API tokens: random 32 bytes shown once; only their SHA-256 is stored, so the state file leaks
+ * nothing a client could use. (A fast hash is right here: the tokens are random, not passwords.)
+ */
+import { createHash, randomBytes, randomUUID } from "node:crypto";
+import type { Db } from "./db.js";
+
+export interface TokenInfo {
+  id: string;
+  name: string;
+  admin: boolean;
+  createdAt: string;
+  lastUsedAt: string | null;
+}
+
+const hashToken = (token: string) => createHash("sha256").update(token).digest("hex");
+
+/** Returns the token itself (never stored) and its record. */
+export function createToken(
+  db: Db,
+  opts: { name: string; admin: boolean },
+): { token: string; info: TokenInfo } {
+  const token = `kiln_${randomBytes(32).toString("base64url")}`;
+  const info: TokenInfo = {
+    id: randomUUID(),
+    name: opts.name,
+    admin: opts.admin,
+    createdAt: new Date().toISOString(),
+    lastUsedAt: null,
+  };
+  db.prepare("INSERT INTO tokens (id, name, hash, admin, created_at) VALUES (?, ?, ?, ?, ?)").run(
+    info.id,
+    info.name,
+    hashToken(token),
+    info.admin ? 1 : 0,
+    info.createdAt,
+  );
+  return { token, info };
+}
+
+/** The token's record when it is valid (and notes its use), else undefined. */
+export function verifyToken(db: Db, token: string): TokenInfo | undefined {
+  const row = db.prepare("SELECT * FROM tokens WHERE hash = ?").get(hashToken(token)) as
+    | { id: string; name: string; admin: number; created_at: string; last_used_at: string | null }
+    | undefined;
+  if (!row) return undefined;
+  const now = new Date().toISOString();
+  db.prepare("UPDATE tokens SET last_used_at = ? WHERE id = ?").run(now, row.id);
+  return { id: row.id, name: row.name, admin: row.admin === 1, createdAt: row.created_at, lastUsedAt: now };
+}
+
+export function hasAdminToken(db: Db): boolean {
+  return !!db.prepare("SELECT 1 FROM tokens WHERE admin = 1 LIMIT 1").get();
+}
