@@ -4,6 +4,7 @@ import { registerBuildCommands } from "./buildCommands.js";
 import type { ContextFactory } from "./context.js";
 import { registerDynoCommands } from "./dynoCommands.js";
 import { registerSeedCommands } from "./seedCommands.js";
+import { registerServeCommands } from "./serveCommands.js";
 import { registerStackCommands } from "./stackCommands.js";
 
 export function buildProgram(ctx: ContextFactory, version: string): Command {
@@ -31,6 +32,7 @@ export function buildProgram(ctx: ContextFactory, version: string): Command {
   registerBuildCommands(program, ctx);
   registerDynoCommands(program, ctx);
   registerSeedCommands(program, ctx);
+  registerServeCommands(program, ctx);
   registerStackCommands(program, ctx);
   return program;
 }

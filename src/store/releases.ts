@@ -66,7 +66,18 @@ export function createRelease(db: Db, r: NewRelease): Release {
       .get(r.appId) as {
       v: number;
     };
-    const release: Release = { id: randomUUID(), version: v, createdAt: new Date().toISOString(), ...r };
+    const release: Release = {
+      id: randomUUID(),
+      appId: r.appId,
+      version: v,
+      buildId: r.buildId,
+      slugSha256: r.slugSha256,
+      slugPath: r.slugPath,
+      processTypes: r.processTypes,
+      config: r.config,
+      description: r.description,
+      createdAt: new Date().toISOString(),
+    };
     db.prepare(
       `INSERT INTO releases (id, app_id, version, build_id, slug_sha256, slug_path, process_types_json, config_json, description, created_at)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,

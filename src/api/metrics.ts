@@ -1,0 +1,44 @@
+/**
+ * GET /metrics in Prometheus' text format: builds by status, build durations (histogram), the
+ * queue, and releases; dyno counts join when the control plane runs dynos.
+ */
+import type { BuildQueue } from "../builds/queue.js";
+import type { Db } from "../store/db.js";
+
+const BUCKETS = [5, 10, 30, 60, 120, 300, 600, 900];
+
+export function renderMetrics(db: Db, queue: BuildQueue): string {
+  const lines: string[] = [];
+  lines.push("# HELP kiln_builds Builds by status.", "# TYPE kiln_builds gauge");
+  const byStatus = db.prepare("SELECT status, COUNT(*) AS n FROM builds GROUP BY status").all() as {
+    status: string;
+    n: number;
+  }[];
+  for (const s of ["pending", "building", "succeeded", "failed", "cancelled"]) {
+    lines.push(`kiln_builds{status="${s}"} ${byStatus.find((r) => r.status === s)?.n ?? 0}`);
+  }
+  const durations = (
+    db
+      .prepare(
+        "SELECT (julianday(finished_at) - julianday(started_at)) * 86400.0 AS s FROM builds WHERE finished_at IS NOT NULL AND started_at IS NOT NULL",
+      )
+      .all() as { s: number }[]
+  ).map((r) => r.s);
+  lines.push(
+    "# HELP kiln_build_duration_seconds How long finished builds took.",
+    "# TYPE kiln_build_duration_seconds histogram",
+  );
+  for (const le of BUCKETS)
+    lines.push(`kiln_build_duration_seconds_bucket{le="${le}"} ${durations.filter((d) => d <= le).length}`);
+  lines.push(`kiln_build_duration_seconds_bucket{le="+Inf"} ${durations.length}`);
+  lines.push(`kiln_build_duration_seconds_sum ${durations.reduce((a, b) => a + b, 0).toFixed(3)}`);
+  lines.push(`kiln_build_duration_seconds_count ${durations.length}`);
+  lines.push("# HELP kiln_build_queue_depth Builds waiting to start.", "# TYPE kiln_build_queue_depth gauge");
+  lines.push(`kiln_build_queue_depth ${queue.depth()}`);
+  lines.push("# HELP kiln_builds_running Builds running now.", "# TYPE kiln_builds_running gauge");
+  lines.push(`kiln_builds_running ${queue.running()}`);
+  const releases = (db.prepare("SELECT COUNT(*) AS n FROM releases").get() as { n: number }).n;
+  lines.push("# HELP kiln_releases_total Releases made.", "# TYPE kiln_releases_total counter");
+  lines.push(`kiln_releases_total ${releases}`);
+  return `${lines.join("\n")}\n`;
+}

@@ -1,0 +1,308 @@
+/**
+ * kiln's HTTP API (fastify, the one home of that dependency), modelled on Heroku's Platform API
+ * under /v1. Every request body is validated with zod (422 with the field and the reason), unknown
+ * apps are 404, conflicts 409, oversize uploads 413 before they are read, a full build queue 429
+ * with Retry-After. Every route but /healthz needs a bearer token.
+ */
+import { randomUUID } from "node:crypto";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import type { Readable } from "node:stream";
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyRequest,
+  LogController,
+} from "fastify";
+import { z } from "zod";
+import type { BuildLogs } from "../builds/buildLog.js";
+import type { BuildQueue } from "../builds/queue.js";
+import { KilnError } from "../errors.js";
+import type { Logger } from "../log/logger.js";
+import { receiveUpload, tooLarge } from "../source/upload.js";
+import { createApp, deleteApp, getApp, getConfig, listApps, patchConfig } from "../store/apps.js";
+import { type BuildRecord, createBuild, endBuild, getBuild, listBuilds } from "../store/builds.js";
+import type { Db } from "../store/db.js";
+import { getFormation, scaleFormation } from "../store/formation.js";
+import {
+  createRelease,
+  currentRelease,
+  getRelease,
+  listReleases,
+  type Release,
+  rollback,
+} from "../store/releases.js";
+import { verifyToken } from "../store/tokens.js";
+import { describeIssues } from "../util/json.js";
+import { errorHandler } from "./errors.js";
+import { renderMetrics } from "./metrics.js";
+
+export interface ApiDeps {
+  db: Db;
+  log: Logger;
+  dataDir: string;
+  queue: BuildQueue;
+  logs: BuildLogs;
+  maxSourceBytes: number;
+  /** A config change or rollback made a release (the formation rolls to it). */
+  onRelease?: (release: Release) => void;
+}
+
+function parse<T>(schema: z.ZodType<T>, value: unknown): T {
+  const r = schema.safeParse(value);
+  if (!r.success) {
+    const first = r.error.issues[0];
+    throw new KilnError({
+      code: "invalid_body",
+      message: `invalid request: ${describeIssues(r.error)}`,
+      hint: "see the API section of the README for the body each route takes",
+      details: { field: first?.path.join(".") ?? "" },
+    });
+  }
+  return r.data;
+}
+
+const appCreateBody = z.object({ name: z.string() }).strict();
+const configPatchBody = z.record(z.string(), z.string().nullable());
+const rollbackBody = z.object({ rollback: z.number().int().positive() }).strict();
+const formationBody = z
+  .object({
+    updates: z
+      .array(z.object({ type: z.string(), quantity: z.number().int(), size: z.string().optional() }).strict())
+      .min(1),
+  })
+  .strict();
+
+export const buildView = (b: BuildRecord, appName: string) => ({
+  id: b.id,
+  app: appName,
+  status: b.status,
+  failure_reason: b.failureReason,
+  created_at: b.createdAt,
+  started_at: b.startedAt,
+  finished_at: b.finishedAt,
+  source_sha256: b.sourceSha256,
+  slug_sha256: b.slugSha256,
+  output_stream_url: `/v1/apps/${appName}/builds/${b.id}/output`,
+});
+
+const releaseView = (r: Release) => ({
+  id: r.id,
+  version: r.version,
+  build_id: r.buildId,
+  slug_sha256: r.slugSha256,
+  process_types: r.processTypes,
+  config_vars: r.config,
+  description: r.description,
+  created_at: r.createdAt,
+});
+
+export function createApi(deps: ApiDeps): FastifyInstance {
+  const { db } = deps;
+  const sources = join(deps.dataDir, "sources");
+  mkdirSync(sources, { recursive: true });
+  const api = Fastify({
+    loggerInstance: deps.log as FastifyBaseLogger,
+    // kiln logs one summary line per request itself (onResponse below).
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: 1024 * 1024,
+  });
+  api.setErrorHandler(errorHandler);
+  // One summary line per request.
+  api.addHook("onResponse", async (req, reply) => {
+    req.log.info(
+      { method: req.method, url: req.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime) },
+      "request",
+    );
+  });
+  // A source upload is a stream, read by the route (never buffered whole).
+  for (const type of ["application/gzip", "application/x-gzip", "application/octet-stream"]) {
+    api.addContentTypeParser(type, (_req, payload, done) => done(null, payload));
+  }
+
+  api.addHook("onRequest", async (req: FastifyRequest) => {
+    if (req.url === "/healthz") return;
+    const m = /^Bearer (\S+)$/.exec(req.headers.authorization ?? "");
+    if (!m?.[1] || !verifyToken(db, m[1])) {
+      throw new KilnError({
+        code: "unauthorized",
+        message: "a valid API token is required",
+        hint: "send Authorization: Bearer TOKEN (kiln serve printed the admin token at first start)",
+      });
+    }
+  });
+
+  api.get("/healthz", async () => ({ ok: true }));
+  api.get("/metrics", async (_req, reply) => {
+    void reply.type("text/plain; version=0.0.4");
+    return renderMetrics(db, deps.queue);
+  });
+
+  // Apps.
+  api.post("/v1/apps", async (req, reply) => {
+    const body = parse(appCreateBody, req.body);
+    const app = createApp(db, body.name);
+    void reply.status(201);
+    return { id: app.id, name: app.name, created_at: app.createdAt };
+  });
+  api.get("/v1/apps", async () =>
+    listApps(db).map((a) => ({ id: a.id, name: a.name, created_at: a.createdAt })),
+  );
+  api.get<{ Params: { app: string } }>("/v1/apps/:app", async (req) => {
+    const a = getApp(db, req.params.app);
+    const rel = currentRelease(db, a.id);
+    return { id: a.id, name: a.name, created_at: a.createdAt, release: rel ? releaseView(rel) : null };
+  });
+  api.delete<{ Params: { app: string } }>("/v1/apps/:app", async (req) => {
+    const a = deleteApp(db, req.params.app);
+    return { id: a.id, name: a.name, deleted: true };
+  });
+
+  // Config vars: a change makes a new release (once the app has one), as on Heroku.
+  api.get<{ Params: { app: string } }>("/v1/apps/:app/config-vars", async (req) =>
+    getConfig(db, getApp(db, req.params.app).id),
+  );
+  api.patch<{ Params: { app: string } }>("/v1/apps/:app/config-vars", async (req) => {
+    const app = getApp(db, req.params.app);
+    const patch = parse(configPatchBody, req.body);
+    const keys = Object.keys(patch);
+    const { config, result } = patchConfig(db, app.id, patch, (cfg) => {
+      const cur = currentRelease(db, app.id);
+      if (!cur) return undefined;
+      const set = keys.filter((k) => patch[k] !== null);
+      const unset = keys.filter((k) => patch[k] === null);
+      const description = [
+        set.length ? `Set ${set.join(", ")}` : "",
+        unset.length ? `Unset ${unset.join(", ")}` : "",
+      ]
+        .filter(Boolean)
+        .join("; ");
+      // The release's config: the current one (buildpack defaults included), with the patch applied.
+      const next = { ...cur.config };
+      for (const k of unset) delete next[k];
+      for (const k of set) next[k] = cfg[k] as string;
+      return createRelease(db, {
+        appId: app.id,
+        buildId: cur.buildId,
+        slugSha256: cur.slugSha256,
+        slugPath: cur.slugPath,
+        processTypes: cur.processTypes,
+        config: next,
+        description,
+      });
+    });
+    if (result) deps.onRelease?.(result);
+    return config;
+  });
+
+  // Releases.
+  api.get<{ Params: { app: string } }>("/v1/apps/:app/releases", async (req) =>
+    listReleases(db, getApp(db, req.params.app).id).map(releaseView),
+  );
+  api.get<{ Params: { app: string; version: string } }>("/v1/apps/:app/releases/:version", async (req) => {
+    const app = getApp(db, req.params.app);
+    return releaseView(getRelease(db, app.id, parse(z.coerce.number().int().positive(), req.params.version)));
+  });
+  api.post<{ Params: { app: string } }>("/v1/apps/:app/releases", async (req, reply) => {
+    const app = getApp(db, req.params.app);
+    const body = parse(rollbackBody, req.body);
+    const r = rollback(db, app.id, body.rollback);
+    deps.onRelease?.(r);
+    void reply.status(201);
+    return releaseView(r);
+  });
+
+  // Formation.
+  api.get<{ Params: { app: string } }>("/v1/apps/:app/formation", async (req) =>
+    getFormation(db, getApp(db, req.params.app).id),
+  );
+  api.patch<{ Params: { app: string } }>("/v1/apps/:app/formation", async (req) => {
+    const app = getApp(db, req.params.app);
+    const body = parse(formationBody, req.body);
+    return scaleFormation(
+      db,
+      app.id,
+      body.updates.map((u) => ({ type: u.type, quantity: u.quantity, ...(u.size ? { size: u.size } : {}) })),
+    );
+  });
+
+  // Builds: the source as a tar.gz request body.
+  api.post<{ Params: { app: string } }>("/v1/apps/:app/builds", async (req, reply) => {
+    const app = getApp(db, req.params.app);
+    const type = (req.headers["content-type"] ?? "").split(";")[0]?.trim();
+    if (type !== "application/gzip" && type !== "application/x-gzip" && type !== "application/octet-stream") {
+      throw new KilnError({
+        code: "unsupported_media_type",
+        message: `a build takes the app's source as a tar.gz body, not ${type || "no content type"}`,
+        hint: "POST it with Content-Type: application/gzip (kiln deploy does this)",
+      });
+    }
+    const declared = Number(req.headers["content-length"] ?? Number.NaN);
+    if (Number.isFinite(declared) && declared > deps.maxSourceBytes) throw tooLarge(deps.maxSourceBytes);
+    if (deps.queue.isFull()) {
+      void reply.header("retry-after", "60");
+      throw new KilnError({
+        code: "queue_full",
+        message: "the build queue is full",
+        hint: "retry in a minute",
+      });
+    }
+    const file = join(sources, `${randomUUID()}.tar.gz`);
+    const { sha256 } = await receiveUpload(req.body as Readable, { file, maxBytes: deps.maxSourceBytes });
+    const build = createBuild(db, {
+      appId: app.id,
+      sourceSha256: sha256,
+      sourcePath: file,
+      logPath: deps.logs.path,
+    });
+    try {
+      deps.queue.submit({ buildId: build.id, appId: app.id });
+    } catch (err) {
+      endBuild(db, build.id, "failed", "the build queue was full");
+      if (err instanceof KilnError && err.code === "queue_full") void reply.header("retry-after", "60");
+      throw err;
+    }
+    void reply.status(201);
+    return buildView(getBuild(db, build.id), app.name);
+  });
+  api.get<{ Params: { app: string } }>("/v1/apps/:app/builds", async (req) => {
+    const app = getApp(db, req.params.app);
+    return listBuilds(db, app.id).map((b) => buildView(b, app.name));
+  });
+  api.get<{ Params: { app: string; id: string } }>("/v1/apps/:app/builds/:id", async (req) => {
+    const app = getApp(db, req.params.app);
+    const b = getBuild(db, req.params.id);
+    if (b.appId !== app.id)
+      throw new KilnError({ code: "unknown_build", message: `no build ${req.params.id} in ${app.name}` });
+    return buildView(b, app.name);
+  });
+  api.delete<{ Params: { app: string; id: string } }>("/v1/apps/:app/builds/:id", async (req) => {
+    const app = getApp(db, req.params.app);
+    const b = getBuild(db, req.params.id);
+    if (b.appId !== app.id)
+      throw new KilnError({ code: "unknown_build", message: `no build ${req.params.id} in ${app.name}` });
+    if (!deps.queue.cancel(b.id) && b.status !== "pending") {
+      throw new KilnError({ code: "conflict", message: `build ${b.id} is ${b.status}: nothing to cancel` });
+    }
+    endBuild(db, b.id, "cancelled", "cancelled");
+    return buildView(getBuild(db, b.id), app.name);
+  });
+  // The build's output: what it printed so far, then live until it ends (text, chunked).
+  api.get<{ Params: { app: string; id: string } }>("/v1/apps/:app/builds/:id/output", async (req, reply) => {
+    const app = getApp(db, req.params.app);
+    const b = getBuild(db, req.params.id);
+    if (b.appId !== app.id)
+      throw new KilnError({ code: "unknown_build", message: `no build ${req.params.id} in ${app.name}` });
+    reply.raw.writeHead(200, { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" });
+    const closed = new AbortController();
+    req.raw.on("close", () => closed.abort());
+    // A pending build has no log yet: wait for it to start (or end) before following.
+    while (getBuild(db, b.id).status === "pending" && !closed.signal.aborted)
+      await new Promise((r) => setTimeout(r, 100));
+    await deps.logs.follow(b.id, (t) => reply.raw.write(t), closed.signal);
+    reply.raw.end();
+    return reply;
+  });
+
+  return api;
+}

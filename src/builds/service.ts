@@ -1,0 +1,96 @@
+/**
+ * Runs one queued build for the control plane: the uploaded source is unpacked (strictly), built by
+ * buildApp in the Nix sandbox with its output streamed to the build's log, and a success becomes a
+ * new release with the app's config. Every outcome is recorded: succeeded, failed with the reason
+ * (the build's error, `timeout`, `cancelled`), never left `building`.
+ */
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { extractUntrustedTarGz } from "../archive/untrusted.js";
+import type { Config } from "../config/config.js";
+import { isKilnError } from "../errors.js";
+import type { Logger } from "../log/logger.js";
+import type { Nix } from "../nix/driver.js";
+import { getConfig } from "../store/apps.js";
+import { endBuild, getBuild, startBuild, succeedBuild } from "../store/builds.js";
+import type { Db } from "../store/db.js";
+import { createRelease, type Release } from "../store/releases.js";
+import { buildApp } from "./build.js";
+import type { BuildLogs } from "./buildLog.js";
+import type { QueuedJob } from "./queue.js";
+
+export const MAX_UNPACKED_SOURCE_BYTES = 1024 * 1024 * 1024;
+
+export interface BuildServiceDeps {
+  config: Config;
+  log: Logger;
+  nix: Nix;
+  db: Db;
+  logs: BuildLogs;
+  /** Called after a successful build's release is recorded (the formation rolls to it). */
+  onRelease?: (release: Release) => void;
+}
+
+export async function runQueuedBuild(
+  deps: BuildServiceDeps,
+  job: QueuedJob,
+  appName: string,
+  signal: AbortSignal,
+) {
+  const { db } = deps;
+  if (!startBuild(db, job.buildId)) return; // cancelled or superseded while queued
+  const build = getBuild(db, job.buildId);
+  const out = deps.logs.open(build.id);
+  const started = Date.now();
+  await mkdir(join(deps.config.dataDir, "tmp"), { recursive: true });
+  const tmp = await mkdtemp(join(deps.config.dataDir, "tmp", "upload-"));
+  try {
+    out.write(`-----> Unpacking the source (sha256 ${build.sourceSha256.slice(0, 12)})`);
+    await extractUntrustedTarGz(build.sourcePath, tmp, { maxBytes: MAX_UNPACKED_SOURCE_BYTES });
+    const result = await buildApp(deps, {
+      appDir: tmp,
+      app: appName,
+      onLog: (phase, line) => out.write(`${phase.padEnd(12)} | ${line}`),
+      onStep: (m) => out.write(`-----> ${m}`),
+      signal,
+    });
+    succeedBuild(db, build.id, {
+      slugSha256: result.slug.sha256,
+      slugPath: result.manifest.slug.path,
+      manifestPath: result.manifestPath,
+    });
+    const release = createRelease(db, {
+      appId: job.appId,
+      buildId: build.id,
+      slugSha256: result.slug.sha256,
+      slugPath: result.manifest.slug.path,
+      processTypes: result.release.processTypes,
+      config: { ...result.release.configVars, ...getConfig(db, job.appId) },
+      description: `Deploy ${build.id.slice(0, 8)}`,
+    });
+    out.write(
+      `-----> Built in ${((Date.now() - started) / 1000).toFixed(1)} s: slug ${result.slug.sha256.slice(0, 12)}, release v${release.version}`,
+    );
+    deps.log.info(
+      { build: build.id, app: appName, seconds: (Date.now() - started) / 1000 },
+      "build succeeded",
+    );
+    deps.onRelease?.(release);
+  } catch (err) {
+    const reason = signal.aborted
+      ? signal.reason instanceof DOMException && signal.reason.name === "TimeoutError"
+        ? "timeout"
+        : signal.reason instanceof Error
+          ? signal.reason.message
+          : "cancelled"
+      : isKilnError(err)
+        ? err.message
+        : `internal error: ${(err as Error).message}`;
+    out.write(`-----> Build failed: ${reason}`);
+    endBuild(db, build.id, reason === "cancelled" ? "cancelled" : "failed", reason);
+    deps.log.info({ build: build.id, app: appName, reason }, "build failed");
+  } finally {
+    out.end();
+    await rm(tmp, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,64 @@
+import type { Command } from "commander";
+import { startControlPlane } from "../api/controlPlane.js";
+import { KilnError } from "../errors.js";
+import type { ContextFactory } from "./context.js";
+
+function positive(name: string) {
+  return (v: string) => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n <= 0)
+      throw new KilnError({
+        code: "usage",
+        message: `${name} must be a positive number`,
+        hint: `e.g. ${name} 4`,
+      });
+    return n;
+  };
+}
+
+export function registerServeCommands(program: Command, ctx: ContextFactory): void {
+  program
+    .command("serve")
+    .description("run kiln's HTTP build API: apps, config, builds (queued), releases, formation")
+    .option("--host <host>", "address to listen on", "127.0.0.1")
+    .option("--port <n>", "port to listen on (0: any free one)", positive("--port"), 5080)
+    .option("--concurrency <n>", "builds at once (default: the machine's cores)", positive("--concurrency"))
+    .option("--build-timeout <min>", "a build running longer is stopped", positive("--build-timeout"), 15)
+    .option("--max-source-mb <n>", "largest source upload accepted", positive("--max-source-mb"), 200)
+    .addHelpText(
+      "after",
+      `
+State lives in DATA_DIR/kiln.sqlite. At the first start kiln creates an admin API token, prints it
+once and keeps it in DATA_DIR/admin-token (mode 0600); the database stores only its hash. Builds
+that were running when the server last stopped are marked failed (interrupted); queued ones run.`,
+    )
+    .action(
+      async (
+        opts: { host: string; port: number; concurrency?: number; buildTimeout: number; maxSourceMb: number },
+        cmd: Command,
+      ) => {
+        const c = ctx(cmd.optsWithGlobals());
+        const cp = await startControlPlane(c, {
+          host: opts.host,
+          port: opts.port,
+          ...(opts.concurrency ? { concurrency: opts.concurrency } : {}),
+          buildTimeoutMs: opts.buildTimeout * 60_000,
+          maxSourceBytes: Math.round(opts.maxSourceMb * 1048576),
+        });
+        process.stderr.write(`kiln API on ${cp.url} (state: ${c.config.dataDir})\n`);
+        if (cp.adminToken)
+          process.stderr.write(
+            `admin token (shown once; also in ${cp.adminTokenFile}):\n  ${cp.adminToken}\n`,
+          );
+        if (cp.recovered.interrupted.length)
+          process.stderr.write(`marked ${cp.recovered.interrupted.length} interrupted build(s) failed\n`);
+        if (cp.recovered.requeued)
+          process.stderr.write(`re-queued ${cp.recovered.requeued} pending build(s)\n`);
+        await new Promise<void>((resolve) =>
+          c.signal.addEventListener("abort", () => resolve(), { once: true }),
+        );
+        process.stderr.write("stopping the API\n");
+        await cp.close();
+      },
+    );
+}
