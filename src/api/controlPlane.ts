@@ -10,20 +10,31 @@ import { createBuildLogs } from "../builds/buildLog.js";
 import { createBuildQueue } from "../builds/queue.js";
 import { runQueuedBuild } from "../builds/service.js";
 import type { Config } from "../config/config.js";
+import { createFormationManager, type FormationManager } from "../dyno/formation.js";
+import { prepareDynoRuntime } from "../dyno/runtime.js";
 import type { Logger } from "../log/logger.js";
 import type { Nix } from "../nix/driver.js";
+import { createRouter } from "../router/router.js";
 import { DEFAULT_MAX_SOURCE_BYTES } from "../source/upload.js";
-import { getApp } from "../store/apps.js";
+import { getApp, listApps } from "../store/apps.js";
 import { endBuild, failInterruptedBuilds, pendingBuilds } from "../store/builds.js";
 import { type Db, openStore, STORE_FILE } from "../store/db.js";
+import { getFormation } from "../store/formation.js";
+import { currentRelease, type Release } from "../store/releases.js";
 import { createToken, hasAdminToken } from "../store/tokens.js";
-import { createApi } from "./server.js";
+import { createApi, type DynoControl } from "./server.js";
 
 export const DEFAULT_BUILD_TIMEOUT_MS = 15 * 60 * 1000;
 
 export interface ControlPlaneOptions {
   host: string;
   port: number;
+  /** Run dynos and route to them (needs root); false: builds and records only. */
+  dynos?: boolean;
+  routerHost?: string;
+  routerPort?: number;
+  /** Apps are routed as <app>.<domain>. */
+  domain?: string;
   concurrency?: number;
   maxQueued?: number;
   buildTimeoutMs?: number;
@@ -32,6 +43,8 @@ export interface ControlPlaneOptions {
 
 export interface ControlPlane {
   url: string;
+  routerUrl: string | undefined;
+  formation: FormationManager | undefined;
   db: Db;
   api: FastifyInstance;
   /** Set only at the very first start: the admin token, also written to `adminTokenFile`. */
@@ -55,11 +68,51 @@ export async function startControlPlane(
     // Only root (or the data directory's owner) can read it; the database keeps only its hash.
     writeFileSync(adminTokenFile, `${adminToken}\n`, { mode: 0o600 });
   }
+  // Dynos: the formation of every app follows its releases; the router reaches their web dynos.
+  let formation: FormationManager | undefined;
+  let dynoControl: DynoControl | undefined;
+  if (opts.dynos !== false) {
+    const rt = await prepareDynoRuntime(deps);
+    const fm = createFormationManager({ rt, nix: deps.nix, log: deps.log });
+    formation = fm;
+    const reconcile = (appId: string) => {
+      const app = getApp(db, appId);
+      void fm.apply(app.name, currentRelease(db, app.id), getFormation(db, app.id)).catch(() => {});
+    };
+    dynoControl = {
+      reconcile,
+      list: (appName) =>
+        fm.dynos(appName).map((d) => {
+          const r = d.supervised.record();
+          return {
+            name: d.name,
+            type: d.type,
+            state: r.state,
+            release: d.releaseVersion,
+            since: r.since,
+            restarts: r.restarts,
+            last_exit: r.lastExit?.reason ?? null,
+          };
+        }),
+      restart: (appName, name) => fm.restart(appName, name),
+    };
+  }
   const queue = createBuildQueue({
     concurrency: opts.concurrency ?? availableParallelism(),
     maxQueued: opts.maxQueued ?? 100,
     timeoutMs: opts.buildTimeoutMs ?? DEFAULT_BUILD_TIMEOUT_MS,
-    run: (job, signal) => runQueuedBuild({ ...deps, db, logs }, job, getApp(db, job.appId).name, signal),
+    run: (job, signal) =>
+      runQueuedBuild(
+        {
+          ...deps,
+          db,
+          logs,
+          ...(dynoControl ? { onRelease: (r: Release) => dynoControl?.reconcile(r.appId) } : {}),
+        },
+        job,
+        getApp(db, job.appId).name,
+        signal,
+      ),
     onSuperseded: (old, by) => endBuild(db, old.buildId, "cancelled", `superseded by build ${by.buildId}`),
   });
   // Accepted but never started before the last stop: they run now, in their original order.
@@ -72,10 +125,31 @@ export async function startControlPlane(
     queue,
     logs,
     maxSourceBytes: opts.maxSourceBytes ?? DEFAULT_MAX_SOURCE_BYTES,
+    ...(dynoControl ? { dynos: dynoControl } : {}),
+    webUrl: (app) => (routerUrl ? `http://${app}.${domain}:${new URL(routerUrl).port}/` : ""),
   });
+  let router: FastifyInstance | undefined;
+  let routerUrl: string | undefined;
+  const domain = opts.domain ?? "localhost";
+  if (formation) {
+    const fm = formation;
+    router = await createRouter({
+      domain,
+      log: deps.log,
+      webSockets: (app) => fm.webSockets(app),
+      appExists: (app) => !!db.prepare("SELECT 1 FROM apps WHERE name = ?").get(app),
+    });
+    routerUrl = await router.listen({ host: opts.routerHost ?? opts.host, port: opts.routerPort ?? 0 });
+  }
   const address = await api.listen({ host: opts.host, port: opts.port });
+  if (formation) {
+    // After a restart: every app's dynos back to its formation.
+    for (const app of listApps(db)) dynoControl?.reconcile(app.id);
+  }
   return {
     url: address,
+    routerUrl,
+    formation,
     db,
     api,
     adminToken,
@@ -83,6 +157,8 @@ export async function startControlPlane(
     recovered: { interrupted, requeued: pending.length },
     async close() {
       await api.close();
+      await router?.close();
+      await formation?.stopAll();
       // Running builds end as failed ("interrupted: the server stopped"); waiting ones stay pending.
       queue.stopAll("interrupted: the server stopped");
       await queue.idle();

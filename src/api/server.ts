@@ -44,8 +44,25 @@ export interface ApiDeps {
   queue: BuildQueue;
   logs: BuildLogs;
   maxSourceBytes: number;
-  /** A config change or rollback made a release (the formation rolls to it). */
-  onRelease?: (release: Release) => void;
+  /** Dynos, when this server runs them: the formation follows every release and scale. */
+  dynos?: DynoControl;
+  /** Where the router serves an app, when this server routes. */
+  webUrl?: (app: string) => string;
+}
+
+export interface DynoControl {
+  /** Bring the app's dynos to its current release and formation (in the background). */
+  reconcile(appId: string): void;
+  list(appName: string): {
+    name: string;
+    type: string;
+    state: string;
+    release: number;
+    since: string;
+    restarts: number;
+    last_exit: string | null;
+  }[];
+  restart(appName: string, name?: string): Promise<number>;
 }
 
 function parse<T>(schema: z.ZodType<T>, value: unknown): T {
@@ -151,7 +168,13 @@ export function createApi(deps: ApiDeps): FastifyInstance {
   api.get<{ Params: { app: string } }>("/v1/apps/:app", async (req) => {
     const a = getApp(db, req.params.app);
     const rel = currentRelease(db, a.id);
-    return { id: a.id, name: a.name, created_at: a.createdAt, release: rel ? releaseView(rel) : null };
+    return {
+      id: a.id,
+      name: a.name,
+      created_at: a.createdAt,
+      web_url: deps.webUrl?.(a.name) || null,
+      release: rel ? releaseView(rel) : null,
+    };
   });
   api.delete<{ Params: { app: string } }>("/v1/apps/:app", async (req) => {
     const a = deleteApp(db, req.params.app);
@@ -191,7 +214,7 @@ export function createApi(deps: ApiDeps): FastifyInstance {
         description,
       });
     });
-    if (result) deps.onRelease?.(result);
+    if (result) deps.dynos?.reconcile(app.id);
     return config;
   });
 
@@ -207,7 +230,7 @@ export function createApi(deps: ApiDeps): FastifyInstance {
     const app = getApp(db, req.params.app);
     const body = parse(rollbackBody, req.body);
     const r = rollback(db, app.id, body.rollback);
-    deps.onRelease?.(r);
+    deps.dynos?.reconcile(app.id);
     void reply.status(201);
     return releaseView(r);
   });
@@ -219,11 +242,41 @@ export function createApi(deps: ApiDeps): FastifyInstance {
   api.patch<{ Params: { app: string } }>("/v1/apps/:app/formation", async (req) => {
     const app = getApp(db, req.params.app);
     const body = parse(formationBody, req.body);
-    return scaleFormation(
+    const formation = scaleFormation(
       db,
       app.id,
       body.updates.map((u) => ({ type: u.type, quantity: u.quantity, ...(u.size ? { size: u.size } : {}) })),
     );
+    deps.dynos?.reconcile(app.id);
+    return formation;
+  });
+
+  // Dynos: list (state, release, since), restart all or one.
+  const dynoControl = () => {
+    if (!deps.dynos) {
+      throw new KilnError({
+        code: "dynos_disabled",
+        message: "this server does not run dynos",
+        hint: "start kiln serve as root without --no-dynos",
+      });
+    }
+    return deps.dynos;
+  };
+  api.get<{ Params: { app: string } }>("/v1/apps/:app/dynos", async (req) =>
+    dynoControl().list(getApp(db, req.params.app).name),
+  );
+  api.delete<{ Params: { app: string } }>("/v1/apps/:app/dynos", async (req) => ({
+    restarted: await dynoControl().restart(getApp(db, req.params.app).name),
+  }));
+  api.delete<{ Params: { app: string; dyno: string } }>("/v1/apps/:app/dynos/:dyno", async (req) => {
+    const n = await dynoControl().restart(getApp(db, req.params.app).name, req.params.dyno);
+    if (n === 0)
+      throw new KilnError({
+        code: "unknown_dyno",
+        message: `no dyno ${req.params.dyno}`,
+        hint: "list them with kiln ps",
+      });
+    return { restarted: n };
   });
 
   // Builds: the source as a tar.gz request body.

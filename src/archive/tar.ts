@@ -144,3 +144,8 @@ export async function listTarGz(file: string): Promise<TarEntryInfo[]> {
   });
   return out;
 }
+
+/** A tar.gz of the given paths under `root` (a source upload: portable headers, no owners). */
+export async function writeTarGzOf(root: string, paths: string[], file: string): Promise<void> {
+  await tar.create({ gzip: true, cwd: root, file, portable: true, noDirRecurse: true }, paths);
+}

@@ -14,6 +14,7 @@ import type { Nix } from "../nix/driver.js";
 import { getConfig } from "../store/apps.js";
 import { endBuild, getBuild, startBuild, succeedBuild } from "../store/builds.js";
 import type { Db } from "../store/db.js";
+import { getFormation, scaleFormation } from "../store/formation.js";
 import { createRelease, type Release } from "../store/releases.js";
 import { buildApp } from "./build.js";
 import type { BuildLogs } from "./buildLog.js";
@@ -68,6 +69,10 @@ export async function runQueuedBuild(
       config: { ...result.release.configVars, ...getConfig(db, job.appId) },
       description: `Deploy ${build.id.slice(0, 8)}`,
     });
+    // Like Heroku: an app's first release with a web process runs one web dyno.
+    if (getFormation(db, job.appId).length === 0 && release.processTypes.web !== undefined) {
+      scaleFormation(db, job.appId, [{ type: "web", quantity: 1 }]);
+    }
     out.write(
       `-----> Built in ${((Date.now() - started) / 1000).toFixed(1)} s: slug ${result.slug.sha256.slice(0, 12)}, release v${release.version}`,
     );

@@ -1,6 +1,7 @@
 /** The `kiln` command line: a commander program with one module of commands per domain. */
 import { Command, Option } from "commander";
 import { registerBuildCommands } from "./buildCommands.js";
+import { registerClientCommands } from "./clientCommands.js";
 import type { ContextFactory } from "./context.js";
 import { registerDynoCommands } from "./dynoCommands.js";
 import { registerSeedCommands } from "./seedCommands.js";
@@ -33,6 +34,7 @@ export function buildProgram(ctx: ContextFactory, version: string): Command {
   registerDynoCommands(program, ctx);
   registerSeedCommands(program, ctx);
   registerServeCommands(program, ctx);
+  registerClientCommands(program, ctx);
   registerStackCommands(program, ctx);
   return program;
 }

@@ -21,7 +21,15 @@ export function registerServeCommands(program: Command, ctx: ContextFactory): vo
     .command("serve")
     .description("run kiln's HTTP build API: apps, config, builds (queued), releases, formation")
     .option("--host <host>", "address to listen on", "127.0.0.1")
-    .option("--port <n>", "port to listen on (0: any free one)", positive("--port"), 5080)
+    .option("--port <n>", "the API's port", positive("--port"), 5080)
+    .option(
+      "--router-port <n>",
+      "the router's port: http://APP.DOMAIN:PORT/ reaches the app's web dynos",
+      positive("--router-port"),
+      5000,
+    )
+    .option("--domain <domain>", "apps are routed by Host as APP.DOMAIN", "localhost")
+    .option("--no-dynos", "build and record only: run no dynos and no router (no root needed)")
     .option("--concurrency <n>", "builds at once (default: the machine's cores)", positive("--concurrency"))
     .option("--build-timeout <min>", "a build running longer is stopped", positive("--build-timeout"), 15)
     .option("--max-source-mb <n>", "largest source upload accepted", positive("--max-source-mb"), 200)
@@ -34,18 +42,34 @@ that were running when the server last stopped are marked failed (interrupted); 
     )
     .action(
       async (
-        opts: { host: string; port: number; concurrency?: number; buildTimeout: number; maxSourceMb: number },
+        opts: {
+          host: string;
+          port: number;
+          routerPort: number;
+          domain: string;
+          dynos: boolean;
+          concurrency?: number;
+          buildTimeout: number;
+          maxSourceMb: number;
+        },
         cmd: Command,
       ) => {
         const c = ctx(cmd.optsWithGlobals());
         const cp = await startControlPlane(c, {
           host: opts.host,
           port: opts.port,
+          routerPort: opts.routerPort,
+          domain: opts.domain,
+          dynos: opts.dynos,
           ...(opts.concurrency ? { concurrency: opts.concurrency } : {}),
           buildTimeoutMs: opts.buildTimeout * 60_000,
           maxSourceBytes: Math.round(opts.maxSourceMb * 1048576),
         });
         process.stderr.write(`kiln API on ${cp.url} (state: ${c.config.dataDir})\n`);
+        if (cp.routerUrl)
+          process.stderr.write(
+            `router on ${cp.routerUrl}: apps at http://APP.${opts.domain}:${new URL(cp.routerUrl).port}/\n`,
+          );
         if (cp.adminToken)
           process.stderr.write(
             `admin token (shown once; also in ${cp.adminTokenFile}):\n  ${cp.adminToken}\n`,

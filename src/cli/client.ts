@@ -1,0 +1,81 @@
+/**
+ * Talking to a kiln server: where it is and which token to send (flags, then KILN_SERVER /
+ * KILN_TOKEN, then this machine's own server and its admin token file), and JSON requests whose
+ * errors come back as the server's own code, message and hint.
+ */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { KilnError } from "../errors.js";
+
+export interface ClientOptions {
+  server?: string;
+  token?: string;
+}
+
+export interface Client {
+  server: string;
+  request<T>(method: string, path: string, body?: unknown): Promise<T>;
+  /** A raw request (uploads, streams). */
+  fetch(path: string, init?: RequestInit): Promise<Response>;
+}
+
+export const DEFAULT_SERVER = "http://127.0.0.1:5080";
+
+export function createClient(opts: ClientOptions, env: NodeJS.ProcessEnv, dataDir: string): Client {
+  const server = (opts.server ?? env.KILN_SERVER ?? DEFAULT_SERVER).replace(/\/+$/, "");
+  let token = opts.token ?? env.KILN_TOKEN;
+  if (!token) {
+    try {
+      token = readFileSync(join(dataDir, "admin-token"), "utf8").trim();
+    } catch {
+      // no local server's token: the server will say 401 with a hint
+    }
+  }
+  const headers = (extra: HeadersInit = {}) => ({
+    ...(token ? { authorization: `Bearer ${token}` } : {}),
+    ...extra,
+  });
+  const doFetch = async (path: string, init: RequestInit = {}) => {
+    try {
+      return await fetch(`${server}${path}`, { ...init, headers: headers(init.headers) });
+    } catch (err) {
+      throw new KilnError({
+        code: "server_unreachable",
+        message: `cannot reach the kiln server at ${server}: ${((err as Error).cause as Error)?.message ?? (err as Error).message}`,
+        hint: "start one with kiln serve, or point at yours with --server URL (or KILN_SERVER)",
+      });
+    }
+  };
+  return {
+    server,
+    fetch: doFetch,
+    async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+      const res = await doFetch(path, {
+        method,
+        ...(body !== undefined
+          ? { body: JSON.stringify(body), headers: { "content-type": "application/json" } }
+          : {}),
+      });
+      return (await readResponse(res)) as T;
+    },
+  };
+}
+
+export async function readResponse(res: Response): Promise<unknown> {
+  const text = await res.text();
+  let json: unknown;
+  try {
+    json = text ? JSON.parse(text) : undefined;
+  } catch {
+    json = undefined;
+  }
+  if (!res.ok) {
+    const e = (json as { error?: { code?: string; message?: string; hint?: string } } | undefined)?.error;
+    throw new KilnError({
+      code: e?.code ?? `http_${res.status}`,
+      message: e?.message ?? `the server answered ${res.status}: ${text.slice(0, 200)}`,
+      ...(e?.hint ? { hint: e.hint } : res.status === 401 ? { hint: "pass --token (or KILN_TOKEN)" } : {}),
+    });
+  }
+  return json;
+}

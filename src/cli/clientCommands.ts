@@ -1,0 +1,289 @@
+/** Commands that talk to a kiln server (kiln serve): apps, deploy, releases, config, formation. */
+
+import { openAsBlob } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { basename, join, resolve } from "node:path";
+import type { Command } from "commander";
+import { writeTarGzOf } from "../archive/tar.js";
+import { KilnError } from "../errors.js";
+import { deployFiles } from "../source/deploySource.js";
+import { type Client, createClient, readResponse } from "./client.js";
+import type { ContextFactory } from "./context.js";
+import { printJson, printLines } from "./output.js";
+
+interface Release {
+  version: number;
+  description: string;
+  slug_sha256: string | null;
+  created_at: string;
+  config_vars: Record<string, string>;
+}
+interface Build {
+  id: string;
+  status: string;
+  failure_reason: string | null;
+  output_stream_url: string;
+  slug_sha256: string | null;
+}
+interface AppInfo {
+  name: string;
+  web_url: string | null;
+  release: Release | null;
+}
+
+function withServer(cmd: Command): Command {
+  return cmd
+    .option("--server <url>", "the kiln server (env KILN_SERVER; default http://127.0.0.1:5080)")
+    .option("--token <token>", "an API token (env KILN_TOKEN; default: this machine's admin token)");
+}
+
+function appOption(cmd: Command): Command {
+  return cmd.requiredOption("-a, --app <name>", "the app");
+}
+
+export function registerClientCommands(program: Command, ctx: ContextFactory): void {
+  const client = (cmd: Command): Client => {
+    const o = cmd.optsWithGlobals() as { server?: string; token?: string };
+    const c = ctx(cmd.optsWithGlobals());
+    return createClient(
+      { ...(o.server ? { server: o.server } : {}), ...(o.token ? { token: o.token } : {}) },
+      process.env,
+      c.config.dataDir,
+    );
+  };
+
+  withServer(program.command("apps").description("list the server's apps"))
+    .option("--json", "print machine-readable JSON")
+    .action(async (opts: { json?: boolean }, cmd: Command) => {
+      const apps = await client(cmd).request<{ name: string; created_at: string }[]>("GET", "/v1/apps");
+      if (opts.json) return printJson(apps);
+      printLines(apps.length ? apps.map((a) => a.name) : ["no apps yet: kiln apps:create NAME"]);
+    });
+
+  withServer(
+    program.command("apps:create").description("create an app on the server").argument("<name>", "its name"),
+  ).action(async (name: string, _opts: unknown, cmd: Command) => {
+    const app = await client(cmd).request<{ name: string }>("POST", "/v1/apps", { name });
+    printLines([`created ${app.name}; deploy it with: kiln deploy DIR --app ${app.name}`]);
+  });
+
+  withServer(
+    program
+      .command("apps:destroy")
+      .description("delete an app and all its records")
+      .argument("<name>", "the app"),
+  )
+    .requiredOption("--confirm <name>", "the app's name again")
+    .action(async (name: string, opts: { confirm: string }, cmd: Command) => {
+      if (opts.confirm !== name)
+        throw new KilnError({
+          code: "usage",
+          message: "--confirm must repeat the app's name",
+          hint: `--confirm ${name}`,
+        });
+      await client(cmd).request("DELETE", `/v1/apps/${encodeURIComponent(name)}`);
+      printLines([`destroyed ${name}`]);
+    });
+
+  appOption(
+    withServer(
+      program
+        .command("deploy")
+        .description("upload an app directory, build it on the server (log streamed), release it")
+        .argument("[dir]", "the app's source directory", "."),
+    ),
+  ).action(async (dir: string, opts: { app: string }, cmd: Command) => {
+    const api = client(cmd);
+    const root = resolve(dir);
+    const files = await deployFiles(root);
+    if (files.length === 0)
+      throw new KilnError({
+        code: "usage",
+        message: `${root} has nothing to deploy`,
+        hint: "give the app's directory",
+      });
+    const tmp = await mkdtemp(join(tmpdir(), "kiln-deploy-"));
+    try {
+      const tarball = join(tmp, `${basename(root)}.tar.gz`);
+      await writeTarGzOf(root, files, tarball);
+      process.stderr.write(`-----> Uploading ${files.length} files to ${api.server}\n`);
+      const res = await api.fetch(`/v1/apps/${encodeURIComponent(opts.app)}/builds`, {
+        method: "POST",
+        headers: { "content-type": "application/gzip" },
+        body: await openAsBlob(tarball),
+      });
+      const build = (await readResponse(res)) as Build;
+      const out = await api.fetch(build.output_stream_url);
+      if (out.body) for await (const chunk of out.body) process.stderr.write(chunk);
+      const done = await api.request<Build>(
+        "GET",
+        `/v1/apps/${encodeURIComponent(opts.app)}/builds/${build.id}`,
+      );
+      if (done.status !== "succeeded") {
+        throw new KilnError({
+          code: "build_failed",
+          message: `build ${build.id} ${done.status}: ${done.failure_reason ?? ""}`,
+          hint: "the build log above says why",
+        });
+      }
+      const app = await api.request<AppInfo>("GET", `/v1/apps/${encodeURIComponent(opts.app)}`);
+      if (app.web_url && app.release) await waitForWeb(api, opts.app, app.release.version);
+      printLines([
+        `released ${opts.app} v${app.release?.version} (slug ${done.slug_sha256?.slice(0, 12)})`,
+        ...(app.web_url ? [`  ${app.web_url}`] : []),
+      ]);
+    } finally {
+      await rm(tmp, { recursive: true, force: true });
+    }
+  });
+
+  appOption(withServer(program.command("releases").description("an app's releases, newest first")))
+    .option("--json", "print machine-readable JSON")
+    .action(async (opts: { app: string; json?: boolean }, cmd: Command) => {
+      const list = await client(cmd).request<Release[]>(
+        "GET",
+        `/v1/apps/${encodeURIComponent(opts.app)}/releases`,
+      );
+      if (opts.json) return printJson(list);
+      printLines(
+        list.length
+          ? list.map((r) => `v${r.version}  ${r.created_at}  ${r.description}`)
+          : ["no releases yet"],
+      );
+    });
+
+  appOption(
+    withServer(
+      program.command("rollback").description("release an earlier version again (as a new release)"),
+    ),
+  )
+    .argument("<version>", "the release to go back to (v3 or 3)")
+    .action(async (version: string, opts: { app: string }, cmd: Command) => {
+      const n = Number(version.replace(/^v/, ""));
+      if (!Number.isInteger(n) || n <= 0)
+        throw new KilnError({
+          code: "usage",
+          message: `"${version}" is not a release version`,
+          hint: "e.g. kiln rollback v3 -a APP",
+        });
+      const r = await client(cmd).request<Release>(
+        "POST",
+        `/v1/apps/${encodeURIComponent(opts.app)}/releases`,
+        { rollback: n },
+      );
+      printLines([`rolled back to v${n}: now v${r.version}`]);
+    });
+
+  appOption(withServer(program.command("config").description("an app's config vars")))
+    .option("--json", "print machine-readable JSON")
+    .action(async (opts: { app: string; json?: boolean }, cmd: Command) => {
+      const cfg = await client(cmd).request<Record<string, string>>(
+        "GET",
+        `/v1/apps/${encodeURIComponent(opts.app)}/config-vars`,
+      );
+      if (opts.json) return printJson(cfg);
+      printLines(
+        Object.keys(cfg).length ? Object.entries(cfg).map(([k, v]) => `${k}=${v}`) : ["no config vars"],
+      );
+    });
+
+  appOption(withServer(program.command("config:set").description("set config vars (a new release)")))
+    .argument("<pairs...>", "NAME=value …")
+    .action(async (pairs: string[], opts: { app: string }, cmd: Command) => {
+      const patch: Record<string, string> = {};
+      for (const p of pairs) {
+        const i = p.indexOf("=");
+        if (i <= 0)
+          throw new KilnError({ code: "usage", message: `bad pair "${p}"`, hint: "write NAME=value" });
+        patch[p.slice(0, i)] = p.slice(i + 1);
+      }
+      await client(cmd).request("PATCH", `/v1/apps/${encodeURIComponent(opts.app)}/config-vars`, patch);
+      printLines([`set ${Object.keys(patch).join(", ")}`]);
+    });
+
+  appOption(withServer(program.command("config:unset").description("unset config vars (a new release)")))
+    .argument("<names...>", "NAME …")
+    .action(async (names: string[], opts: { app: string }, cmd: Command) => {
+      await client(cmd).request(
+        "PATCH",
+        `/v1/apps/${encodeURIComponent(opts.app)}/config-vars`,
+        Object.fromEntries(names.map((n) => [n, null])),
+      );
+      printLines([`unset ${names.join(", ")}`]);
+    });
+
+  appOption(withServer(program.command("ps:scale").description("set how many dynos of each type run")))
+    .argument("<changes...>", "TYPE=N or TYPE=N:SIZE …")
+    .action(async (changes: string[], opts: { app: string }, cmd: Command) => {
+      const updates = changes.map((c) => {
+        const m = /^([A-Za-z0-9_-]+)=(\d+)(?::([a-z0-9-]+))?$/.exec(c);
+        if (!m)
+          throw new KilnError({
+            code: "usage",
+            message: `bad scale "${c}"`,
+            hint: "write e.g. web=2 or worker=1:basic",
+          });
+        return { type: m[1] as string, quantity: Number(m[2]), ...(m[3] ? { size: m[3] } : {}) };
+      });
+      const f = await client(cmd).request<{ type: string; quantity: number; size: string }[]>(
+        "PATCH",
+        `/v1/apps/${encodeURIComponent(opts.app)}/formation`,
+        { updates },
+      );
+      printLines(f.map((e) => `${e.type}=${e.quantity} (${e.size})`));
+    });
+
+  appOption(withServer(program.command("ps:restart").description("restart an app's dynos (all, or one)")))
+    .argument("[dyno]", "one dyno, e.g. web.1")
+    .action(async (dyno: string | undefined, opts: { app: string }, cmd: Command) => {
+      const path = `/v1/apps/${encodeURIComponent(opts.app)}/dynos${dyno ? `/${encodeURIComponent(dyno)}` : ""}`;
+      const r = await client(cmd).request<{ restarted: number }>("DELETE", path);
+      printLines([`restarted ${r.restarted} dyno(s)`]);
+    });
+
+  appOption(
+    withServer(
+      program.command("dynos").description("an app's dynos on the server: state, release, restarts"),
+    ),
+  )
+    .option("--json", "print machine-readable JSON")
+    .action(async (opts: { app: string; json?: boolean }, cmd: Command) => {
+      const list = await client(cmd).request<
+        {
+          name: string;
+          state: string;
+          release: number;
+          since: string;
+          restarts: number;
+          last_exit: string | null;
+        }[]
+      >("GET", `/v1/apps/${encodeURIComponent(opts.app)}/dynos`);
+      if (opts.json) return printJson(list);
+      printLines(
+        list.length
+          ? list.map(
+              (d) =>
+                `${d.name}: ${d.state} since ${d.since} (v${d.release}, ${d.restarts} restarts${d.last_exit ? `, last: ${d.last_exit}` : ""})`,
+            )
+          : ["no dynos: kiln ps:scale web=1 -a APP"],
+      );
+    });
+}
+
+/** After a release: until a web dyno of it is up (or 60 s), so the printed URL answers. */
+async function waitForWeb(api: Client, app: string, version: number): Promise<void> {
+  const a = encodeURIComponent(app);
+  const formation = await api.request<{ type: string; quantity: number }[]>("GET", `/v1/apps/${a}/formation`);
+  if (!formation.some((f) => f.type === "web" && f.quantity > 0)) return;
+  type Dyno = { type: string; state: string; release: number };
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline) {
+    const dynos = await api.request<Dyno[]>("GET", `/v1/apps/${a}/dynos`).catch((): Dyno[] => []);
+    if (dynos.some((d) => d.type === "web" && d.release === version && d.state === "up")) return;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  process.stderr.write(
+    "note: no web dyno of the new release answered within 60 s (kiln dynos -a APP, kiln logs APP)\n",
+  );
+}

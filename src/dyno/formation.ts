@@ -1,0 +1,157 @@
+/**
+ * Keeps each app's declared dynos running: for its current release, `quantity` supervised dynos of
+ * each process type. A new release rolls them: the new dynos start first and the old ones stop only
+ * once every new web dyno listens (no request lost for a web app that binds quickly); a formation
+ * change starts or stops the difference. Crash restarts are the supervisors' job (their backoff
+ * starts fresh with each release, since each release gets new supervisors).
+ */
+import type { Logger } from "../log/logger.js";
+import type { Nix } from "../nix/driver.js";
+import type { FormationEntry } from "../store/formation.js";
+import type { Release } from "../store/releases.js";
+import { openAppLog } from "./logs.js";
+import { type DynoRuntime, launchDyno } from "./runtime.js";
+import type { RunnableSlug } from "./slug.js";
+import type { Supervised } from "./supervisor.js";
+
+export interface ManagedDyno {
+  name: string;
+  type: string;
+  releaseVersion: number;
+  supervised: Supervised;
+}
+
+export interface FormationManager {
+  /** Brings the app's dynos to `formation` on `release` (rolling when the release changed). */
+  apply(app: string, release: Release | undefined, formation: FormationEntry[]): Promise<void>;
+  /** Relay sockets of the app's web dynos that are up, for the router. */
+  webSockets(app: string): string[];
+  dynos(app: string): ManagedDyno[];
+  /** Restarts one dyno (by name) or all of the app's. */
+  restart(app: string, name?: string): Promise<number>;
+  stopAll(): Promise<void>;
+}
+
+export function createFormationManager(deps: { rt: DynoRuntime; nix: Nix; log: Logger }): FormationManager {
+  // `dynos` serve the current release; `incoming` are a new release's, starting during a roll.
+  const byApp = new Map<
+    string,
+    { release: Release | undefined; dynos: ManagedDyno[]; incoming: ManagedDyno[] }
+  >();
+  // One apply at a time per app, in order.
+  const chains = new Map<string, Promise<void>>();
+
+  const slugOf = (app: string, r: Release): RunnableSlug => ({
+    app,
+    file: r.slugPath?.startsWith("/nix/store/") ? deps.nix.realPath(r.slugPath) : (r.slugPath ?? ""),
+    sha256: r.slugSha256 ?? "",
+    processTypes: r.processTypes,
+    // The release's config is complete (buildpack defaults and the app's vars), so it is the user layer.
+    configVars: {},
+  });
+
+  const start = async (
+    app: string,
+    r: Release,
+    type: string,
+    index: number,
+    size: string,
+  ): Promise<ManagedDyno> => {
+    const supervised = await launchDyno(deps.rt, {
+      slug: slugOf(app, r),
+      type,
+      name: `${type}.${index}`,
+      configVars: r.config,
+      size,
+      log: await openAppLog(deps.rt.dataDir, app),
+      restart: { initialDelayMs: 10_000, maxDelayMs: 300_000, stableMs: 600_000 },
+    });
+    return { name: `${type}.${index}`, type, releaseVersion: r.version, supervised };
+  };
+
+  const waitUp = async (d: ManagedDyno, timeoutMs: number) => {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      const state = d.supervised.record().state;
+      if (state === "up") return true;
+      if (state === "down") return false;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return false;
+  };
+
+  const doApply = async (app: string, release: Release | undefined, formation: FormationEntry[]) => {
+    const cur = byApp.get(app) ?? { release: undefined, dynos: [], incoming: [] };
+    byApp.set(app, cur);
+    if (!release?.slugPath) {
+      await Promise.all(cur.dynos.map((d) => d.supervised.stop()));
+      cur.dynos = [];
+      cur.release = release;
+      return;
+    }
+    const wanted = formation.filter((f) => f.quantity > 0 && release.processTypes[f.type] !== undefined);
+    if (cur.release?.id !== release.id) {
+      // Rolling: the new generation first, then the old one goes.
+      const fresh: ManagedDyno[] = [];
+      cur.incoming = fresh;
+      for (const f of wanted)
+        for (let i = 1; i <= f.quantity; i++) fresh.push(await start(app, release, f.type, i, f.size));
+      await Promise.all(fresh.filter((d) => d.type === "web").map((d) => waitUp(d, 60_000)));
+      const old = cur.dynos;
+      cur.dynos = fresh;
+      cur.incoming = [];
+      cur.release = release;
+      await Promise.all(old.map((d) => d.supervised.stop()));
+      deps.log.info({ app, release: release.version, dynos: fresh.length }, "formation rolled");
+      return;
+    }
+    // Same release: start or stop the difference, type by type.
+    for (const f of formation) {
+      const mine = cur.dynos.filter((d) => d.type === f.type);
+      const want = wanted.find((w) => w.type === f.type)?.quantity ?? 0;
+      for (let i = mine.length + 1; i <= want; i++)
+        cur.dynos.push(await start(app, release, f.type, i, f.size));
+      const extra = mine.slice(want);
+      cur.dynos = cur.dynos.filter((d) => !extra.includes(d));
+      await Promise.all(extra.map((d) => d.supervised.stop()));
+    }
+  };
+
+  return {
+    apply(app, release, formation) {
+      const next = (chains.get(app) ?? Promise.resolve()).then(() => doApply(app, release, formation));
+      chains.set(
+        app,
+        next.catch((err) => deps.log.error({ app, err }, "formation change failed")),
+      );
+      return next;
+    },
+    webSockets(app) {
+      return (byApp.get(app)?.dynos ?? [])
+        .filter((d) => d.type === "web" && d.supervised.record().state === "up")
+        .map((d) => d.supervised.current()?.relay?.socket)
+        .filter((s): s is string => !!s);
+    },
+    dynos: (app) => [...(byApp.get(app)?.dynos ?? []), ...(byApp.get(app)?.incoming ?? [])],
+    async restart(app, name) {
+      const cur = byApp.get(app);
+      if (!cur?.release) return 0;
+      const targets = cur.dynos.filter((d) => !name || d.name === name);
+      for (const d of targets) {
+        const size = d.supervised.record().size;
+        const index = Number(d.name.split(".")[1] ?? 1);
+        const fresh = await start(app, cur.release, d.type, index, size);
+        if (d.type === "web") await waitUp(fresh, 60_000);
+        cur.dynos = cur.dynos.map((x) => (x === d ? fresh : x));
+        await d.supervised.stop();
+      }
+      return targets.length;
+    },
+    async stopAll() {
+      await Promise.all(
+        [...byApp.values()].flatMap((a) => [...a.dynos, ...a.incoming].map((d) => d.supervised.stop())),
+      );
+      byApp.clear();
+    },
+  };
+}

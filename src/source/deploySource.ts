@@ -1,0 +1,25 @@
+/**
+ * What `kiln deploy` uploads: in a git checkout, the files git knows or would add (tracked and
+ * untracked, minus .gitignore's); elsewhere every file but `.git` and `node_modules`; in both cases
+ * without what `.slugignore` names (as the build would drop them anyway).
+ */
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { listTree } from "../archive/tar.js";
+import { slugignoreMatcher } from "../builder/slugignore.js";
+import { run } from "../process/run.js";
+import { exists } from "../util/fs.js";
+
+export async function deployFiles(dir: string): Promise<string[]> {
+  let files: string[];
+  if (await exists(join(dir, ".git"))) {
+    const r = await run("git", ["-C", dir, "ls-files", "-z", "--cached", "--others", "--exclude-standard"]);
+    files = r.stdout.split("\0").filter(Boolean);
+  } else {
+    files = (await listTree(dir)).filter(
+      (p) => !/(^|\/)\.git(\/|$)/.test(p) && !/^node_modules(\/|$)/.test(p),
+    );
+  }
+  const ignore = slugignoreMatcher(await readFile(join(dir, ".slugignore"), "utf8").catch(() => ""));
+  return files.filter((f) => !ignore(f)).sort();
+}

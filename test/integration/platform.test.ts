@@ -1,0 +1,164 @@
+/**
+ * End to end, as a user: `kiln serve` as its own process, the client commands against it, the app
+ * reached through the router; config, scale and rollback roll the dynos without dropping requests;
+ * then kill -9 of the server in the middle of a build, a restart, and the records and dynos checked.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { chmodSync, cpSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { request } from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { kiln, kilnBin, projectDir } from "../helpers.js";
+import { freePort } from "../slugRunner.js";
+
+const fixture = (name: string) => join(projectDir, "test", "fixtures", "apps", name);
+
+describe("the platform end to end", () => {
+  const dataDir = mkdtempSync(join(tmpdir(), "kiln-platform-"));
+  chmodSync(dataDir, 0o711);
+  let apiPort = 0;
+  let routerPort = 0;
+  let server: ChildProcess | undefined;
+  let serverLog = "";
+  const env = () => ({ KILN_DATA_DIR: dataDir, KILN_SERVER: `http://127.0.0.1:${apiPort}` });
+  const k = (...args: string[]) => kiln(args, { env: env() });
+
+  const startServer = async () => {
+    server = spawn(
+      process.execPath,
+      [kilnBin, "serve", "--port", String(apiPort), "--router-port", String(routerPort)],
+      { env: { ...process.env, KILN_DATA_DIR: dataDir }, stdio: ["ignore", "ignore", "pipe"] },
+    );
+    server.stderr?.on("data", (d) => (serverLog += d));
+    const deadline = Date.now() + 60_000;
+    while (!serverLog.includes("kiln API on")) {
+      if (Date.now() > deadline || server.exitCode !== null)
+        throw new Error(`kiln serve did not start:\n${serverLog}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  };
+  const token = () => readFileSync(join(dataDir, "admin-token"), "utf8").trim();
+  const api = async (path: string) =>
+    (
+      await fetch(`http://127.0.0.1:${apiPort}${path}`, { headers: { authorization: `Bearer ${token()}` } })
+    ).json();
+  /** A request as a browser would send it to http://APP.localhost:PORT/ (fetch cannot set Host). */
+  const viaRouter = (path: string, host = "shop.localhost") =>
+    new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = request({ port: routerPort, path, headers: { host }, agent: false }, (res) => {
+        let body = "";
+        res.setEncoding("utf8");
+        res.on("data", (d) => (body += d));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+      });
+      req.on("error", reject);
+      req.end();
+    });
+  const until = async (what: string, fn: () => Promise<boolean>, ms = 60_000) => {
+    const deadline = Date.now() + ms;
+    while (!(await fn().catch(() => false))) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${serverLog}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  };
+  /** GETs through the router until stopped; every answer must be a 200. */
+  const hammer = () => {
+    let stop = false;
+    const statuses: number[] = [];
+    const done = (async () => {
+      while (!stop) statuses.push((await viaRouter("/").catch(() => ({ status: 0 }))).status);
+    })();
+    return {
+      async end() {
+        stop = true;
+        await done;
+        return statuses;
+      },
+    };
+  };
+
+  beforeAll(async () => {
+    apiPort = await freePort();
+    routerPort = await freePort();
+    await startServer();
+  });
+  afterAll(async () => {
+    server?.kill("SIGTERM");
+    await new Promise((r) => server?.once("exit", r));
+  });
+
+  it("creates an app and deploys the Node web fixture, served through the router", async () => {
+    const created = await k("apps:create", "shop");
+    expect(created.exitCode).toBe(0);
+    const deployed = await k("deploy", fixture("node-web"), "-a", "shop");
+    expect(deployed.all).toMatch(/released shop v1/);
+    expect(deployed.all).toContain(`http://shop.localhost:${routerPort}/`);
+    expect(deployed.exitCode).toBe(0);
+    expect(await viaRouter("/")).toEqual({ status: 200, body: "hello from node-web on v22.23.3\n" });
+    expect((await viaRouter("/", "nope.localhost")).status).toBe(404);
+  });
+
+  it("sets a config var: a new release the app sees, rolled out without a failed request", async () => {
+    const load = hammer();
+    expect((await k("config:set", "GREETING=hi there", "-a", "shop")).exitCode).toBe(0);
+    await until(
+      "the new release to serve",
+      async () => (await viaRouter("/env/GREETING")).body === "hi there\n",
+    );
+    const statuses = await load.end();
+    expect(statuses.length).toBeGreaterThan(10);
+    expect(statuses.filter((s) => s !== 200)).toEqual([]);
+    expect((await k("releases", "-a", "shop")).stdout).toMatch(/^v2 .*Set GREETING$/m);
+  });
+
+  it("scales to two web dynos and round-robins between them", async () => {
+    expect((await k("ps:scale", "web=2", "-a", "shop")).exitCode).toBe(0);
+    await until("two web dynos up", async () => {
+      const dynos = (await api("/v1/apps/shop/dynos")) as { state: string }[];
+      return dynos.filter((d) => d.state === "up").length === 2;
+    });
+    const seen = new Set<string>();
+    for (let i = 0; i < 6; i++) seen.add((await viaRouter("/env/DYNO")).body.trim());
+    expect([...seen].sort()).toEqual(["web.1", "web.2"]);
+  });
+
+  it("rolls back to v1 (a new release, without the config var)", async () => {
+    expect((await k("rollback", "v1", "-a", "shop")).exitCode).toBe(0);
+    await until("the rollback to serve", async () => (await viaRouter("/env/GREETING")).body === "\n");
+    expect((await k("releases", "-a", "shop")).stdout).toMatch(/^v3 .*Rollback to v1$/m);
+  });
+
+  it("survives kill -9 mid-build: the build is recorded as interrupted and the dynos come back", async () => {
+    // A source Nix has not built yet, so the build is still running when the server dies.
+    const src = mkdtempSync(join(tmpdir(), "kiln-platform-src-"));
+    cpSync(fixture("node-web"), src, { recursive: true });
+    writeFileSync(join(src, "version.txt"), `${Date.now()}\n`);
+    const deploy = spawn(process.execPath, [kilnBin, "deploy", src, "-a", "shop"], {
+      env: { ...process.env, ...env() },
+      stdio: "ignore",
+    });
+    let buildId = "";
+    await until("the build to be running", async () => {
+      const builds = (await api("/v1/apps/shop/builds")) as { id: string; status: string }[];
+      const b = builds.find((x) => x.status === "building");
+      buildId = b?.id ?? "";
+      return !!b;
+    });
+    server?.kill("SIGKILL");
+    await new Promise((r) => server?.once("exit", r));
+    deploy.kill("SIGKILL");
+    serverLog = "";
+    await startServer();
+    expect(serverLog).toContain("marked 1 interrupted build(s) failed");
+    const b = (await api(`/v1/apps/shop/builds/${buildId}`)) as { status: string; failure_reason: string };
+    expect(b).toMatchObject({ status: "failed", failure_reason: "interrupted" });
+    // Every release and the formation survived; the dynos are started again from them.
+    expect(((await api("/v1/apps/shop/releases")) as unknown[]).length).toBe(3);
+    await until("the web dynos back", async () => (await viaRouter("/")).status === 200);
+    await until("both web dynos back", async () => {
+      const dynos = (await api("/v1/apps/shop/dynos")) as { state: string }[];
+      return dynos.filter((d) => d.state === "up").length === 2;
+    });
+  });
+});
