@@ -127,7 +127,9 @@ export function createFormationManager(deps: { rt: DynoRuntime; nix: Nix; log: L
       return next;
     },
     webSockets(app) {
-      return (byApp.get(app)?.dynos ?? [])
+      // A rolling release's new web dynos take traffic as soon as they listen, next to the old ones.
+      const a = byApp.get(app);
+      return [...(a?.dynos ?? []), ...(a?.incoming ?? [])]
         .filter((d) => d.type === "web" && d.supervised.record().state === "up")
         .map((d) => d.supervised.current()?.relay?.socket)
         .filter((s): s is string => !!s);

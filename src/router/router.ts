@@ -4,7 +4,6 @@
  * http client, which reaches Unix sockets); the original Host is kept and X-Forwarded-* added.
  * No dyno up: a clear 503 page; a dyno that fails mid-request: 502.
  */
-import { escape } from "node:querystring";
 import replyFrom from "@fastify/reply-from";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from "fastify";
 import type { Logger } from "../log/logger.js";
@@ -69,7 +68,7 @@ export async function createRouter(deps: RouterDeps): Promise<FastifyInstance> {
     }
     const i = (turn.get(app) ?? 0) % sockets.length;
     turn.set(app, i + 1);
-    void reply.from(`unix+http://${escape(sockets[i] as string)}${req.url}`, {
+    void reply.from(`unix+http://${encodeURIComponent(sockets[i] as string)}${req.url}`, {
       rewriteRequestHeaders: (original, headers) => ({
         ...headers,
         host: original.headers.host ?? host,

@@ -232,7 +232,10 @@ describe("dynos", () => {
     beforeAll(async () => {
       // A "host service" on every address (like kiln's API would be), and a second app's dyno.
       hostPort = await freePort();
-      hostServer = createServer((c) => c.end("host service\n"));
+      hostServer = createServer((c) => {
+        c.on("error", () => {}); // attackers hang up rudely
+        c.end("host service\n");
+      });
       await new Promise<void>((r) => hostServer.listen(hostPort, "0.0.0.0", () => r()));
       victim = await launch({ slug: slug("node-web"), type: "web", restart: false });
       victimSocket = await upSocket(victim);
@@ -409,7 +412,10 @@ describe("dynos", () => {
 
   it("outbound access is off by default and opt-in, and never reaches the host's loopback", async () => {
     const port = await freePort();
-    const server = createServer((c) => c.end("outside\n"));
+    const server = createServer((c) => {
+      c.on("error", () => {});
+      c.end("outside\n");
+    });
     await new Promise<void>((r) => server.listen(port, "0.0.0.0", () => r()));
     try {
       const d = await launch({ slug: slug("escape-attempts"), type: "web", restart: false, outbound: true });
