@@ -95,6 +95,13 @@ export async function startControlPlane(
           };
         }),
       restart: (appName, name) => fm.restart(appName, name),
+      runOnce: (appName, command, onLine) => {
+        const app = getApp(db, appName);
+        const release = currentRelease(db, app.id);
+        if (!release) throw new Error(`${appName} has no release`);
+        return fm.runOnce(appName, release, command, onLine);
+      },
+      all: () => listApps(db).flatMap((a) => fm.dynos(a.name).map((d) => d.supervised.record())),
     };
   }
   const queue = createBuildQueue({

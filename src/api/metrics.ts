@@ -1,13 +1,17 @@
 /**
  * GET /metrics in Prometheus' text format: builds by status, build durations (histogram), the
- * queue, and releases; dyno counts join when the control plane runs dynos.
+ * queue, releases, and the dynos (by state, and their crash restarts).
  */
 import type { BuildQueue } from "../builds/queue.js";
 import type { Db } from "../store/db.js";
 
 const BUCKETS = [5, 10, 30, 60, 120, 300, 600, 900];
 
-export function renderMetrics(db: Db, queue: BuildQueue): string {
+export function renderMetrics(
+  db: Db,
+  queue: BuildQueue,
+  dynos: { state: string; restarts: number }[],
+): string {
   const lines: string[] = [];
   lines.push("# HELP kiln_builds Builds by status.", "# TYPE kiln_builds gauge");
   const byStatus = db.prepare("SELECT status, COUNT(*) AS n FROM builds GROUP BY status").all() as {
@@ -40,5 +44,14 @@ export function renderMetrics(db: Db, queue: BuildQueue): string {
   const releases = (db.prepare("SELECT COUNT(*) AS n FROM releases").get() as { n: number }).n;
   lines.push("# HELP kiln_releases_total Releases made.", "# TYPE kiln_releases_total counter");
   lines.push(`kiln_releases_total ${releases}`);
+  lines.push("# HELP kiln_dynos Dynos by state.", "# TYPE kiln_dynos gauge");
+  for (const st of ["starting", "up", "crashed", "stopping"]) {
+    lines.push(`kiln_dynos{state="${st}"} ${dynos.filter((d) => d.state === st).length}`);
+  }
+  lines.push(
+    "# HELP kiln_dyno_restarts Crash restarts of the dynos running now.",
+    "# TYPE kiln_dyno_restarts gauge",
+  );
+  lines.push(`kiln_dyno_restarts ${dynos.reduce((a, d) => a + d.restarts, 0)}`);
   return `${lines.join("\n")}\n`;
 }

@@ -17,9 +17,10 @@ import Fastify, {
 import { z } from "zod";
 import type { BuildLogs } from "../builds/buildLog.js";
 import type { BuildQueue } from "../builds/queue.js";
+import { dynoFilter, followLog, formatLogLine, readLogTail } from "../dyno/logs.js";
 import { KilnError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
-import { receiveUpload, tooLarge } from "../source/upload.js";
+import { fetchSourceBlob, receiveUpload, tooLarge } from "../source/upload.js";
 import { createApp, deleteApp, getApp, getConfig, listApps, patchConfig } from "../store/apps.js";
 import { type BuildRecord, createBuild, endBuild, getBuild, listBuilds } from "../store/builds.js";
 import type { Db } from "../store/db.js";
@@ -63,6 +64,14 @@ export interface DynoControl {
     last_exit: string | null;
   }[];
   restart(appName: string, name?: string): Promise<number>;
+  /** A one-off dyno on the app's current release; resolves with its exit. */
+  runOnce(
+    appName: string,
+    command: string,
+    onLine: (line: string) => void,
+  ): Promise<{ code: number | null; reason: string }>;
+  /** Every managed dyno's state and restarts, for /metrics. */
+  all(): { state: string; restarts: number }[];
 }
 
 function parse<T>(schema: z.ZodType<T>, value: unknown): T {
@@ -80,6 +89,22 @@ function parse<T>(schema: z.ZodType<T>, value: unknown): T {
 }
 
 const appCreateBody = z.object({ name: z.string() }).strict();
+const sourceBlobBody = z
+  .object({
+    source_blob: z
+      .object({
+        url: z
+          .string()
+          .url()
+          .refine((u) => /^https?:/.test(u), "only http and https URLs"),
+        checksum: z
+          .string()
+          .regex(/^sha256:[0-9a-f]{64}$/i, "write it as sha256:HEX")
+          .optional(),
+      })
+      .strict(),
+  })
+  .strict();
 const configPatchBody = z.record(z.string(), z.string().nullable());
 const rollbackBody = z.object({ rollback: z.number().int().positive() }).strict();
 const formationBody = z
@@ -152,7 +177,7 @@ export function createApi(deps: ApiDeps): FastifyInstance {
   api.get("/healthz", async () => ({ ok: true }));
   api.get("/metrics", async (_req, reply) => {
     void reply.type("text/plain; version=0.0.4");
-    return renderMetrics(db, deps.queue);
+    return renderMetrics(db, deps.queue, deps.dynos?.all() ?? []);
   });
 
   // Apps.
@@ -282,16 +307,18 @@ export function createApi(deps: ApiDeps): FastifyInstance {
   // Builds: the source as a tar.gz request body.
   api.post<{ Params: { app: string } }>("/v1/apps/:app/builds", async (req, reply) => {
     const app = getApp(db, req.params.app);
-    const type = (req.headers["content-type"] ?? "").split(";")[0]?.trim();
-    if (type !== "application/gzip" && type !== "application/x-gzip" && type !== "application/octet-stream") {
+    const type = (req.headers["content-type"] ?? "").split(";")[0]?.trim() ?? "";
+    const isTarball = ["application/gzip", "application/x-gzip", "application/octet-stream"].includes(type);
+    if (!isTarball && type !== "application/json") {
       throw new KilnError({
         code: "unsupported_media_type",
-        message: `a build takes the app's source as a tar.gz body, not ${type || "no content type"}`,
+        message: `a build takes the app's source as a tar.gz body (or JSON with a source_blob), not ${type || "no content type"}`,
         hint: "POST it with Content-Type: application/gzip (kiln deploy does this)",
       });
     }
     const declared = Number(req.headers["content-length"] ?? Number.NaN);
-    if (Number.isFinite(declared) && declared > deps.maxSourceBytes) throw tooLarge(deps.maxSourceBytes);
+    if (isTarball && Number.isFinite(declared) && declared > deps.maxSourceBytes)
+      throw tooLarge(deps.maxSourceBytes);
     if (deps.queue.isFull()) {
       void reply.header("retry-after", "60");
       throw new KilnError({
@@ -301,7 +328,12 @@ export function createApi(deps: ApiDeps): FastifyInstance {
       });
     }
     const file = join(sources, `${randomUUID()}.tar.gz`);
-    const { sha256 } = await receiveUpload(req.body as Readable, { file, maxBytes: deps.maxSourceBytes });
+    const { sha256 } = isTarball
+      ? await receiveUpload(req.body as Readable, { file, maxBytes: deps.maxSourceBytes })
+      : await fetchSourceBlob(parse(sourceBlobBody, req.body).source_blob, {
+          file,
+          maxBytes: deps.maxSourceBytes,
+        });
     const build = createBuild(db, {
       appId: app.id,
       sourceSha256: sha256,
@@ -354,6 +386,51 @@ export function createApi(deps: ApiDeps): FastifyInstance {
       await new Promise((r) => setTimeout(r, 100));
     await deps.logs.follow(b.id, (t) => reply.raw.write(t), closed.signal);
     reply.raw.end();
+    return reply;
+  });
+
+  // Logs: the app's recent lines (dyno output and kiln's events), then live ones with ?tail=true.
+  api.get<{ Params: { app: string }; Querystring: { lines?: string; tail?: string; dyno?: string } }>(
+    "/v1/apps/:app/logs",
+    async (req, reply) => {
+      const app = getApp(db, req.params.app);
+      const lines = parse(z.coerce.number().int().min(0).max(10000).default(100), req.query.lines);
+      const keep = dynoFilter(req.query.dyno);
+      reply.raw.writeHead(200, { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" });
+      const recent = (await readLogTail(deps.dataDir, app.name, Number.MAX_SAFE_INTEGER))
+        .filter(keep)
+        .slice(-lines);
+      for (const l of recent) reply.raw.write(`${formatLogLine(l)}\n`);
+      if (req.query.tail === "true" || req.query.tail === "1") {
+        const closed = new AbortController();
+        req.raw.on("close", () => closed.abort());
+        await followLog(
+          deps.dataDir,
+          app.name,
+          (l) => keep(l) && reply.raw.write(`${formatLogLine(l)}\n`),
+          closed.signal,
+        );
+      }
+      reply.raw.end();
+      return reply;
+    },
+  );
+
+  // A one-off dyno: its output streams back as it runs; the last line says how it ended.
+  api.post<{ Params: { app: string } }>("/v1/apps/:app/dynos", async (req, reply) => {
+    const app = getApp(db, req.params.app);
+    const body = parse(z.object({ command: z.string().min(1) }).strict(), req.body);
+    const control = dynoControl();
+    if (!currentRelease(db, app.id)) {
+      throw new KilnError({
+        code: "conflict",
+        message: `${app.name} has no release yet`,
+        hint: "deploy it first",
+      });
+    }
+    reply.raw.writeHead(200, { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" });
+    const exit = await control.runOnce(app.name, body.command, (line) => reply.raw.write(`${line}\n`));
+    reply.raw.end(`kiln: ${exit.reason}\n`);
     return reply;
   });
 

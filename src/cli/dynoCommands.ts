@@ -1,7 +1,7 @@
 import type { AddressInfo } from "node:net";
 import { type Command, Option } from "commander";
 import { detectCgroups } from "../dyno/cgroups.js";
-import { followLog, formatLogLine, type LogLine, openAppLog, readLogTail } from "../dyno/logs.js";
+import { dynoFilter, followLog, formatLogLine, type LogLine, openAppLog, readLogTail } from "../dyno/logs.js";
 import { forwardPort } from "../dyno/network.js";
 import { sameProcess } from "../dyno/procfs.js";
 import { reconcileDynos } from "../dyno/reconcile.js";
@@ -13,6 +13,7 @@ import { DEFAULT_BOOT_TIMEOUT_MS, DEFAULT_RESTART, DEFAULT_STOP_TIMEOUT_MS } fro
 import { KilnError } from "../errors.js";
 import { shellQuote } from "../process/run.js";
 import { collect, parseEnv } from "./args.js";
+import { createClient, readResponse } from "./client.js";
 import type { ContextFactory } from "./context.js";
 import { printJson, printLines } from "./output.js";
 
@@ -57,6 +58,8 @@ export function registerDynoCommands(program: Command, ctx: ContextFactory): voi
     .option("--port <n>", "the local port the web dyno is served on (default: a free one)", parsePort)
     .option("-e, --env <NAME=value>", "a config var (repeatable)", collect)
     .option("--outbound", "let the dyno open outbound connections (default: it has loopback only)")
+    .option("--server <url>", "run the one-off command on a kiln server (env KILN_SERVER)")
+    .option("--token <token>", "the server's API token (env KILN_TOKEN)")
     .addOption(
       new Option("-s, --size <size>", "the dyno size (memory, processes, CPU, /tmp, open files)")
         .choices(Object.keys(DYNO_SIZES))
@@ -97,6 +100,38 @@ Ctrl-C sends SIGTERM to every process in it, then SIGKILL after --stop-timeout.`
     .action(async (ref: string, words: string[], opts: RunOpts, cmd: Command) => {
       const c = ctx(cmd.optsWithGlobals());
       const env = parseEnv(opts.env ?? []);
+      const remote = opts.server ?? process.env.KILN_SERVER;
+      if (remote) {
+        // On a server: a one-off dyno of the app's current release, its output streamed here.
+        if (words.length === 0)
+          throw new KilnError({
+            code: "usage",
+            message: "on a server, kiln run takes a one-off command",
+            hint: `kiln run ${ref} --server URL -- CMD (the server's formation runs the process types)`,
+          });
+        const api = createClient(
+          { server: remote, ...(opts.token ? { token: opts.token } : {}) },
+          process.env,
+          c.config.dataDir,
+        );
+        const res = await api.fetch(`/v1/apps/${encodeURIComponent(ref)}/dynos`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ command: oneOffCommand(words) }),
+        });
+        if (!res.ok) await readResponse(res);
+        let last = "";
+        if (res.body) {
+          for await (const chunk of res.body) {
+            const text = Buffer.from(chunk).toString("utf8");
+            last = (last + text).slice(-200);
+            process.stdout.write(text);
+          }
+        }
+        const code = /kiln: exited with code (\d+)\n$/.exec(last)?.[1];
+        process.exitCode = code !== undefined ? Number(code) : 1;
+        return;
+      }
       const rt = await prepareDynoRuntime(c);
       for (const l of rt.reconciled.lost)
         process.stderr.write(`cleaned up after a dyno whose kiln died: ${l}\n`);
@@ -222,30 +257,55 @@ Ctrl-C sends SIGTERM to every process in it, then SIGKILL after --stop-timeout.`
     .option("-n, --num <n>", "how many recent lines", (v) => Number(v), 100)
     .option("-t, --tail", "keep following new lines until Ctrl-C")
     .option("-d, --dyno <name>", "only lines from this dyno (e.g. web.1) or type (web)")
-    .action(async (app: string, opts: { num: number; tail?: boolean; dyno?: string }, cmd: Command) => {
-      const c = ctx(cmd.optsWithGlobals());
-      const keep = (l: LogLine) => {
-        if (!opts.dyno) return true;
-        const src = /\[([^\]]+)\]/.exec(l.src)?.[1] ?? "";
-        return src === opts.dyno || src.startsWith(`${opts.dyno}.`);
-      };
-      const lines = (await readLogTail(c.config.dataDir, app, Number.MAX_SAFE_INTEGER))
-        .filter(keep)
-        .slice(-opts.num);
-      if (lines.length === 0 && !opts.tail)
-        process.stderr.write(
-          `no logs for ${app} yet (they appear once one of its dynos runs: kiln run ${app})\n`,
-        );
-      for (const l of lines) process.stdout.write(`${formatLogLine(l)}\n`);
-      if (opts.tail) {
-        await followLog(
-          c.config.dataDir,
-          app,
-          (l) => keep(l) && process.stdout.write(`${formatLogLine(l)}\n`),
-          c.signal,
-        );
-      }
-    });
+    .option("--server <url>", "read them from a kiln server (env KILN_SERVER) instead of this machine")
+    .option("--token <token>", "the server's API token (env KILN_TOKEN)")
+    .action(
+      async (
+        app: string,
+        opts: { num: number; tail?: boolean; dyno?: string; server?: string; token?: string },
+        cmd: Command,
+      ) => {
+        const c = ctx(cmd.optsWithGlobals());
+        const remote = opts.server ?? process.env.KILN_SERVER;
+        if (remote) {
+          const api = createClient(
+            { server: remote, ...(opts.token ? { token: opts.token } : {}) },
+            process.env,
+            c.config.dataDir,
+          );
+          const q = new URLSearchParams({
+            lines: String(opts.num),
+            ...(opts.tail ? { tail: "true" } : {}),
+            ...(opts.dyno ? { dyno: opts.dyno } : {}),
+          });
+          const res = await api.fetch(`/v1/apps/${encodeURIComponent(app)}/logs?${q}`, { signal: c.signal });
+          if (!res.ok) await readResponse(res);
+          try {
+            if (res.body) for await (const chunk of res.body) process.stdout.write(chunk);
+          } catch (err) {
+            if (!c.signal.aborted) throw err;
+          }
+          return;
+        }
+        const keep = dynoFilter(opts.dyno);
+        const lines = (await readLogTail(c.config.dataDir, app, Number.MAX_SAFE_INTEGER))
+          .filter(keep)
+          .slice(-opts.num);
+        if (lines.length === 0 && !opts.tail)
+          process.stderr.write(
+            `no logs for ${app} yet (they appear once one of its dynos runs: kiln run ${app})\n`,
+          );
+        for (const l of lines) process.stdout.write(`${formatLogLine(l)}\n`);
+        if (opts.tail) {
+          await followLog(
+            c.config.dataDir,
+            app,
+            (l) => keep(l) && process.stdout.write(`${formatLogLine(l)}\n`),
+            c.signal,
+          );
+        }
+      },
+    );
 }
 
 interface RunOpts {
@@ -257,6 +317,8 @@ interface RunOpts {
   stopTimeout: number;
   restartDelay: number;
   outbound?: boolean;
+  server?: string;
+  token?: string;
 }
 
 function ago(iso: string): string {

@@ -27,6 +27,13 @@ export interface FormationManager {
   /** Relay sockets of the app's web dynos that are up, for the router. */
   webSockets(app: string): string[];
   dynos(app: string): ManagedDyno[];
+  /** A one-off dyno on `release`, its output lines to `onLine`; never restarted. */
+  runOnce(
+    app: string,
+    release: Release,
+    command: string,
+    onLine: (line: string) => void,
+  ): Promise<{ code: number | null; reason: string }>;
   /** Restarts one dyno (by name) or all of the app's. */
   restart(app: string, name?: string): Promise<number>;
   stopAll(): Promise<void>;
@@ -135,6 +142,26 @@ export function createFormationManager(deps: { rt: DynoRuntime; nix: Nix; log: L
         .filter((s): s is string => !!s);
     },
     dynos: (app) => [...(byApp.get(app)?.dynos ?? []), ...(byApp.get(app)?.incoming ?? [])],
+    async runOnce(app, release, command, onLine) {
+      const log = await openAppLog(deps.rt.dataDir, app);
+      const d = await launchDyno(deps.rt, {
+        slug: slugOf(app, release),
+        command,
+        configVars: release.config,
+        log,
+        restart: false,
+      });
+      const name = d.record().name;
+      const unsubscribe = log.subscribe((l) => {
+        if (l.src === `app[${name}]`) onLine(l.line);
+      });
+      try {
+        const exit = await d.done;
+        return { code: exit?.code ?? null, reason: exit?.reason ?? "ended" };
+      } finally {
+        unsubscribe();
+      }
+    },
     async restart(app, name) {
       const cur = byApp.get(app);
       if (!cur?.release) return 0;

@@ -137,3 +137,12 @@ export async function followLog(
 export function formatLogLine(l: LogLine): string {
   return `${l.t} ${l.src}: ${l.line}`;
 }
+
+/** Lines from one dyno (`web.1`) or every dyno of a type (`web`); all lines without a name. */
+export function dynoFilter(dyno: string | undefined): (l: LogLine) => boolean {
+  return (l) => {
+    if (!dyno) return true;
+    const src = /\[([^\]]+)\]/.exec(l.src)?.[1] ?? "";
+    return src === dyno || src.startsWith(`${dyno}.`);
+  };
+}

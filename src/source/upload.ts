@@ -6,7 +6,7 @@
 import { createHash } from "node:crypto";
 import { createWriteStream } from "node:fs";
 import { rename, rm } from "node:fs/promises";
-import type { Readable } from "node:stream";
+import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { KilnError } from "../errors.js";
 
@@ -46,4 +46,47 @@ export async function receiveUpload(
     throw err;
   }
   return { sha256: hash.digest("hex"), bytes };
+}
+
+/**
+ * A source given by URL (Heroku's `source_blob`): downloaded under the same size limit, and checked
+ * against `checksum` (sha256:HEX) when one is given.
+ */
+export async function fetchSourceBlob(
+  blob: { url: string; checksum?: string | undefined },
+  opts: { file: string; maxBytes: number },
+): Promise<{ sha256: string; bytes: number }> {
+  let res: Response;
+  try {
+    res = await fetch(blob.url, { redirect: "follow" });
+  } catch (err) {
+    throw new KilnError({
+      code: "source_unreachable",
+      message: `cannot download the source from ${blob.url}: ${((err as Error).cause as Error)?.message ?? (err as Error).message}`,
+      hint: "the server itself downloads source_blob.url: it must be reachable from there",
+    });
+  }
+  if (!res.ok || !res.body) {
+    throw new KilnError({
+      code: "source_unreachable",
+      message: `downloading the source from ${blob.url} answered ${res.status}`,
+      hint: "check the URL",
+    });
+  }
+  const declared = Number(res.headers.get("content-length") ?? Number.NaN);
+  if (Number.isFinite(declared) && declared > opts.maxBytes) throw tooLarge(opts.maxBytes);
+  const got = await receiveUpload(
+    Readable.fromWeb(res.body as import("node:stream/web").ReadableStream),
+    opts,
+  );
+  const want = blob.checksum?.slice("sha256:".length).toLowerCase();
+  if (want && want !== got.sha256) {
+    await rm(opts.file, { force: true });
+    throw new KilnError({
+      code: "source_checksum_mismatch",
+      message: `the source from ${blob.url} has sha256 ${got.sha256}, not ${want}`,
+      hint: "the file changed since the checksum was taken, or the checksum is wrong",
+    });
+  }
+  return got;
 }

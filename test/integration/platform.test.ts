@@ -3,9 +3,11 @@
  * reached through the router; config, scale and rollback roll the dynos without dropping requests;
  * then kill -9 of the server in the middle of a build, a restart, and the records and dynos checked.
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { createHash } from "node:crypto";
 import { chmodSync, cpSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { request } from "node:http";
+import { createServer as createHttpServer, request } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -127,6 +129,55 @@ describe("the platform end to end", () => {
     expect((await k("rollback", "v1", "-a", "shop")).exitCode).toBe(0);
     await until("the rollback to serve", async () => (await viaRouter("/env/GREETING")).body === "\n");
     expect((await k("releases", "-a", "shop")).stdout).toMatch(/^v3 .*Rollback to v1$/m);
+  });
+
+  it("streams the app's logs and runs one-off commands over the API", async () => {
+    const logs = await k("logs", "shop", "-n", "200");
+    expect(logs.exitCode).toBe(0);
+    expect(logs.stdout).toMatch(/ kiln\[web\.1\]: State changed from starting to up$/m);
+    expect(logs.stdout).toMatch(/ app\[web\.2\]: listening on 5000$/m);
+    const run = await k("run", "shop", "--", 'echo "one-off as $DYNO"; exit 3');
+    expect(run.stdout).toMatch(/^one-off as run\.\d{4}$/m);
+    expect(run.stdout).toMatch(/kiln: exited with code 3$/);
+    expect(run.exitCode).toBe(3);
+  });
+
+  it("reports the dynos in /metrics", async () => {
+    const res = await fetch(`http://127.0.0.1:${apiPort}/metrics`, {
+      headers: { authorization: `Bearer ${token()}` },
+    });
+    expect(await res.text()).toMatch(/^kiln_dynos\{state="up"\} 2$/m);
+  });
+
+  it("builds from a source_blob URL, checking its checksum", async () => {
+    const tarball = execFileSync("tar", ["czf", "-", "-C", fixture("procfile-shell"), "."]);
+    const sha = createHash("sha256").update(tarball).digest("hex");
+    const blobs = createHttpServer((_req, res) => res.end(tarball));
+    await new Promise<void>((r) => blobs.listen(0, "127.0.0.1", () => r()));
+    const url = `http://127.0.0.1:${(blobs.address() as AddressInfo).port}/src.tar.gz`;
+    try {
+      await k("apps:create", "blob");
+      const post = (checksum: string) =>
+        fetch(`http://127.0.0.1:${apiPort}/v1/apps/blob/builds`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${token()}`, "content-type": "application/json" },
+          body: JSON.stringify({ source_blob: { url, checksum } }),
+        });
+      const wrong = await post(`sha256:${"0".repeat(64)}`);
+      expect(wrong.status).toBe(422);
+      expect(((await wrong.json()) as { error: { code: string } }).error.code).toBe(
+        "source_checksum_mismatch",
+      );
+      const ok = await post(`sha256:${sha}`);
+      expect(ok.status).toBe(201);
+      const { id } = (await ok.json()) as { id: string };
+      await until(
+        "the blob build",
+        async () => ((await api(`/v1/apps/blob/builds/${id}`)) as { status: string }).status === "succeeded",
+      );
+    } finally {
+      blobs.close();
+    }
   });
 
   it("survives kill -9 mid-build: the build is recorded as interrupted and the dynos come back", async () => {
