@@ -8,6 +8,7 @@ import type { Command } from "commander";
 import { writeTarGzOf } from "../archive/tar.js";
 import { KilnError } from "../errors.js";
 import { deployFiles } from "../source/deploySource.js";
+import { watchDir } from "../watch/watch.js";
 import { type Client, createClient, readResponse } from "./client.js";
 import type { ContextFactory } from "./context.js";
 import { printJson, printLines } from "./output.js";
@@ -94,49 +95,60 @@ export function registerClientCommands(program: Command, ctx: ContextFactory): v
         .argument("[dir]", "the app's source directory", "."),
     ),
   ).action(async (dir: string, opts: { app: string }, cmd: Command) => {
-    const api = client(cmd);
-    const root = resolve(dir);
-    const files = await deployFiles(root);
-    if (files.length === 0)
-      throw new KilnError({
-        code: "usage",
-        message: `${root} has nothing to deploy`,
-        hint: "give the app's directory",
-      });
-    const tmp = await mkdtemp(join(tmpdir(), "kiln-deploy-"));
-    try {
-      const tarball = join(tmp, `${basename(root)}.tar.gz`);
-      await writeTarGzOf(root, files, tarball);
-      process.stderr.write(`-----> Uploading ${files.length} files to ${api.server}\n`);
-      const res = await api.fetch(`/v1/apps/${encodeURIComponent(opts.app)}/builds`, {
-        method: "POST",
-        headers: { "content-type": "application/gzip" },
-        body: await openAsBlob(tarball),
-      });
-      const build = (await readResponse(res)) as Build;
-      const out = await api.fetch(build.output_stream_url);
-      if (out.body) for await (const chunk of out.body) process.stderr.write(chunk);
-      const done = await api.request<Build>(
-        "GET",
-        `/v1/apps/${encodeURIComponent(opts.app)}/builds/${build.id}`,
-      );
-      if (done.status !== "succeeded") {
-        throw new KilnError({
-          code: "build_failed",
-          message: `build ${build.id} ${done.status}: ${done.failure_reason ?? ""}`,
-          hint: "the build log above says why",
-        });
-      }
-      const app = await api.request<AppInfo>("GET", `/v1/apps/${encodeURIComponent(opts.app)}`);
-      if (app.web_url && app.release) await waitForWeb(api, opts.app, app.release.version);
-      printLines([
-        `released ${opts.app} v${app.release?.version} (slug ${done.slug_sha256?.slice(0, 12)})`,
-        ...(app.web_url ? [`  ${app.web_url}`] : []),
-      ]);
-    } finally {
-      await rm(tmp, { recursive: true, force: true });
-    }
+    const r = await deployDir(client(cmd), resolve(dir), opts.app);
+    printLines([
+      `released ${opts.app} v${r.version} (slug ${r.slug.slice(0, 12)})`,
+      ...(r.webUrl ? [`  ${r.webUrl}`] : []),
+    ]);
   });
+
+  appOption(
+    withServer(
+      program
+        .command("dev")
+        .description("watch an app directory: on every change, build it on the server and roll its dynos")
+        .argument("[dir]", "the app's source directory", "."),
+    ),
+  )
+    .option("--debounce <ms>", "wait this long after the last change", (v) => Number(v), 300)
+    .action(async (dir: string, opts: { app: string; debounce: number }, cmd: Command) => {
+      const c = ctx(cmd.optsWithGlobals());
+      const api = client(cmd);
+      const root = resolve(dir);
+      let running = Promise.resolve();
+      let again = false;
+      const cycle = async () => {
+        try {
+          const r = await deployDir(api, root, opts.app);
+          process.stderr.write(
+            `-----> ${opts.app} v${r.version} is live${r.webUrl ? ` at ${r.webUrl}` : ""}; watching ${root}\n`,
+          );
+        } catch (err) {
+          // A failed build is part of developing: say why, keep watching.
+          process.stderr.write(`-----> ${(err as Error).message}; watching for the next change\n`);
+        }
+      };
+      // One build at a time; changes during a build make exactly one more.
+      const trigger = () => {
+        if (again) return;
+        again = true;
+        running = running.then(() => {
+          again = false;
+          return cycle();
+        });
+      };
+      trigger();
+      const watcher = watchDir(root, {
+        debounceMs: opts.debounce,
+        onSettled: (changed) => {
+          process.stderr.write(`-----> ${changed.length} file(s) changed: rebuilding\n`);
+          trigger();
+        },
+      });
+      await new Promise<void>((r) => c.signal.addEventListener("abort", () => r(), { once: true }));
+      await watcher.close();
+      await running;
+    });
 
   appOption(withServer(program.command("releases").description("an app's releases, newest first")))
     .option("--json", "print machine-readable JSON")
@@ -241,34 +253,6 @@ export function registerClientCommands(program: Command, ctx: ContextFactory): v
       const r = await client(cmd).request<{ restarted: number }>("DELETE", path);
       printLines([`restarted ${r.restarted} dyno(s)`]);
     });
-
-  appOption(
-    withServer(
-      program.command("dynos").description("an app's dynos on the server: state, release, restarts"),
-    ),
-  )
-    .option("--json", "print machine-readable JSON")
-    .action(async (opts: { app: string; json?: boolean }, cmd: Command) => {
-      const list = await client(cmd).request<
-        {
-          name: string;
-          state: string;
-          release: number;
-          since: string;
-          restarts: number;
-          last_exit: string | null;
-        }[]
-      >("GET", `/v1/apps/${encodeURIComponent(opts.app)}/dynos`);
-      if (opts.json) return printJson(list);
-      printLines(
-        list.length
-          ? list.map(
-              (d) =>
-                `${d.name}: ${d.state} since ${d.since} (v${d.release}, ${d.restarts} restarts${d.last_exit ? `, last: ${d.last_exit}` : ""})`,
-            )
-          : ["no dynos: kiln ps:scale web=1 -a APP"],
-      );
-    });
 }
 
 /** After a release: until a web dyno of it is up (or 60 s), so the printed URL answers. */
@@ -284,6 +268,72 @@ async function waitForWeb(api: Client, app: string, version: number): Promise<vo
     await new Promise((r) => setTimeout(r, 200));
   }
   process.stderr.write(
-    "note: no web dyno of the new release answered within 60 s (kiln dynos -a APP, kiln logs APP)\n",
+    "note: no web dyno of the new release answered within 60 s (kiln ps -a APP, kiln logs APP)\n",
+  );
+}
+
+/** Tar the directory (git's files, minus .gitignore and .slugignore), upload, stream the build, wait for the release. */
+export async function deployDir(
+  api: Client,
+  root: string,
+  app: string,
+): Promise<{ version: number; slug: string; webUrl: string | null }> {
+  const files = await deployFiles(root);
+  if (files.length === 0)
+    throw new KilnError({
+      code: "usage",
+      message: `${root} has nothing to deploy`,
+      hint: "give the app's directory",
+    });
+  const a = encodeURIComponent(app);
+  const tmp = await mkdtemp(join(tmpdir(), "kiln-deploy-"));
+  try {
+    const tarball = join(tmp, `${basename(root)}.tar.gz`);
+    await writeTarGzOf(root, files, tarball);
+    process.stderr.write(`-----> Uploading ${files.length} files to ${api.server}\n`);
+    const res = await api.fetch(`/v1/apps/${a}/builds`, {
+      method: "POST",
+      headers: { "content-type": "application/gzip" },
+      body: await openAsBlob(tarball),
+    });
+    const build = (await readResponse(res)) as Build;
+    const out = await api.fetch(build.output_stream_url);
+    if (out.body) for await (const chunk of out.body) process.stderr.write(chunk);
+    const done = await api.request<Build>("GET", `/v1/apps/${a}/builds/${build.id}`);
+    if (done.status !== "succeeded") {
+      throw new KilnError({
+        code: "build_failed",
+        message: `build ${build.id} ${done.status}: ${done.failure_reason ?? ""}`,
+        hint: "the build log above says why",
+      });
+    }
+    const info = await api.request<AppInfo>("GET", `/v1/apps/${a}`);
+    if (info.web_url && info.release) await waitForWeb(api, app, info.release.version);
+    return { version: info.release?.version ?? 0, slug: done.slug_sha256 ?? "", webUrl: info.web_url };
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
+  }
+}
+
+export interface RemoteDyno {
+  name: string;
+  state: string;
+  release: number;
+  since: string;
+  restarts: number;
+  last_exit: string | null;
+}
+
+/** `kiln ps -a APP`: the app's dynos on the server. */
+export async function printRemoteDynos(api: Client, app: string, json: boolean): Promise<void> {
+  const list = await api.request<RemoteDyno[]>("GET", `/v1/apps/${encodeURIComponent(app)}/dynos`);
+  if (json) return printJson({ dynos: list });
+  printLines(
+    list.length
+      ? list.map(
+          (d) =>
+            `${d.name}: ${d.state} since ${d.since} (v${d.release}, ${d.restarts} restarts${d.last_exit ? `, last: ${d.last_exit}` : ""})`,
+        )
+      : [`no dynos: kiln ps:scale web=1 -a ${app}`],
   );
 }

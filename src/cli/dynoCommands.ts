@@ -14,6 +14,7 @@ import { KilnError } from "../errors.js";
 import { shellQuote } from "../process/run.js";
 import { collect, parseEnv } from "./args.js";
 import { createClient, readResponse } from "./client.js";
+import { printRemoteDynos } from "./clientCommands.js";
 import type { ContextFactory } from "./context.js";
 import { printJson, printLines } from "./output.js";
 
@@ -205,50 +206,69 @@ Ctrl-C sends SIGTERM to every process in it, then SIGKILL after --stop-timeout.`
 
   program
     .command("ps")
-    .description("list the dynos running on this machine, their state and the limits enforced on them")
+    .description(
+      "list the dynos running on this machine (state, limits enforced); -a APP: an app's on a server",
+    )
     .argument("[app]", "only this app's dynos")
     .option("--reconcile", "also clean up after dynos whose kiln process died (needs root)")
+    .option("-a, --app <name>", "this app's dynos on a kiln server (see --server) instead of this machine's")
+    .option("--server <url>", "the kiln server for -a (env KILN_SERVER; default http://127.0.0.1:5080)")
+    .option("--token <token>", "the server's API token (env KILN_TOKEN)")
     .option("--json", "print machine-readable JSON")
-    .action(async (app: string | undefined, opts: { reconcile?: boolean; json?: boolean }, cmd: Command) => {
-      const c = ctx(cmd.optsWithGlobals(), opts);
-      if (opts.reconcile) {
-        const r = await reconcileDynos({
-          dataDir: c.config.dataDir,
-          runDir: c.config.runDir,
-          cgroups: await detectCgroups(),
-        });
-        if (!opts.json)
-          process.stderr.write(
-            `reconciled: ${r.lost.length} lost dynos, ${r.cgroupsRemoved} cgroups, ${r.runDirsRemoved} run directories removed\n`,
+    .action(
+      async (
+        app: string | undefined,
+        opts: { reconcile?: boolean; json?: boolean; app?: string; server?: string; token?: string },
+        cmd: Command,
+      ) => {
+        const c = ctx(cmd.optsWithGlobals(), opts);
+        if (opts.app) {
+          const api = createClient(
+            { ...(opts.server ? { server: opts.server } : {}), ...(opts.token ? { token: opts.token } : {}) },
+            process.env,
+            c.config.dataDir,
           );
-      }
-      const records = (await readDynoRecords(c.config.dataDir)).filter((r) => !app || r.app === app);
-      const rows = await Promise.all(
-        records.map(async (r) => ({
-          ...r,
-          live: await sameProcess(r.supervisor.pid, r.supervisor.startTime),
-        })),
-      );
-      if (opts.json) return printJson({ dynos: rows });
-      if (rows.length === 0) return printLines([app ? `no dynos for ${app}` : "no dynos running"]);
-      const lines: string[] = [];
-      for (const r of rows) {
-        const state = r.live ? r.state : "lost (its kiln process is gone: kiln ps --reconcile)";
-        const since = `${ago(r.since)}`;
-        lines.push(`${r.app} ${r.name}: ${state} since ${since}  (${r.size})  ${r.command}`);
-        if (r.url) lines.push(`  url        ${r.url}`);
-        if (r.restarts)
-          lines.push(
-            `  restarts   ${r.restarts}${r.nextRestartAt ? `, next in ${ago(r.nextRestartAt)}` : ""}`,
-          );
-        if (r.lastExit) lines.push(`  last exit  ${r.lastExit.reason} (${ago(r.lastExit.at)} ago)`);
-        for (const l of r.limits)
-          lines.push(
-            `  ${l.name.padEnd(10)} ${l.value.padEnd(18)} ${l.enforced ? "enforced" : "NOT ENFORCED"} by ${l.by}`,
-          );
-      }
-      printLines(lines);
-    });
+          return printRemoteDynos(api, opts.app, !!opts.json);
+        }
+        if (opts.reconcile) {
+          const r = await reconcileDynos({
+            dataDir: c.config.dataDir,
+            runDir: c.config.runDir,
+            cgroups: await detectCgroups(),
+          });
+          if (!opts.json)
+            process.stderr.write(
+              `reconciled: ${r.lost.length} lost dynos, ${r.cgroupsRemoved} cgroups, ${r.runDirsRemoved} run directories removed\n`,
+            );
+        }
+        const records = (await readDynoRecords(c.config.dataDir)).filter((r) => !app || r.app === app);
+        const rows = await Promise.all(
+          records.map(async (r) => ({
+            ...r,
+            live: await sameProcess(r.supervisor.pid, r.supervisor.startTime),
+          })),
+        );
+        if (opts.json) return printJson({ dynos: rows });
+        if (rows.length === 0) return printLines([app ? `no dynos for ${app}` : "no dynos running"]);
+        const lines: string[] = [];
+        for (const r of rows) {
+          const state = r.live ? r.state : "lost (its kiln process is gone: kiln ps --reconcile)";
+          const since = `${ago(r.since)}`;
+          lines.push(`${r.app} ${r.name}: ${state} since ${since}  (${r.size})  ${r.command}`);
+          if (r.url) lines.push(`  url        ${r.url}`);
+          if (r.restarts)
+            lines.push(
+              `  restarts   ${r.restarts}${r.nextRestartAt ? `, next in ${ago(r.nextRestartAt)}` : ""}`,
+            );
+          if (r.lastExit) lines.push(`  last exit  ${r.lastExit.reason} (${ago(r.lastExit.at)} ago)`);
+          for (const l of r.limits)
+            lines.push(
+              `  ${l.name.padEnd(10)} ${l.value.padEnd(18)} ${l.enforced ? "enforced" : "NOT ENFORCED"} by ${l.by}`,
+            );
+        }
+        printLines(lines);
+      },
+    );
 
   program
     .command("logs")

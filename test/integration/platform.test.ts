@@ -180,6 +180,41 @@ describe("the platform end to end", () => {
     }
   });
 
+  it("lists the app's dynos with kiln ps -a", async () => {
+    const ps = await k("ps", "-a", "shop");
+    expect(ps.exitCode).toBe(0);
+    expect(ps.stdout).toMatch(/^web\.1: up since .* \(v3, 0 restarts\)$/m);
+    expect(ps.stdout).toMatch(/^web\.2: up since /m);
+  });
+
+  it("kiln dev rebuilds and rolls the app when a file changes", async () => {
+    const src = mkdtempSync(join(tmpdir(), "kiln-dev-src-"));
+    cpSync(fixture("node-web"), src, { recursive: true });
+    await k("apps:create", "devapp");
+    const dev = spawn(process.execPath, [kilnBin, "dev", src, "-a", "devapp"], {
+      env: { ...process.env, ...env() },
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    let out = "";
+    dev.stderr?.on("data", (d) => (out += d));
+    const get = (path: string) => viaRouter(path, "devapp.localhost");
+    try {
+      await until("the first release to serve", async () => (await get("/")).status === 200, 120_000);
+      const server = join(src, "server.js");
+      writeFileSync(server, readFileSync(server, "utf8").replace("hello from node-web", "hello again"));
+      await until(
+        "the change to be live",
+        async () => (await get("/")).body.startsWith("hello again"),
+        120_000,
+      );
+      expect(out).toMatch(/file\(s\) changed: rebuilding/);
+      await until("kiln dev to report v2", async () => /devapp v2 is live/.test(out));
+    } finally {
+      dev.kill("SIGINT");
+      await new Promise((r) => dev.once("exit", r));
+    }
+  });
+
   it("survives kill -9 mid-build: the build is recorded as interrupted and the dynos come back", async () => {
     // A source Nix has not built yet, so the build is still running when the server dies.
     const src = mkdtempSync(join(tmpdir(), "kiln-platform-src-"));
