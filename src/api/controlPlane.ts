@@ -21,7 +21,7 @@ import { endBuild, failInterruptedBuilds, pendingBuilds } from "../store/builds.
 import { type Db, openStore, STORE_FILE } from "../store/db.js";
 import { getFormation } from "../store/formation.js";
 import { currentRelease, type Release } from "../store/releases.js";
-import { createToken, hasAdminToken } from "../store/tokens.js";
+import { addToken, createToken, hasAdminToken, verifyToken } from "../store/tokens.js";
 import { createApi, type DynoControl } from "./server.js";
 
 export const DEFAULT_BUILD_TIMEOUT_MS = 15 * 60 * 1000;
@@ -35,6 +35,8 @@ export interface ControlPlaneOptions {
   routerPort?: number;
   /** Apps are routed as <app>.<domain>. */
   domain?: string;
+  /** An admin token from configuration instead of a generated one. */
+  adminToken?: string;
   concurrency?: number;
   maxQueued?: number;
   buildTimeoutMs?: number;
@@ -63,7 +65,11 @@ export async function startControlPlane(
   const interrupted = failInterruptedBuilds(db);
   const adminTokenFile = join(deps.config.dataDir, "admin-token");
   let adminToken: string | undefined;
-  if (!hasAdminToken(db)) {
+  if (opts.adminToken) {
+    // Given by configuration (KILN_ADMIN_TOKEN): accepted from now on, never printed.
+    if (!verifyToken(db, opts.adminToken))
+      addToken(db, { name: "admin (configured)", admin: true, token: opts.adminToken });
+  } else if (!hasAdminToken(db)) {
     adminToken = createToken(db, { name: "admin", admin: true }).token;
     // Only root (or the data directory's owner) can read it; the database keeps only its hash.
     writeFileSync(adminTokenFile, `${adminToken}\n`, { mode: 0o600 });

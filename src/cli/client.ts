@@ -1,10 +1,13 @@
 /**
  * Talking to a kiln server: where it is and which token to send (flags, then KILN_SERVER /
- * KILN_TOKEN, then this machine's own server and its admin token file), and JSON requests whose
+ * KILN_TOKEN, then ~/.config/kiln/client.json, then this machine's own server and its admin token
+ * file), and JSON requests whose
  * errors come back as the server's own code, message and hint.
  */
 import { readFileSync } from "node:fs";
+import { homedir } from "node:os";
 import { join } from "node:path";
+import { z } from "zod";
 import { KilnError } from "../errors.js";
 
 export interface ClientOptions {
@@ -21,9 +24,47 @@ export interface Client {
 
 export const DEFAULT_SERVER = "http://127.0.0.1:5080";
 
+/** ~/.config/kiln/client.json: `{"server": URL, "token": T}`, both optional. */
+export function clientConfigFile(env: NodeJS.ProcessEnv): string {
+  return join(env.XDG_CONFIG_HOME || join(homedir(), ".config"), "kiln", "client.json");
+}
+
+function readClientConfig(env: NodeJS.ProcessEnv): { server?: string; token?: string } {
+  const file = clientConfigFile(env);
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch {
+    return {};
+  }
+  const r = clientConfigSchema.safeParse(
+    (() => {
+      try {
+        return JSON.parse(text);
+      } catch {
+        return undefined;
+      }
+    })(),
+  );
+  if (!r.success) {
+    throw new KilnError({
+      code: "invalid_config",
+      message: `${file} is not valid: ${r.error.issues.map((i) => i.message).join("; ")}`,
+      hint: 'write it as {"server": "http://HOST:5080", "token": "kiln_…"}',
+    });
+  }
+  return r.data;
+}
+
+const clientConfigSchema = z
+  .object({ server: z.string().url().optional(), token: z.string().optional() })
+  .strict();
+
+/** Flags, then KILN_SERVER / KILN_TOKEN, then the client config file, then this machine's server. */
 export function createClient(opts: ClientOptions, env: NodeJS.ProcessEnv, dataDir: string): Client {
-  const server = (opts.server ?? env.KILN_SERVER ?? DEFAULT_SERVER).replace(/\/+$/, "");
-  let token = opts.token ?? env.KILN_TOKEN;
+  const file = readClientConfig(env);
+  const server = (opts.server ?? env.KILN_SERVER ?? file.server ?? DEFAULT_SERVER).replace(/\/+$/, "");
+  let token = opts.token ?? env.KILN_TOKEN ?? file.token;
   if (!token) {
     try {
       token = readFileSync(join(dataDir, "admin-token"), "utf8").trim();

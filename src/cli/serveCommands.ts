@@ -37,7 +37,8 @@ export function registerServeCommands(program: Command, ctx: ContextFactory): vo
       "after",
       `
 State lives in DATA_DIR/kiln.sqlite. At the first start kiln creates an admin API token, prints it
-once and keeps it in DATA_DIR/admin-token (mode 0600); the database stores only its hash. Builds
+once and keeps it in DATA_DIR/admin-token (mode 0600); the database stores only its hash. Or set
+one with KILN_ADMIN_TOKEN (24+ characters). Builds
 that were running when the server last stopped are marked failed (interrupted); queued ones run.`,
     )
     .action(
@@ -61,6 +62,7 @@ that were running when the server last stopped are marked failed (interrupted); 
           routerPort: opts.routerPort,
           domain: opts.domain,
           dynos: opts.dynos,
+          ...(c.config.adminToken ? { adminToken: c.config.adminToken } : {}),
           ...(opts.concurrency ? { concurrency: opts.concurrency } : {}),
           buildTimeoutMs: opts.buildTimeout * 60_000,
           maxSourceBytes: Math.round(opts.maxSourceMb * 1048576),

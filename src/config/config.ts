@@ -27,6 +27,8 @@ export const configSchema = z.object({
   /** Nix's binaries directory, or "" to find them on PATH. */
   nixBinDir: z.string().default(""),
   logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  /** The API's admin token, when set by configuration rather than generated at first start. */
+  adminToken: z.string().optional(),
   /** Cores a single Nix build may use (NIX_BUILD_CORES); 0 means all. */
   buildCores: z.number().int().min(0).default(0),
 });
@@ -60,6 +62,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, overrides: Partial<Config> = 
     nixBinDir: env.KILN_NIX_BIN_DIR || undefined,
     logLevel: env.KILN_LOG_LEVEL || undefined,
     buildCores: env.KILN_BUILD_CORES ? Number(env.KILN_BUILD_CORES) : undefined,
+    adminToken: env.KILN_ADMIN_TOKEN || undefined,
     ...stripUndefined(overrides),
   };
   const parsed = configSchema.safeParse(raw);

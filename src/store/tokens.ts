@@ -3,6 +3,7 @@
  * nothing a client could use. (A fast hash is right here: the tokens are random, not passwords.)
  */
 import { createHash, randomBytes, randomUUID } from "node:crypto";
+import { KilnError } from "../errors.js";
 import type { Db } from "./db.js";
 
 export interface TokenInfo {
@@ -20,7 +21,22 @@ export function createToken(
   db: Db,
   opts: { name: string; admin: boolean },
 ): { token: string; info: TokenInfo } {
-  const token = `kiln_${randomBytes(32).toString("base64url")}`;
+  return addToken(db, { ...opts, token: `kiln_${randomBytes(32).toString("base64url")}` });
+}
+
+/** Records a token chosen elsewhere (configuration); only its hash is kept. */
+export function addToken(
+  db: Db,
+  opts: { name: string; admin: boolean; token: string },
+): { token: string; info: TokenInfo } {
+  const { token } = opts;
+  if (token.length < 24) {
+    throw new KilnError({
+      code: "invalid_token",
+      message: "an API token must have at least 24 characters",
+      hint: "generate one: openssl rand -base64 32",
+    });
+  }
   const info: TokenInfo = {
     id: randomUUID(),
     name: opts.name,

@@ -18,7 +18,7 @@ import { migrate, openStore, STORE_FILE } from "../../src/store/db.js";
 import { getFormation, scaleFormation } from "../../src/store/formation.js";
 import { MIGRATIONS } from "../../src/store/migrations.js";
 import { createRelease, currentRelease, listReleases, rollback } from "../../src/store/releases.js";
-import { createToken, hasAdminToken, verifyToken } from "../../src/store/tokens.js";
+import { addToken, createToken, hasAdminToken, verifyToken } from "../../src/store/tokens.js";
 import { projectDir } from "../helpers.js";
 
 const fresh = () => {
@@ -157,6 +157,12 @@ describe("the state file", () => {
     expect(verifyToken(db, token)).toMatchObject({ name: "admin", admin: true });
     expect(verifyToken(db, `${token}x`)).toBeUndefined();
     expect(hasAdminToken(db)).toBe(true);
+    const configured = "c".repeat(32);
+    addToken(db, { name: "ci", admin: false, token: configured });
+    expect(verifyToken(db, configured)).toMatchObject({ name: "ci", admin: false });
+    expect(() => addToken(db, { name: "short", admin: true, token: "short" })).toThrow(
+      /at least 24 characters/,
+    );
     db.pragma("wal_checkpoint(TRUNCATE)");
     db.close();
     expect(readFileSync(file).includes(Buffer.from(token))).toBe(false);
