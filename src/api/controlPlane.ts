@@ -19,6 +19,7 @@ import { DEFAULT_MAX_SOURCE_BYTES } from "../source/upload.js";
 import { getApp, listApps } from "../store/apps.js";
 import { endBuild, failInterruptedBuilds, pendingBuilds } from "../store/builds.js";
 import { type Db, openStore, STORE_FILE } from "../store/db.js";
+import { clearDynos, deleteDyno, upsertDyno } from "../store/dynos.js";
 import { getFormation } from "../store/formation.js";
 import { currentRelease, type Release } from "../store/releases.js";
 import { addToken, createToken, hasAdminToken, verifyToken } from "../store/tokens.js";
@@ -79,7 +80,35 @@ export async function startControlPlane(
   let dynoControl: DynoControl | undefined;
   if (opts.dynos !== false) {
     const rt = await prepareDynoRuntime(deps);
-    const fm = createFormationManager({ rt, nix: deps.nix, log: deps.log });
+    const stale = clearDynos(db);
+    if (stale)
+      deps.log.warn(
+        { dynos: stale },
+        "the previous server's dynos are gone; the formation starts them again",
+      );
+    const fm = createFormationManager({
+      rt,
+      nix: deps.nix,
+      log: deps.log,
+      onDyno: (_app, release, rec) => {
+        try {
+          if (rec.state === "down") deleteDyno(db, rec.id);
+          else
+            upsertDyno(db, {
+              id: rec.id,
+              appId: release.appId,
+              releaseId: release.id,
+              name: rec.name,
+              type: rec.type,
+              state: rec.state,
+              restarts: rec.restarts,
+              lastExit: rec.lastExit?.reason ?? null,
+            });
+        } catch {
+          // the app (and with it its dyno rows) was deleted meanwhile
+        }
+      },
+    });
     formation = fm;
     const reconcile = (appId: string) => {
       const app = getApp(db, appId);

@@ -33,10 +33,11 @@ import {
   type Release,
   rollback,
 } from "../store/releases.js";
-import { verifyToken } from "../store/tokens.js";
+import { createToken, listTokens, revokeToken, type TokenInfo, verifyToken } from "../store/tokens.js";
 import { describeIssues } from "../util/json.js";
 import { errorHandler } from "./errors.js";
 import { renderMetrics } from "./metrics.js";
+import { RESPONSES } from "./responses.js";
 
 export interface ApiDeps {
   db: Db;
@@ -128,6 +129,14 @@ export const buildView = (b: BuildRecord, appName: string) => ({
   output_stream_url: `/v1/apps/${appName}/builds/${b.id}/output`,
 });
 
+const tokenView = (t: TokenInfo) => ({
+  id: t.id,
+  name: t.name,
+  admin: t.admin,
+  created_at: t.createdAt,
+  last_used_at: t.lastUsedAt,
+});
+
 const releaseView = (r: Release) => ({
   id: r.id,
   version: r.version,
@@ -150,6 +159,17 @@ export function createApi(deps: ApiDeps): FastifyInstance {
     bodyLimit: 1024 * 1024,
   });
   api.setErrorHandler(errorHandler);
+  // Every JSON response is checked against its schema before it leaves.
+  api.addHook("preSerialization", async (req, reply, payload) => {
+    const schema = RESPONSES[`${req.method} ${req.routeOptions.url}`];
+    if (!schema || reply.statusCode >= 400) return payload;
+    const r = schema.safeParse(payload);
+    if (!r.success)
+      throw new Error(
+        `response of ${req.method} ${req.routeOptions.url} broke its schema: ${describeIssues(r.error)}`,
+      );
+    return payload;
+  });
   // One summary line per request.
   api.addHook("onResponse", async (req, reply) => {
     req.log.info(
@@ -162,16 +182,58 @@ export function createApi(deps: ApiDeps): FastifyInstance {
     api.addContentTypeParser(type, (_req, payload, done) => done(null, payload));
   }
 
+  // Which token made each request (admin routes check it).
+  const callers = new WeakMap<FastifyRequest, TokenInfo>();
   api.addHook("onRequest", async (req: FastifyRequest) => {
     if (req.url === "/healthz") return;
     const m = /^Bearer (\S+)$/.exec(req.headers.authorization ?? "");
-    if (!m?.[1] || !verifyToken(db, m[1])) {
+    const info = m?.[1] ? verifyToken(db, m[1]) : undefined;
+    if (!info) {
       throw new KilnError({
         code: "unauthorized",
         message: "a valid API token is required",
         hint: "send Authorization: Bearer TOKEN (kiln serve printed the admin token at first start)",
       });
     }
+    callers.set(req, info);
+  });
+  const requireAdmin = (req: FastifyRequest) => {
+    if (!callers.get(req)?.admin) {
+      throw new KilnError({
+        code: "forbidden",
+        message: "only an admin token may manage tokens",
+        hint: "use the admin token",
+      });
+    }
+  };
+
+  // Tokens: an admin makes more (shown once), lists and revokes them.
+  api.post("/v1/tokens", async (req, reply) => {
+    requireAdmin(req);
+    const body = parse(
+      z.object({ name: z.string().min(1).max(100), admin: z.boolean().default(false) }).strict(),
+      req.body,
+    );
+    const { token, info } = createToken(db, body);
+    void reply.status(201);
+    return { ...tokenView(info), token };
+  });
+  api.get("/v1/tokens", async (req) => {
+    requireAdmin(req);
+    return listTokens(db).map(tokenView);
+  });
+  api.delete<{ Params: { id: string } }>("/v1/tokens/:id", async (req) => {
+    requireAdmin(req);
+    if (callers.get(req)?.id === req.params.id) {
+      throw new KilnError({
+        code: "conflict",
+        message: "a token cannot revoke itself",
+        hint: "revoke it with another admin token",
+      });
+    }
+    if (!revokeToken(db, req.params.id))
+      throw new KilnError({ code: "unknown_token", message: `no token ${req.params.id}` });
+    return { id: req.params.id, revoked: true };
   });
 
   api.get("/healthz", async () => ({ ok: true }));

@@ -12,6 +12,7 @@ import type { Release } from "../store/releases.js";
 import { openAppLog } from "./logs.js";
 import { type DynoRuntime, launchDyno } from "./runtime.js";
 import type { RunnableSlug } from "./slug.js";
+import type { DynoRecord } from "./state.js";
 import type { Supervised } from "./supervisor.js";
 
 export interface ManagedDyno {
@@ -39,7 +40,13 @@ export interface FormationManager {
   stopAll(): Promise<void>;
 }
 
-export function createFormationManager(deps: { rt: DynoRuntime; nix: Nix; log: Logger }): FormationManager {
+export function createFormationManager(deps: {
+  rt: DynoRuntime;
+  nix: Nix;
+  log: Logger;
+  /** Each state change of a dyno the formation runs (for the control plane's records). */
+  onDyno?: (app: string, release: Release, rec: DynoRecord) => void;
+}): FormationManager {
   // `dynos` serve the current release; `incoming` are a new release's, starting during a roll.
   const byApp = new Map<
     string,
@@ -72,6 +79,7 @@ export function createFormationManager(deps: { rt: DynoRuntime; nix: Nix; log: L
       size,
       log: await openAppLog(deps.rt.dataDir, app),
       restart: { initialDelayMs: 10_000, maxDelayMs: 300_000, stableMs: 600_000 },
+      ...(deps.onDyno ? { onRecord: (rec: DynoRecord) => deps.onDyno?.(app, r, rec) } : {}),
     });
     return { name: `${type}.${index}`, type, releaseVersion: r.version, supervised };
   };
@@ -121,6 +129,14 @@ export function createFormationManager(deps: { rt: DynoRuntime; nix: Nix; log: L
       const extra = mine.slice(want);
       cur.dynos = cur.dynos.filter((d) => !extra.includes(d));
       await Promise.all(extra.map((d) => d.supervised.stop()));
+      // A new size: replace the kept dynos one by one (each new one up before its old one stops).
+      for (const d of mine.slice(0, want)) {
+        if (d.supervised.record().size === f.size) continue;
+        const fresh = await start(app, release, d.type, Number(d.name.split(".")[1] ?? 1), f.size);
+        if (d.type === "web") await waitUp(fresh, 60_000);
+        cur.dynos = cur.dynos.map((x) => (x === d ? fresh : x));
+        await d.supervised.stop();
+      }
     }
   };
 

@@ -13,7 +13,7 @@ import { dynoEnv } from "./sandbox.js";
 import { compiledSeccomp } from "./seccomp.js";
 import { dynoSize } from "./sizes.js";
 import { type RunnableSlug, unpackSlug } from "./slug.js";
-import { type RestartPolicy, type Supervised, superviseDyno } from "./supervisor.js";
+import { type RestartPolicy, type Supervised, type SuperviseOptions, superviseDyno } from "./supervisor.js";
 import { appUid } from "./uids.js";
 
 export interface DynoRuntime {
@@ -68,6 +68,7 @@ export interface LaunchOptions {
   /** Outbound network access for the dyno (off by default). */
   outbound?: boolean;
   url?: string;
+  onRecord?: SuperviseOptions["onRecord"];
 }
 
 export async function launchDyno(rt: DynoRuntime, opts: LaunchOptions): Promise<Supervised> {
@@ -117,5 +118,6 @@ export async function launchDyno(rt: DynoRuntime, opts: LaunchOptions): Promise<
     ...(opts.bootTimeoutMs !== undefined ? { bootTimeoutMs: opts.bootTimeoutMs } : {}),
     ...(opts.stopTimeoutMs !== undefined ? { stopTimeoutMs: opts.stopTimeoutMs } : {}),
     ...(opts.url ? { url: opts.url } : {}),
+    ...(opts.onRecord ? { onRecord: opts.onRecord } : {}),
   });
 }

@@ -40,6 +40,8 @@ export interface SuperviseOptions {
   url?: string;
   /** Each time a run is up (listening, for web). */
   onUp?: (d: RunningDyno) => void;
+  /** Every time the record changes (the control plane keeps it in its database). */
+  onRecord?: (rec: DynoRecord) => void;
 }
 
 export interface Supervised {
@@ -82,6 +84,7 @@ export async function superviseDyno(opts: SuperviseOptions): Promise<Supervised>
   let writes = Promise.resolve();
   const persist = () => {
     const snapshot = structuredClone(rec);
+    opts.onRecord?.(snapshot);
     writes = writes.then(() => writeDynoRecord(opts.dataDir, snapshot)).catch(() => {});
     return writes;
   };

@@ -68,3 +68,25 @@ export function verifyToken(db: Db, token: string): TokenInfo | undefined {
 export function hasAdminToken(db: Db): boolean {
   return !!db.prepare("SELECT 1 FROM tokens WHERE admin = 1 LIMIT 1").get();
 }
+
+export function listTokens(db: Db): TokenInfo[] {
+  return (
+    db.prepare("SELECT * FROM tokens ORDER BY created_at").all() as {
+      id: string;
+      name: string;
+      admin: number;
+      created_at: string;
+      last_used_at: string | null;
+    }[]
+  ).map((r) => ({
+    id: r.id,
+    name: r.name,
+    admin: r.admin === 1,
+    createdAt: r.created_at,
+    lastUsedAt: r.last_used_at,
+  }));
+}
+
+export function revokeToken(db: Db, id: string): boolean {
+  return db.prepare("DELETE FROM tokens WHERE id = ?").run(id).changes === 1;
+}

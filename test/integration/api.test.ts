@@ -47,6 +47,27 @@ describe("the HTTP API", () => {
     expect((await cp.api.inject({ url: "/metrics" })).statusCode).toBe(401);
   });
 
+  it("lets an admin make, list and revoke tokens; others may not", async () => {
+    const made = await cp.api.inject({
+      method: "POST",
+      url: "/v1/tokens",
+      headers: auth(),
+      payload: { name: "ci" },
+    });
+    expect(made.statusCode).toBe(201);
+    const ci = made.json() as { id: string; token: string; admin: boolean };
+    expect(ci.admin).toBe(false);
+    const asCi = { authorization: `Bearer ${ci.token}` };
+    expect((await cp.api.inject({ url: "/v1/apps", headers: asCi })).statusCode).toBe(200);
+    expect((await cp.api.inject({ url: "/v1/tokens", headers: asCi })).statusCode).toBe(403);
+    const list = (await cp.api.inject({ url: "/v1/tokens", headers: auth() })).json() as { name: string }[];
+    expect(list.map((t) => t.name)).toEqual(["admin", "ci"]);
+    expect(
+      (await cp.api.inject({ method: "DELETE", url: `/v1/tokens/${ci.id}`, headers: auth() })).statusCode,
+    ).toBe(200);
+    expect((await cp.api.inject({ url: "/v1/apps", headers: asCi })).statusCode).toBe(401);
+  });
+
   it("creates, lists, shows and deletes apps, with 409, 404 and 422 where due", async () => {
     const created = await cp.api.inject({
       method: "POST",

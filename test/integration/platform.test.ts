@@ -11,6 +11,9 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { getApp } from "../../src/store/apps.js";
+import { openStore, STORE_FILE } from "../../src/store/db.js";
+import { listDynoRows } from "../../src/store/dynos.js";
 import { kiln, kilnBin, projectDir } from "../helpers.js";
 import { freePort } from "../slugRunner.js";
 
@@ -246,5 +249,21 @@ describe("the platform end to end", () => {
       const dynos = (await api("/v1/apps/shop/dynos")) as { state: string }[];
       return dynos.filter((d) => d.state === "up").length === 2;
     });
+    // The records in the state file say the same: the dead server's rows were cleared.
+    const db = openStore(join(dataDir, STORE_FILE));
+    try {
+      const shop = getApp(db, "shop");
+      await until(
+        "the dyno records",
+        async () => listDynoRows(db, shop.id).filter((d) => d.state === "up").length === 2,
+      );
+      expect(
+        listDynoRows(db, shop.id)
+          .map((d) => d.name)
+          .sort(),
+      ).toEqual(["web.1", "web.2"]);
+    } finally {
+      db.close();
+    }
   });
 });

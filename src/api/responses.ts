@@ -1,0 +1,89 @@
+/**
+ * The API's response bodies as zod schemas, checked before every JSON response goes out (a
+ * mismatch is a kiln bug: it fails as a 500 and is logged, instead of reaching a client). The
+ * streaming routes (build output, logs, one-off runs) answer text/plain and are not JSON.
+ */
+import { z } from "zod";
+
+const iso = z.string().datetime();
+const stringMap = z.record(z.string(), z.string());
+
+export const appBody = z.object({ id: z.string().uuid(), name: z.string(), created_at: iso });
+export const releaseBody = z.object({
+  id: z.string().uuid(),
+  version: z.number().int().positive(),
+  build_id: z.string().uuid().nullable(),
+  slug_sha256: z
+    .string()
+    .regex(/^[0-9a-f]{64}$/)
+    .nullable(),
+  process_types: stringMap,
+  config_vars: stringMap,
+  description: z.string(),
+  created_at: iso,
+});
+export const appShowBody = appBody.extend({
+  web_url: z.string().url().nullable(),
+  release: releaseBody.nullable(),
+});
+export const buildBody = z.object({
+  id: z.string().uuid(),
+  app: z.string(),
+  status: z.enum(["pending", "building", "succeeded", "failed", "cancelled"]),
+  failure_reason: z.string().nullable(),
+  created_at: iso,
+  started_at: iso.nullable(),
+  finished_at: iso.nullable(),
+  source_sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  slug_sha256: z
+    .string()
+    .regex(/^[0-9a-f]{64}$/)
+    .nullable(),
+  output_stream_url: z.string().startsWith("/v1/apps/"),
+});
+export const formationBody = z.array(
+  z.object({ type: z.string(), quantity: z.number().int().nonnegative(), size: z.string() }),
+);
+export const dynoBody = z.object({
+  name: z.string(),
+  type: z.string(),
+  state: z.enum(["starting", "up", "crashed", "stopping", "down"]),
+  release: z.number().int().positive(),
+  since: iso,
+  restarts: z.number().int().nonnegative(),
+  last_exit: z.string().nullable(),
+});
+
+export const tokenBody = z.object({
+  id: z.string().uuid(),
+  name: z.string(),
+  admin: z.boolean(),
+  created_at: iso,
+  last_used_at: iso.nullable(),
+});
+
+/** `METHOD /route` → the schema of its 2xx JSON body. */
+export const RESPONSES: Record<string, z.ZodType> = {
+  "GET /healthz": z.object({ ok: z.literal(true) }),
+  "POST /v1/tokens": tokenBody.extend({ token: z.string().startsWith("kiln_") }),
+  "GET /v1/tokens": z.array(tokenBody),
+  "DELETE /v1/tokens/:id": z.object({ id: z.string(), revoked: z.literal(true) }),
+  "POST /v1/apps": appBody,
+  "GET /v1/apps": z.array(appBody),
+  "GET /v1/apps/:app": appShowBody,
+  "DELETE /v1/apps/:app": appBody.pick({ id: true, name: true }).extend({ deleted: z.literal(true) }),
+  "GET /v1/apps/:app/config-vars": stringMap,
+  "PATCH /v1/apps/:app/config-vars": stringMap,
+  "GET /v1/apps/:app/releases": z.array(releaseBody),
+  "GET /v1/apps/:app/releases/:version": releaseBody,
+  "POST /v1/apps/:app/releases": releaseBody,
+  "GET /v1/apps/:app/formation": formationBody,
+  "PATCH /v1/apps/:app/formation": formationBody,
+  "GET /v1/apps/:app/dynos": z.array(dynoBody),
+  "DELETE /v1/apps/:app/dynos": z.object({ restarted: z.number().int().nonnegative() }),
+  "DELETE /v1/apps/:app/dynos/:dyno": z.object({ restarted: z.number().int().nonnegative() }),
+  "POST /v1/apps/:app/builds": buildBody,
+  "GET /v1/apps/:app/builds": z.array(buildBody),
+  "GET /v1/apps/:app/builds/:id": buildBody,
+  "DELETE /v1/apps/:app/builds/:id": buildBody,
+};
