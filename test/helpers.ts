@@ -1,5 +1,6 @@
 /** Shared set-up for integration tests: the real config, the real Nix, the real CLI. */
 import { mkdtemp } from "node:fs/promises";
+import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
@@ -31,4 +32,31 @@ export async function throwawayStore(): Promise<{ store: string; dataDir: string
 
 export async function kiln(args: string[], opts: { env?: Record<string, string> } = {}) {
   return execa("node", [kilnBin, ...args], { reject: false, env: { ...opts.env }, all: true });
+}
+
+/** GET with a chosen Host or over a Unix socket (fetch can do neither). */
+export function httpGet(opts: {
+  socketPath?: string;
+  port?: number;
+  path: string;
+  host?: string;
+}): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        ...(opts.socketPath ? { socketPath: opts.socketPath } : { port: opts.port }),
+        path: opts.path,
+        headers: { host: opts.host ?? "localhost" },
+        agent: false,
+      },
+      (res) => {
+        let body = "";
+        res.setEncoding("utf8");
+        res.on("data", (d) => (body += d));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+      },
+    );
+    req.on("error", reject);
+    req.end();
+  });
 }

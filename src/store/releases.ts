@@ -7,19 +7,6 @@ import { z } from "zod";
 import { KilnError } from "../errors.js";
 import { type Db, tx } from "./db.js";
 
-export interface Release {
-  id: string;
-  appId: string;
-  version: number;
-  buildId: string | null;
-  slugSha256: string | null;
-  slugPath: string | null;
-  processTypes: Record<string, string>;
-  config: Record<string, string>;
-  description: string;
-  createdAt: string;
-}
-
 interface ReleaseRow {
   id: string;
   app_id: string;
@@ -56,6 +43,12 @@ export interface NewRelease {
   processTypes: Record<string, string>;
   config: Record<string, string>;
   description: string;
+}
+
+export interface Release extends NewRelease {
+  id: string;
+  version: number;
+  createdAt: string;
 }
 
 /** The next version number is taken inside the transaction, so concurrent releases never collide. */

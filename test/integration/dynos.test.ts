@@ -7,7 +7,6 @@
 import { spawn } from "node:child_process";
 import { chmodSync, mkdtempSync } from "node:fs";
 import { readFile } from "node:fs/promises";
-import { request } from "node:http";
 import { createServer, type Server } from "node:net";
 import { networkInterfaces, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -27,24 +26,13 @@ import { readDynoRecords } from "../../src/dyno/state.js";
 import type { Supervised } from "../../src/dyno/supervisor.js";
 import { ensureSeed } from "../../src/seed/seed.js";
 import { stackExecArgs } from "../../src/stacks/sandbox.js";
-import { kiln, projectDir, testContext } from "../helpers.js";
+import { httpGet, kiln, projectDir, testContext } from "../helpers.js";
 import { freePort } from "../slugRunner.js";
 
 const fixture = (name: string) => join(projectDir, "test", "fixtures", "apps", name);
 
 /** GET over a dyno's relay socket, as the router will. */
-function get(socket: string, path: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request({ socketPath: socket, path, headers: { host: "dyno" }, agent: false }, (res) => {
-      let body = "";
-      res.setEncoding("utf8");
-      res.on("data", (d) => (body += d));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on("error", reject);
-    req.end();
-  });
-}
+const get = (socket: string, path: string) => httpGet({ socketPath: socket, path, host: "dyno" });
 
 async function until<T>(
   what: string,

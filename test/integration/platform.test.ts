@@ -6,7 +6,7 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { chmodSync, cpSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { createServer as createHttpServer, request } from "node:http";
+import { createServer as createHttpServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { getApp } from "../../src/store/apps.js";
 import { openStore, STORE_FILE } from "../../src/store/db.js";
 import { listDynoRows } from "../../src/store/dynos.js";
-import { kiln, kilnBin, projectDir } from "../helpers.js";
+import { httpGet, kiln, kilnBin, projectDir } from "../helpers.js";
 import { freePort } from "../slugRunner.js";
 
 const fixture = (name: string) => join(projectDir, "test", "fixtures", "apps", name);
@@ -49,17 +49,7 @@ describe("the platform end to end", () => {
       await fetch(`http://127.0.0.1:${apiPort}${path}`, { headers: { authorization: `Bearer ${token()}` } })
     ).json();
   /** A request as a browser would send it to http://APP.localhost:PORT/ (fetch cannot set Host). */
-  const viaRouter = (path: string, host = "shop.localhost") =>
-    new Promise<{ status: number; body: string }>((resolve, reject) => {
-      const req = request({ port: routerPort, path, headers: { host }, agent: false }, (res) => {
-        let body = "";
-        res.setEncoding("utf8");
-        res.on("data", (d) => (body += d));
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
-      });
-      req.on("error", reject);
-      req.end();
-    });
+  const viaRouter = (path: string, host = "shop.localhost") => httpGet({ port: routerPort, path, host });
   const until = async (what: string, fn: () => Promise<boolean>, ms = 60_000) => {
     const deadline = Date.now() + ms;
     while (!(await fn().catch(() => false))) {
