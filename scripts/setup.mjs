@@ -121,7 +121,22 @@ sh("node", ["bin/kiln.js", "stack", "build"]);
 step("building an example app (test/fixtures/apps/node-web) into a slug");
 sh("node", ["bin/kiln.js", "build", "test/fixtures/apps/node-web"]);
 
+if (isRoot) {
+  // Dynos need root (an own uid and cgroups per app): check the lockdown works on this host.
+  step("running the example as a one-off dyno (the full sandbox: own uid, namespaces, seccomp, cgroups)");
+  sh("node", [
+    "bin/kiln.js",
+    "run",
+    "node-web",
+    "--",
+    'echo "node $(node --version) in dyno $DYNO as uid $(id -u)"',
+  ]);
+}
+
 process.stderr.write(
-  "\nkiln is set up. Build your own app with: npm run kiln -- build PATH/TO/APP\n" +
+  "\nkiln is set up.\n" +
+    "  npm run kiln -- run node-web          serve the example as a dyno (prints its URL; Ctrl-C stops it)\n" +
+    "  npm run kiln -- build PATH/TO/APP     build your own app\n" +
+    "  npm run kiln -- serve                 the platform: API, builds, releases, router (see the README)\n" +
     "(more: npm run kiln -- --help)\n",
 );
