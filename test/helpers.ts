@@ -1,4 +1,6 @@
 /** Shared set-up for integration tests: the real config, the real Nix, the real CLI. */
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { mkdtemp } from "node:fs/promises";
 import { request } from "node:http";
 import { tmpdir } from "node:os";
@@ -59,4 +61,42 @@ export function httpGet(opts: {
     req.on("error", reject);
     req.end();
   });
+}
+
+export type TarEntrySpec = {
+  name: string;
+  type: "file" | "dir" | "fifo" | "chr" | "link" | "symlink";
+  data?: string;
+  target?: string;
+  mode?: number;
+};
+
+/** Writes a tar.gz with hand-made entries (Python's tarfile writes what tar(1) would refuse). */
+export function craftTarGz(entries: TarEntrySpec[], opts: { truncate?: number } = {}): string {
+  const dir = mkdtempSync(join(tmpdir(), "kiln-hostile-"));
+  const file = join(dir, "src.tar.gz");
+  const script = `
+import io, json, sys, tarfile
+entries = json.loads(sys.argv[2])
+with tarfile.open(sys.argv[1], "w:gz") as t:
+    for e in entries:
+        info = tarfile.TarInfo(e["name"])
+        info.mode = e.get("mode", 0o644)
+        data = e.get("data", "").encode()
+        kind = e["type"]
+        if kind == "file":
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+            continue
+        info.type = {"dir": tarfile.DIRTYPE, "fifo": tarfile.FIFOTYPE, "chr": tarfile.CHRTYPE,
+                     "link": tarfile.LNKTYPE, "symlink": tarfile.SYMTYPE}[kind]
+        info.linkname = e.get("target", "")
+        t.addfile(info)
+`;
+  execFileSync("/usr/bin/python3", ["-c", script, file, JSON.stringify(entries)]);
+  if (opts.truncate) {
+    const bytes = readFileSync(file);
+    writeFileSync(file, bytes.subarray(0, Math.floor(bytes.length * opts.truncate)));
+  }
+  return file;
 }

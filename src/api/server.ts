@@ -6,6 +6,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { mkdirSync } from "node:fs";
+import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import Fastify, {
@@ -15,8 +16,10 @@ import Fastify, {
   LogController,
 } from "fastify";
 import { z } from "zod";
+import { DEFAULT_MAX_ENTRIES, inspectUntrustedTarGz } from "../archive/untrusted.js";
 import type { BuildLogs } from "../builds/buildLog.js";
 import type { BuildQueue } from "../builds/queue.js";
+import { MAX_UNPACKED_SOURCE_BYTES } from "../builds/service.js";
 import { dynoFilter, followLog, formatLogLine, readLogTail } from "../dyno/logs.js";
 import { KilnError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
@@ -396,6 +399,16 @@ export function createApi(deps: ApiDeps): FastifyInstance {
           file,
           maxBytes: deps.maxSourceBytes,
         });
+    // A hostile or broken archive is refused now (422), before anything is queued or unpacked.
+    try {
+      await inspectUntrustedTarGz(file, {
+        maxBytes: MAX_UNPACKED_SOURCE_BYTES,
+        maxEntries: DEFAULT_MAX_ENTRIES,
+      });
+    } catch (err) {
+      await rm(file, { force: true });
+      throw err;
+    }
     const build = createBuild(db, {
       appId: app.id,
       sourceSha256: sha256,

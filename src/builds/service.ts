@@ -6,7 +6,7 @@
  */
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { extractUntrustedTarGz } from "../archive/untrusted.js";
+import { DEFAULT_MAX_ENTRIES, extractUntrustedTarGz } from "../archive/untrusted.js";
 import type { Config } from "../config/config.js";
 import { isKilnError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
@@ -47,7 +47,10 @@ export async function runQueuedBuild(
   const tmp = await mkdtemp(join(deps.config.dataDir, "tmp", "upload-"));
   try {
     out.write(`-----> Unpacking the source (sha256 ${build.sourceSha256.slice(0, 12)})`);
-    await extractUntrustedTarGz(build.sourcePath, tmp, { maxBytes: MAX_UNPACKED_SOURCE_BYTES });
+    await extractUntrustedTarGz(build.sourcePath, tmp, {
+      maxBytes: MAX_UNPACKED_SOURCE_BYTES,
+      maxEntries: DEFAULT_MAX_ENTRIES,
+    });
     const result = await buildApp(deps, {
       appDir: tmp,
       app: appName,

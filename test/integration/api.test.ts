@@ -3,7 +3,7 @@
  * from upload to release with its output streamed; then a restart that recovers the records.
  */
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -11,7 +11,7 @@ import { type ControlPlane, startControlPlane } from "../../src/api/controlPlane
 import { createApp } from "../../src/store/apps.js";
 import { createBuild, getBuild, startBuild } from "../../src/store/builds.js";
 import { openStore, STORE_FILE } from "../../src/store/db.js";
-import { projectDir, testContext } from "../helpers.js";
+import { craftTarGz, projectDir, testContext } from "../helpers.js";
 
 const fixture = (name: string) => join(projectDir, "test", "fixtures", "apps", name);
 
@@ -129,6 +129,52 @@ describe("the HTTP API", () => {
     expect(big.statusCode).toBe(413);
     expect(big.json().error.code).toBe("payload_too_large");
     expect((await cp.api.inject({ url: "/v1/apps/big/builds", headers: auth() })).json()).toEqual([]);
+  });
+
+  it("answers malformed, mistyped and hostile input with 4xx and records nothing", async () => {
+    await cp.api.inject({ method: "POST", url: "/v1/apps", headers: auth(), payload: { name: "hostile" } });
+    const json = { ...auth(), "content-type": "application/json" };
+    expect(
+      (await cp.api.inject({ method: "POST", url: "/v1/apps", headers: json, payload: "{not json" }))
+        .statusCode,
+    ).toBe(400);
+    expect(
+      (await cp.api.inject({ method: "POST", url: "/v1/apps", headers: json, payload: { name: 7 } }))
+        .statusCode,
+    ).toBe(422);
+    expect(
+      (await cp.api.inject({ method: "POST", url: "/v1/apps", headers: auth(), payload: { name: "../etc" } }))
+        .statusCode,
+    ).toBe(422);
+    expect((await cp.api.inject({ url: "/v1/apps/..%2F..%2Fetc", headers: auth() })).statusCode).toBe(404);
+    const big = await cp.api.inject({
+      method: "POST",
+      url: "/v1/apps",
+      headers: json,
+      payload: JSON.stringify({ name: "x".repeat(2 << 20) }),
+    });
+    expect(big.statusCode).toBe(413);
+    const sources = join(dataDir, "sources");
+    const before = readdirSync(sources).length;
+    for (const entries of [
+      [{ name: "../evil", type: "file" as const, data: "x" }],
+      [{ name: "dev", type: "chr" as const }],
+      [
+        { name: "up", type: "symlink" as const, target: "/tmp" },
+        { name: "up/evil", type: "file" as const, data: "x" },
+      ],
+    ]) {
+      const r = await cp.api.inject({
+        method: "POST",
+        url: "/v1/apps/hostile/builds",
+        headers: { ...auth(), "content-type": "application/gzip" },
+        payload: readFileSync(craftTarGz(entries)),
+      });
+      expect(r.statusCode).toBe(422);
+      expect(r.json().error.code).toBe("source_unsafe_entry");
+    }
+    expect((await cp.api.inject({ url: "/v1/apps/hostile/builds", headers: auth() })).json()).toEqual([]);
+    expect(readdirSync(sources).length).toBe(before);
   });
 
   it("builds an uploaded source over a real socket, streams its output, and cuts a release", async () => {

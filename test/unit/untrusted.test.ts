@@ -1,69 +1,83 @@
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { extractUntrustedTarGz } from "../../src/archive/untrusted.js";
+import { extractUntrustedTarGz, inspectUntrustedTarGz } from "../../src/archive/untrusted.js";
+import { craftTarGz, type TarEntrySpec as Entry } from "../helpers.js";
 
-/** Writes a tar.gz with hand-made entries (Python's tarfile can write what tar(1) would refuse). */
-function craft(
-  entries: { name: string; type: "file" | "fifo" | "chr" | "link"; data?: string; target?: string }[],
-) {
-  const dir = mkdtempSync(join(tmpdir(), "kiln-untrusted-"));
-  const file = join(dir, "src.tar.gz");
-  const script = `
-import io, json, sys, tarfile
-entries = json.loads(sys.argv[2])
-with tarfile.open(sys.argv[1], "w:gz") as t:
-    for e in entries:
-        info = tarfile.TarInfo(e["name"])
-        data = e.get("data", "").encode()
-        if e["type"] == "file":
-            info.size = len(data)
-            t.addfile(info, io.BytesIO(data))
-        else:
-            info.type = {"fifo": tarfile.FIFOTYPE, "chr": tarfile.CHRTYPE, "link": tarfile.LNKTYPE}[e["type"]]
-            info.linkname = e.get("target", "")
-            t.addfile(info)
-`;
-  execFileSync("/usr/bin/python3", ["-c", script, file, JSON.stringify(entries)]);
-  return { file, out: join(dir, "out") };
+const limits = { maxBytes: 1 << 20, maxEntries: 1000 };
+
+/** Both passes must refuse; nothing may appear outside the scratch directory. */
+async function expectRefused(file: string, message: RegExp, lim = limits) {
+  await expect(inspectUntrustedTarGz(file, lim)).rejects.toThrow(message);
+  const root = mkdtempSync(join(tmpdir(), "kiln-hostile-out-"));
+  const scratch = join(root, "scratch");
+  mkdirSync(scratch);
+  await expect(extractUntrustedTarGz(file, scratch, lim)).rejects.toThrow(message);
+  expect(readdirSync(root)).toEqual(["scratch"]);
 }
 
-describe("extracting an uploaded source", () => {
-  const extract = async (c: ReturnType<typeof craft>, maxBytes = 1 << 20) => {
-    const { mkdirSync } = await import("node:fs");
-    mkdirSync(c.out, { recursive: true });
-    return extractUntrustedTarGz(c.file, c.out, { maxBytes });
-  };
-
-  it("unpacks plain files", async () => {
-    const c = craft([{ name: "package.json", type: "file", data: "{}" }]);
-    await extract(c);
-    expect(readFileSync(join(c.out, "package.json"), "utf8")).toBe("{}");
+describe("untrusted source archives", () => {
+  it("accept a plain app and strip setuid bits", async () => {
+    const file = craftTarGz([
+      { name: "app", type: "dir", mode: 0o755 },
+      { name: "app/package.json", type: "file", data: "{}" },
+      { name: "app/run", type: "file", data: "#!/bin/sh\n", mode: 0o4755 },
+      { name: "app/link", type: "symlink", target: "package.json" },
+    ]);
+    expect(await inspectUntrustedTarGz(file, limits)).toEqual({ entries: 4 });
+    const out = mkdtempSync(join(tmpdir(), "kiln-hostile-out-"));
+    await extractUntrustedTarGz(file, out, limits);
+    expect(readFileSync(join(out, "app/package.json"), "utf8")).toBe("{}");
+    expect(statSync(join(out, "app/run")).mode & 0o7777).toBe(0o755);
   });
 
-  it.each([
-    [[{ name: "../evil", type: "file" as const, data: "x" }], /leaves the app directory/],
-    [[{ name: "/etc/evil", type: "file" as const, data: "x" }], /leaves the app directory/],
-    [[{ name: "pipe", type: "fifo" as const }], /is a FIFO/],
-    [[{ name: "dev", type: "chr" as const }], /is a CharacterDevice/],
-    [[{ name: "hard", type: "link" as const, target: "/etc/passwd" }], /is a Link/],
-  ])("refuses %j", async (entries, message) => {
-    await expect(extract(craft(entries))).rejects.toThrow(message);
+  it.each<[string, Entry[], RegExp]>([
+    ["a ../ entry", [{ name: "../evil", type: "file", data: "x" }], /leaves the app directory/],
+    ["an absolute path", [{ name: "/etc/evil", type: "file", data: "x" }], /leaves the app directory/],
+    ["a FIFO", [{ name: "pipe", type: "fifo" }], /is a FIFO/],
+    ["a device node", [{ name: "dev", type: "chr" }], /is a CharacterDevice/],
+    ["a hard link to an outside file", [{ name: "hard", type: "link", target: "/etc/passwd" }], /is a Link/],
+    ["a symlink to outside", [{ name: "out", type: "symlink", target: "/tmp" }], /outside the app/],
+    [
+      "a file written through a symlink",
+      [
+        { name: "up", type: "symlink", target: "sub" },
+        { name: "up/evil", type: "file", data: "x" },
+      ],
+      /is written through a symlink/,
+    ],
+    [
+      "a relative symlink climbing out",
+      [{ name: "a/b", type: "symlink", target: "../../etc" }],
+      /outside the app/,
+    ],
+  ])("refuse %s", async (_what, entries, message) => {
+    await expectRefused(craftTarGz(entries), message);
   });
 
-  it("refuses a source that unpacks past the limit", async () => {
-    const c = craft([{ name: "big", type: "file", data: "x".repeat(5000) }]);
-    await expect(extract(c, 1000)).rejects.toThrow(/over 0 MiB/);
-  });
-
-  it("refuses what is not a tar.gz", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "kiln-untrusted-"));
-    const { writeFileSync } = await import("node:fs");
-    writeFileSync(join(dir, "x.tar.gz"), "not a tarball");
-    await expect(extractUntrustedTarGz(join(dir, "x.tar.gz"), dir, { maxBytes: 1000 })).rejects.toThrow(
-      /not a readable tar.gz/,
+  it("bound a gzip bomb by size and by entry count", async () => {
+    await expectRefused(
+      craftTarGz([{ name: "big", type: "file", data: "x".repeat(5000) }]),
+      /unpacked source over/,
+      {
+        maxBytes: 1000,
+        maxEntries: 100,
+      },
     );
+    const many = Array.from({ length: 20 }, (_, i) => ({ name: `f${i}`, type: "file" as const, data: "" }));
+    await expectRefused(craftTarGz(many), /over 10 entries/, { maxBytes: 1 << 20, maxEntries: 10 });
+  });
+
+  it("refuse truncated and corrupt archives", async () => {
+    const files = Array.from({ length: 50 }, (_, i) => ({
+      name: `f${i}`,
+      type: "file" as const,
+      data: "y".repeat(999),
+    }));
+    await expectRefused(craftTarGz(files, { truncate: 0.5 }), /not a readable tar.gz/);
+    const junk = join(mkdtempSync(join(tmpdir(), "kiln-hostile-")), "x.tar.gz");
+    writeFileSync(junk, "not a tarball");
+    await expectRefused(junk, /not a readable tar.gz/);
   });
 });
