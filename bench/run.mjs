@@ -27,6 +27,7 @@ import { join } from "node:path";
 import { nixSettingArgs } from "../dist/nix/settings.js";
 import { shellQuote } from "../dist/process/run.js";
 import { benchDynos, dynoBenchOptions } from "./dynos.mjs";
+import { benchPlatform, platformBenchOptions } from "./platform.mjs";
 
 const root = join(import.meta.dirname, "..");
 const kilnBin = join(root, "bin", "kiln.js");
@@ -186,8 +187,12 @@ try {
     process.stderr.write(`  ${k.padEnd(12)} ${(v / 1048576).toFixed(1)} MiB\n`);
   const dynos = await benchDynos(dynoBenchOptions(process.argv.slice(2)));
   results.push(...dynos.rows);
+  const platform = await benchPlatform(platformBenchOptions(process.argv.slice(2)));
+  results.push(...platform.rows);
   if (args.has("--json"))
-    process.stdout.write(`${JSON.stringify({ results, sizes, dynos: dynos.details }, null, 2)}\n`);
+    process.stdout.write(
+      `${JSON.stringify({ results, sizes, dynos: dynos.details, platform: platform.details }, null, 2)}\n`,
+    );
 } finally {
   if (!args.has("--keep")) {
     // Chroot stores have read-only directories; make them writable before removing.

@@ -18,7 +18,7 @@ import { createRouter } from "../router/router.js";
 import { DEFAULT_MAX_SOURCE_BYTES } from "../source/upload.js";
 import { getApp, listApps } from "../store/apps.js";
 import { endBuild, failInterruptedBuilds, pendingBuilds } from "../store/builds.js";
-import { type Db, openStore, STORE_FILE } from "../store/db.js";
+import { type Db, openStore, STORE_FILE, stmt } from "../store/db.js";
 import { clearDynos, deleteDyno, upsertDyno } from "../store/dynos.js";
 import { getFormation } from "../store/formation.js";
 import { currentRelease, type Release } from "../store/releases.js";
@@ -179,7 +179,7 @@ export async function startControlPlane(
       domain,
       log: deps.log,
       webSockets: (app) => fm.webSockets(app),
-      appExists: (app) => !!db.prepare("SELECT 1 FROM apps WHERE name = ?").get(app),
+      appExists: (app) => !!stmt(db, "SELECT 1 FROM apps WHERE name = ?").get(app),
     });
     routerUrl = await router.listen({ host: opts.routerHost ?? opts.host, port: opts.routerPort ?? 0 });
   }

@@ -28,7 +28,8 @@ export async function createRouter(deps: RouterDeps): Promise<FastifyInstance> {
     logController: new LogController({ disableRequestLogging: true }),
   });
   // `http: {}` selects node's own http client, the one that reaches Unix sockets.
-  await router.register(replyFrom, { http: {} });
+  // Connections to the relays are kept alive: socat forks a process per connection.
+  await router.register(replyFrom, { http: { agentOptions: { keepAlive: true, maxSockets: 256 } } });
   // Bodies go through untouched, whatever their type.
   router.removeAllContentTypeParsers();
   router.addContentTypeParser("*", (_req, payload, done) => done(null, payload));

@@ -1,7 +1,7 @@
 /** Apps and their config vars. */
 import { randomUUID } from "node:crypto";
 import { KilnError } from "../errors.js";
-import { type Db, tx } from "./db.js";
+import { type Db, stmt, tx } from "./db.js";
 
 export interface App {
   id: string;
@@ -30,11 +30,7 @@ export function createApp(db: Db, name: string): App {
   }
   const app: App = { id: randomUUID(), name, createdAt: new Date().toISOString() };
   try {
-    db.prepare("INSERT INTO apps (id, name, created_at) VALUES (?, ?, ?)").run(
-      app.id,
-      app.name,
-      app.createdAt,
-    );
+    stmt(db, "INSERT INTO apps (id, name, created_at) VALUES (?, ?, ?)").run(app.id, app.name, app.createdAt);
   } catch (err) {
     if ((err as { code?: string }).code === "SQLITE_CONSTRAINT_UNIQUE") {
       throw new KilnError({
@@ -50,7 +46,7 @@ export function createApp(db: Db, name: string): App {
 
 /** By name or id; an unknown app is a KilnError `unknown_app` (404 in the API). */
 export function getApp(db: Db, nameOrId: string): App {
-  const row = db.prepare("SELECT * FROM apps WHERE name = ? OR id = ?").get(nameOrId, nameOrId) as
+  const row = stmt(db, "SELECT * FROM apps WHERE name = ? OR id = ?").get(nameOrId, nameOrId) as
     | AppRow
     | undefined;
   if (!row) {
@@ -64,18 +60,18 @@ export function getApp(db: Db, nameOrId: string): App {
 }
 
 export function listApps(db: Db): App[] {
-  return (db.prepare("SELECT * FROM apps ORDER BY name").all() as AppRow[]).map(toApp);
+  return (stmt(db, "SELECT * FROM apps ORDER BY name").all() as AppRow[]).map(toApp);
 }
 
 /** Deletes the app and (by cascade) its config, builds, releases, formation and dyno records. */
 export function deleteApp(db: Db, nameOrId: string): App {
   const app = getApp(db, nameOrId);
-  db.prepare("DELETE FROM apps WHERE id = ?").run(app.id);
+  stmt(db, "DELETE FROM apps WHERE id = ?").run(app.id);
   return app;
 }
 
 export function getConfig(db: Db, appId: string): Record<string, string> {
-  const rows = db.prepare("SELECT key, value FROM config_vars WHERE app_id = ? ORDER BY key").all(appId) as {
+  const rows = stmt(db, "SELECT key, value FROM config_vars WHERE app_id = ? ORDER BY key").all(appId) as {
     key: string;
     value: string;
   }[];
@@ -102,10 +98,11 @@ export function patchConfig<T>(
     }
   }
   return tx(db, () => {
-    const set = db.prepare(
+    const set = stmt(
+      db,
       "INSERT INTO config_vars (app_id, key, value) VALUES (?, ?, ?) ON CONFLICT (app_id, key) DO UPDATE SET value = excluded.value",
     );
-    const unset = db.prepare("DELETE FROM config_vars WHERE app_id = ? AND key = ?");
+    const unset = stmt(db, "DELETE FROM config_vars WHERE app_id = ? AND key = ?");
     for (const [key, value] of Object.entries(patch)) {
       if (value === null) unset.run(appId, key);
       else set.run(appId, key, value);

@@ -4,7 +4,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { KilnError } from "../errors.js";
-import type { Db } from "./db.js";
+import { type Db, stmt } from "./db.js";
 
 export const BUILD_STATUSES = ["pending", "building", "succeeded", "failed", "cancelled"] as const;
 export type BuildStatus = (typeof BUILD_STATUSES)[number];
@@ -71,7 +71,8 @@ export function createBuild(
     source_path: b.sourcePath,
     log_path: b.logPath(id),
   };
-  db.prepare(
+  stmt(
+    db,
     `INSERT INTO builds (id, app_id, status, created_at, source_sha256, source_path, log_path)
      VALUES (@id, @app_id, @status, @created_at, @source_sha256, @source_path, @log_path)`,
   ).run(row);
@@ -79,7 +80,7 @@ export function createBuild(
 }
 
 export function getBuild(db: Db, id: string): BuildRecord {
-  const row = db.prepare("SELECT * FROM builds WHERE id = ?").get(id) as BuildRow | undefined;
+  const row = stmt(db, "SELECT * FROM builds WHERE id = ?").get(id) as BuildRow | undefined;
   if (!row) {
     throw new KilnError({
       code: "unknown_build",
@@ -92,7 +93,7 @@ export function getBuild(db: Db, id: string): BuildRecord {
 
 export function listBuilds(db: Db, appId: string): BuildRecord[] {
   return (
-    db.prepare("SELECT * FROM builds WHERE app_id = ? ORDER BY created_at DESC").all(appId) as BuildRow[]
+    stmt(db, "SELECT * FROM builds WHERE app_id = ? ORDER BY created_at DESC").all(appId) as BuildRow[]
   ).map(toBuild);
 }
 
@@ -109,7 +110,8 @@ export function succeedBuild(
   id: string,
   out: { slugSha256: string; slugPath: string; manifestPath: string },
 ): void {
-  db.prepare(
+  stmt(
+    db,
     `UPDATE builds SET status = 'succeeded', finished_at = ?, slug_sha256 = ?, slug_path = ?, manifest_path = ?
      WHERE id = ? AND status = 'building'`,
   ).run(new Date().toISOString(), out.slugSha256, out.slugPath, out.manifestPath, id);
@@ -132,10 +134,11 @@ export function endBuild(db: Db, id: string, status: "failed" | "cancelled", rea
  * were accepted but never started: they stay queued and run again. Returns the ids marked failed.
  */
 export function failInterruptedBuilds(db: Db): string[] {
-  const ids = (db.prepare("SELECT id FROM builds WHERE status = 'building'").all() as { id: string }[]).map(
+  const ids = (stmt(db, "SELECT id FROM builds WHERE status = 'building'").all() as { id: string }[]).map(
     (r) => r.id,
   );
-  const mark = db.prepare(
+  const mark = stmt(
+    db,
     "UPDATE builds SET status = 'failed', failure_reason = 'interrupted', finished_at = ? WHERE id = ? AND status = 'building'",
   );
   const now = new Date().toISOString();
@@ -147,6 +150,6 @@ export function failInterruptedBuilds(db: Db): string[] {
 
 export function pendingBuilds(db: Db): BuildRecord[] {
   return (
-    db.prepare("SELECT * FROM builds WHERE status = 'pending' ORDER BY created_at").all() as BuildRow[]
+    stmt(db, "SELECT * FROM builds WHERE status = 'pending' ORDER BY created_at").all() as BuildRow[]
   ).map(toBuild);
 }

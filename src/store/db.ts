@@ -62,3 +62,20 @@ export function migrate(db: Db): number {
 export function tx<T>(db: Db, fn: () => T): T {
   return db.transaction(fn).immediate();
 }
+
+const statements = new WeakMap<Db, Map<string, Database.Statement>>();
+
+/** A prepared statement, prepared once per database (parsing SQL on every request costs more than running it). */
+export function stmt(db: Db, sql: string): Database.Statement {
+  let cache = statements.get(db);
+  if (!cache) {
+    cache = new Map();
+    statements.set(db, cache);
+  }
+  let s = cache.get(sql);
+  if (!s) {
+    s = db.prepare(sql);
+    cache.set(sql, s);
+  }
+  return s;
+}

@@ -3,7 +3,7 @@
  * deleted when it is down. After a crash every row is stale (the dynos died with the server:
  * --die-with-parent), so start-up clears them before the formation is reconciled.
  */
-import type { Db } from "./db.js";
+import { type Db, stmt } from "./db.js";
 
 export interface DynoRow {
   id: string;
@@ -18,7 +18,8 @@ export interface DynoRow {
 
 export function upsertDyno(db: Db, d: DynoRow): void {
   const now = new Date().toISOString();
-  db.prepare(
+  stmt(
+    db,
     `INSERT INTO dynos (id, app_id, release_id, name, type, state, restarts, last_exit, created_at, updated_at)
      VALUES (@id, @appId, @releaseId, @name, @type, @state, @restarts, @lastExit, @now, @now)
      ON CONFLICT (id) DO UPDATE SET state = excluded.state, restarts = excluded.restarts,
@@ -27,12 +28,12 @@ export function upsertDyno(db: Db, d: DynoRow): void {
 }
 
 export function deleteDyno(db: Db, id: string): void {
-  db.prepare("DELETE FROM dynos WHERE id = ?").run(id);
+  stmt(db, "DELETE FROM dynos WHERE id = ?").run(id);
 }
 
 export function listDynoRows(db: Db, appId: string): DynoRow[] {
   return (
-    db.prepare("SELECT * FROM dynos WHERE app_id = ? ORDER BY name").all(appId) as {
+    stmt(db, "SELECT * FROM dynos WHERE app_id = ? ORDER BY name").all(appId) as {
       id: string;
       app_id: string;
       release_id: string;
@@ -56,5 +57,5 @@ export function listDynoRows(db: Db, appId: string): DynoRow[] {
 
 /** Start-up after a crash: the previous server's dynos are gone; returns how many rows that was. */
 export function clearDynos(db: Db): number {
-  return db.prepare("DELETE FROM dynos").run().changes;
+  return stmt(db, "DELETE FROM dynos").run().changes;
 }

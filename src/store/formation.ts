@@ -2,7 +2,7 @@
 
 import { DYNO_SIZES } from "../dyno/sizes.js";
 import { KilnError } from "../errors.js";
-import { type Db, tx } from "./db.js";
+import { type Db, stmt, tx } from "./db.js";
 
 export interface FormationEntry {
   type: string;
@@ -48,7 +48,8 @@ export function scaleFormation(
     }
   }
   return tx(db, () => {
-    const upsert = db.prepare(
+    const upsert = stmt(
+      db,
       `INSERT INTO formation (app_id, type, quantity, size) VALUES (?, ?, ?, ?)
        ON CONFLICT (app_id, type) DO UPDATE SET quantity = excluded.quantity, size = COALESCE(?, formation.size)`,
     );

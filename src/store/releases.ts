@@ -5,7 +5,7 @@
 import { randomUUID } from "node:crypto";
 import { z } from "zod";
 import { KilnError } from "../errors.js";
-import { type Db, tx } from "./db.js";
+import { type Db, stmt, tx } from "./db.js";
 
 interface ReleaseRow {
   id: string;
@@ -71,7 +71,8 @@ export function createRelease(db: Db, r: NewRelease): Release {
       description: r.description,
       createdAt: new Date().toISOString(),
     };
-    db.prepare(
+    stmt(
+      db,
       `INSERT INTO releases (id, app_id, version, build_id, slug_sha256, slug_path, process_types_json, config_json, description, created_at)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ).run(
@@ -99,12 +100,12 @@ export function currentRelease(db: Db, appId: string): Release | undefined {
 
 export function listReleases(db: Db, appId: string): Release[] {
   return (
-    db.prepare("SELECT * FROM releases WHERE app_id = ? ORDER BY version DESC").all(appId) as ReleaseRow[]
+    stmt(db, "SELECT * FROM releases WHERE app_id = ? ORDER BY version DESC").all(appId) as ReleaseRow[]
   ).map(toRelease);
 }
 
 export function getRelease(db: Db, appId: string, version: number): Release {
-  const row = db.prepare("SELECT * FROM releases WHERE app_id = ? AND version = ?").get(appId, version) as
+  const row = stmt(db, "SELECT * FROM releases WHERE app_id = ? AND version = ?").get(appId, version) as
     | ReleaseRow
     | undefined;
   if (!row) {
