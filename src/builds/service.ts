@@ -100,5 +100,8 @@ export async function runQueuedBuild(
   } finally {
     out.end();
     await rm(tmp, { recursive: true, force: true });
+    // The build is over, whatever the outcome: its source (a copy is in the Nix store, by content)
+    // is not needed again. Builds interrupted by a crash never get here and keep theirs.
+    await rm(build.sourcePath, { force: true });
   }
 }

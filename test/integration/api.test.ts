@@ -199,6 +199,10 @@ describe("the HTTP API", () => {
       slug_sha256: string;
     };
     expect(done.status).toBe("succeeded");
+    // The uploaded source is not kept once its build is over (removed just after the log ends).
+    for (let i = 0; i < 50 && readdirSync(join(dataDir, "sources")).length > 0; i++)
+      await new Promise((r) => setTimeout(r, 100));
+    expect(readdirSync(join(dataDir, "sources"))).toEqual([]);
     // The output replays after the fact, whole.
     expect(await (await fetch(`${cp.url}${build.output_stream_url}`, { headers: auth() })).text()).toBe(out);
 
