@@ -2,7 +2,7 @@
  * `kiln serve`'s composition: the state file, crash recovery, the admin token, the build queue and
  * the API on a real socket.
  */
-import { writeFileSync } from "node:fs";
+import { rmSync, writeFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import type { FastifyInstance } from "fastify";
@@ -17,7 +17,7 @@ import type { Nix } from "../nix/driver.js";
 import { createRouter } from "../router/router.js";
 import { DEFAULT_MAX_SOURCE_BYTES } from "../source/upload.js";
 import { getApp, listApps } from "../store/apps.js";
-import { endBuild, failInterruptedBuilds, pendingBuilds } from "../store/builds.js";
+import { endBuild, failInterruptedBuilds, getBuild, pendingBuilds } from "../store/builds.js";
 import { type Db, openStore, STORE_FILE, stmt } from "../store/db.js";
 import { clearDynos, deleteDyno, upsertDyno } from "../store/dynos.js";
 import { getFormation } from "../store/formation.js";
@@ -155,7 +155,11 @@ export async function startControlPlane(
         getApp(db, job.appId).name,
         signal,
       ),
-    onSuperseded: (old, by) => endBuild(db, old.buildId, "cancelled", `superseded by build ${by.buildId}`),
+    onSuperseded: (old, by) => {
+      endBuild(db, old.buildId, "cancelled", `superseded by build ${by.buildId}`);
+      // It will never run: its uploaded source goes now.
+      rmSync(getBuild(db, old.buildId).sourcePath, { force: true });
+    },
   });
   // Accepted but never started before the last stop: they run now, in their original order.
   const pending = pendingBuilds(db);

@@ -444,7 +444,9 @@ export function createApi(deps: ApiDeps): FastifyInstance {
     if (!deps.queue.cancel(b.id) && b.status !== "pending") {
       throw new KilnError({ code: "conflict", message: `build ${b.id} is ${b.status}: nothing to cancel` });
     }
-    endBuild(db, b.id, "cancelled", "cancelled");
+    // A running build ends (and cleans up) in its own time; a queued one never starts, so its source goes now.
+    if (endBuild(db, b.id, "cancelled", "cancelled") && b.status === "pending")
+      await rm(b.sourcePath, { force: true });
     return buildView(getBuild(db, b.id), app.name);
   });
   // The build's output: what it printed so far, then live until it ends (text, chunked).
