@@ -94,6 +94,17 @@ if (isRoot) {
   );
 }
 for (const p of APT_PACKAGES) process.stderr.write(`  ${p.pkg.padEnd(16)} ${has(p) ? "ok" : "MISSING"}\n`);
+// Nix builds as root run as the users of the group `nixbld` (its default build-users-group), so
+// that a build cannot touch the store or another build. Debian's nix-bin does not create them
+// (its nix-setup-systemd package does, and needs systemd): make them as Nix's own installer does.
+if (isRoot && spawnSync("getent", ["group", "nixbld"]).status !== 0) {
+  step("creating Nix's build users (group nixbld, users nixbld1-8)");
+  sh("groupadd", ["--system", "nixbld"]);
+  for (let i = 1; i <= 8; i++) {
+    sh("useradd", ["--system", "--no-create-home", "--home-dir", "/var/empty", "--shell", "/usr/sbin/nologin",
+      "--gid", "nixbld", "--groups", "nixbld", "--comment", `Nix build user ${i}`, `nixbld${i}`]);
+  }
+}
 if (!isRoot && !existsSync("/nix/var/nix/daemon-socket/socket")) {
   process.stderr.write(
     "note: not root and no nix-daemon socket: Nix can only use the local store if /nix is writable by you.\n" +

@@ -100,3 +100,6 @@ with tarfile.open(sys.argv[1], "w:gz") as t:
   }
   return file;
 }
+
+/** What the node-web fixture answers: its greeting names the pinned Node (nix/seed.lock.json). */
+export const NODE_WEB_GREETING = `hello from node-web on v${(JSON.parse(readFileSync(join(projectDir, "nix", "seed.lock.json"), "utf8")) as { node: { version: string } }).node.version}\n`;

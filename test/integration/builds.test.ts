@@ -7,7 +7,7 @@ import { listTarGz } from "../../src/archive/tar.js";
 import { type BuildResult, buildApp, checkBuildReproducible } from "../../src/builds/build.js";
 import { ensureSeed } from "../../src/seed/seed.js";
 import { buildStacks } from "../../src/stacks/stacks.js";
-import { kiln, projectDir, testContext } from "../helpers.js";
+import { kiln, NODE_WEB_GREETING, projectDir, testContext } from "../helpers.js";
 import { runSlugWeb } from "../slugRunner.js";
 
 const fixture = (name: string) => join(projectDir, "test", "fixtures", "apps", name);
@@ -32,7 +32,7 @@ describe("kiln build: the fixture apps", () => {
     {
       name: "node-web",
       web: "npm start",
-      expect: (b) => expect(b).toBe("hello from node-web on v22.23.3\n"),
+      expect: (b) => expect(b).toBe(NODE_WEB_GREETING),
     },
     {
       name: "node-native",

@@ -26,7 +26,7 @@ import { readDynoRecords } from "../../src/dyno/state.js";
 import type { Supervised } from "../../src/dyno/supervisor.js";
 import { ensureSeed } from "../../src/seed/seed.js";
 import { stackExecArgs } from "../../src/stacks/sandbox.js";
-import { httpGet, kiln, projectDir, testContext } from "../helpers.js";
+import { httpGet, kiln, NODE_WEB_GREETING, projectDir, testContext } from "../helpers.js";
 import { freePort } from "../slugRunner.js";
 
 const fixture = (name: string) => join(projectDir, "test", "fixtures", "apps", name);
@@ -109,7 +109,7 @@ describe("dynos", () => {
   it("serves the Node web fixture over its relay, with every limit enforced and reported", async () => {
     const d = await launch({ slug: slug("node-web"), type: "web", restart: false });
     const socket = await upSocket(d);
-    expect(await get(socket, "/")).toEqual({ status: 200, body: "hello from node-web on v22.23.3\n" });
+    expect(await get(socket, "/")).toEqual({ status: 200, body: NODE_WEB_GREETING });
     const rec = (await readDynoRecords(rt.dataDir)).find((r) => r.id === d.record().id);
     expect(rec?.state).toBe("up");
     const cgroups = await detectCgroups();

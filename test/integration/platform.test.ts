@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { getApp } from "../../src/store/apps.js";
 import { openStore, STORE_FILE } from "../../src/store/db.js";
 import { listDynoRows } from "../../src/store/dynos.js";
-import { httpGet, kiln, kilnBin, projectDir } from "../helpers.js";
+import { httpGet, kiln, kilnBin, NODE_WEB_GREETING, projectDir } from "../helpers.js";
 import { freePort } from "../slugRunner.js";
 
 const fixture = (name: string) => join(projectDir, "test", "fixtures", "apps", name);
@@ -90,7 +90,7 @@ describe("the platform end to end", () => {
     expect(deployed.all).toMatch(/released shop v1/);
     expect(deployed.all).toContain(`http://shop.localhost:${routerPort}/`);
     expect(deployed.exitCode).toBe(0);
-    expect(await viaRouter("/")).toEqual({ status: 200, body: "hello from node-web on v22.23.3\n" });
+    expect(await viaRouter("/")).toEqual({ status: 200, body: NODE_WEB_GREETING });
     expect((await viaRouter("/", "nope.localhost")).status).toBe(404);
   });
 
