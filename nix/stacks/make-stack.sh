@@ -73,5 +73,6 @@ printf '127.0.0.1 localhost\n::1 localhost\n' > "$out/etc/hosts"
 printf 'NAME=kiln\nID=kiln\nVARIANT_ID=%s\nPRETTY_NAME="kiln %s"\n' "$stackName" "$stackName" > "$out/etc/os-release"
 
 # Mount points: bwrap binds onto these, and the tree is read-only when used as /.
-# /kiln: where the build sandbox mounts kiln's own inputs (buildpacks, tools, caches, output).
-for d in app tmp proc dev sys run home root var/tmp kiln; do mkdir -p "$out/$d"; done
+# /kiln: where the build sandbox mounts kiln's own inputs (buildpacks, tools, caches, output), and
+# a hosted kiln its state; /nix: where a hosted kiln sees the store and the daemon's socket.
+for d in app tmp proc dev sys run home root var/tmp kiln nix; do mkdir -p "$out/$d"; done
