@@ -1,22 +1,51 @@
 {
   description = "kiln: a self-hosted, Nix-driven build farm with Heroku-style buildpacks";
 
-  # No inputs: everything comes from the pinned seed (nix/seed.lock.json), imported by `kiln seed`.
+  # No inputs: everything comes from the pinned seed (nix/seed.lock.json), imported by `kiln seed`,
+  # and from npm tarballs pinned by kiln's package-lock.json, which `npm run setup` (or
+  # `kiln bootstrap`) puts into the store first: pure evaluation then finds them already fetched.
   outputs = { self }:
     let
       system = "x86_64-linux";
       kiln = import ./nix/default.nix;
+      stages = import ./nix/bootstrap { src = self; };
+      # `nix run .#bootstrap`: the hand-compiled kiln (stage0) drives the rest, as a program.
+      run = name: tree: args: derivation {
+        inherit name system tree;
+        busybox = "${kiln.seed}/deb/busybox-static/bin/busybox";
+        node = "${kiln.seed}/node/bin/node";
+        source = stages.source;
+        builder = "${kiln.seed}/deb/busybox-static/bin/busybox";
+        args = [ "sh" "-euc" ''
+          $busybox mkdir -p $out/bin
+          printf '#!%s sh\nexec %s %s/bin/kiln.js ${args} "$@"\n' $busybox $node $tree > $out/bin/${name}
+          $busybox chmod 555 $out/bin/${name}
+        '' ];
+      };
+      bootstrap = run "kiln-bootstrap" stages.stage0 "bootstrap --source $source";
     in
     {
       packages.${system} = {
         seed = kiln.seed;
         stack-run = kiln.stack-run;
         stack-build = kiln.stack-build;
-        default = kiln.stack-build;
+        kiln-stage0 = stages.stage0;
+        kiln-stage1 = stages.stage1;
+        kiln-stage2 = stages.stage2;
+        kiln-stage3 = stages.stage3;
+        # kiln as built by itself (stage2's slug, unpacked), runnable: `nix run .#kiln -- --help`.
+        kiln = stages.kiln;
+        default = stages.kiln;
+      };
+      apps.${system} = {
+        kiln = { type = "app"; program = "${stages.kiln}/bin/kiln"; };
+        bootstrap = { type = "app"; program = "${bootstrap}/bin/kiln-bootstrap"; };
       };
       checks.${system} = {
         stack-run = kiln.stack-run;
         stack-build = kiln.stack-build;
+        # Succeeds only when stage2 and stage3 are byte-identical (else names each differing file).
+        fixed-point = stages.fixed-point;
       };
     };
 }

@@ -1,21 +1,22 @@
 # An app build: JSON in (written by kiln, see src/builds/spec.ts), derivations out.
 #
-#   tarballs      one fixed-output derivation per pinned dependency tarball (Nix's builtin fetcher,
-#                 which accepts npm's sha512 SRI as the hash); the URL comes from the spec
+#   tarballs      one fixed-output derivation per pinned dependency tarball, planned from the
+#                 source's lock file by node-deps.nix
 #   dependencies  one buildpack's `bin/dependencies` over only its declared input files and
 #                 the tarballs: its output pre-fills that buildpack's CACHE_DIR, so an app-code
 #                 change reuses it
 #   slug          detect, compile, release and pack, run by kiln's tools: slug.tgz, release.json,
 #                 manifest.json
-{ specFile }:
+#
+# The spec comes as a JSON file from kiln (store paths as strings), or as an attribute set from
+# nix/bootstrap (paths and derivations: pure evaluation cannot use builtins.storePath).
+{ specFile ? null, spec ? builtins.fromJSON (builtins.readFile specFile) }:
 let
-  spec = builtins.fromJSON (builtins.readFile specFile);
   kiln = import ../default.nix;
   inherit (kiln) seed;
   stack = kiln.stack-build;
-  storePath = builtins.storePath;
-
-  fetchTarball = t: import <nix/fetchurl.nix> { inherit (t) url name; hash = t.integrity; };
+  storePath = p: if builtins.isString p then builtins.storePath p else p;
+  source = storePath spec.source;
 
   common = {
     system = "x86_64-linux";
@@ -29,15 +30,19 @@ let
 
   buildpacks = map (b: storePath b.path) spec.buildpacks;
 
+  nodeDeps = import ./node-deps.nix {
+    inherit source;
+    registry = spec.dependencies.registry or null;
+    busybox = common.builder;
+  };
+
   dependencies =
     if spec.dependencies == null then null
     else derivation (common // {
       name = "kiln-deps-${spec.app}";
       phase = "dependencies";
       buildpacks = [ (builtins.elemAt buildpacks spec.dependencies.buildpackIndex) ];
-      input = storePath spec.dependencies.input;
-      tarballs = map fetchTarball spec.dependencies.tarballs;
-      tarballIndex = builtins.toJSON (map (t: { file = t.name; inherit (t) integrity; }) spec.dependencies.tarballs);
+      inherit (nodeDeps) input tarballs tarballIndex;
       specJSON = builtins.toJSON { inherit (spec) app; };
     });
 
@@ -45,17 +50,19 @@ let
     name = "kiln-slug-${spec.app}";
     phase = "build";
     inherit buildpacks;
-    source = storePath spec.source;
+    inherit source;
     tools = storePath spec.tools;
     deps = if dependencies == null then "" else dependencies;
     # What the tools need to know, without store paths (the output must not mention any).
-    specJSON = builtins.toJSON {
+    specJSON = builtins.toJSON ({
       inherit (spec) app sourceHash sourceDateEpoch slugMaxBytes env;
       buildpacks = map (b: { inherit (b) name version; }) spec.buildpacks;
       depsIndex = if spec.dependencies == null then null else spec.dependencies.buildpackIndex;
-    };
+    } // (if spec.nondeterministic or false then { testNondeterministic = true; } else { }));
   });
 in
 {
   inherit slug dependencies;
+  # The dependency plan (names, hashes, URLs): what `kiln bootstrap --prefetch` fetches.
+  inherit (nodeDeps) plan;
 }

@@ -12,6 +12,10 @@
 # Inputs (environment): $seed $stack $phase $buildpacks $specJSON, and per phase:
 #   dependencies: $input (the declared input files) $tarballs (store paths) $tarballIndex (JSON)
 #   build:        $source $tools $deps (a dependencies output, or "") $depsIndex (whose CACHE_DIR)
+#   detect:       $source (one buildpack in $buildpacks: its bin/detect's verdict)
+#   stage0:       $source $deps (nix/bootstrap's hand compile)
+#   tools:        $kiln (a kiln tree: its tools are assembled by its own code)
+#   unpack:       $slug (a slug derivation's output)
 bb=$seed/deb/busybox-static/bin/busybox
 $bb mkdir -p "$TMPDIR/bin"
 for applet in $($bb --list); do $bb ln -s "$bb" "$TMPDIR/bin/$applet"; done
@@ -60,6 +64,37 @@ case "$phase" in
     # shellcheck disable=SC2086
     in_stack --ro-bind "$source" /kiln/source --ro-bind "$tools" /kiln/tools $depsBind --bind "$out" /kiln/out -- \
       sh -c 'umask 022; mkdir -p /tmp/home; exec node /kiln/tools/builder/main.js /kiln/meta/spec.json'
+    ;;
+  detect)
+    # One buildpack's bin/detect over the source (kiln hosted in a dyno cannot start bwrap itself).
+    # Its verdict is the output, so a buildpack that does not detect still makes a result.
+    if in_stack --ro-bind "$source" /app -- /kiln/buildpacks/0/bin/detect /app > "$out/stdout" 2> "$out/stderr"; then
+      echo 0 > "$out/status"
+    else
+      echo $? > "$out/status"
+    fi
+    ;;
+  stage0)
+    # The hand compile (nix/bootstrap): kiln's source with its locked node_modules, plain tsc, then
+    # the devDependencies pruned. No buildpack: this is what builds the first buildpack run.
+    in_stack --ro-bind "$source" /kiln/source --ro-bind "$deps" /kiln/deps --bind "$out" /kiln/out -- \
+      sh -c 'umask 022; mkdir -p /tmp/home && cp -R /kiln/source/. /app/ && chmod -R u+w /app &&
+        cp -RP /kiln/deps/node_modules /app/node_modules && chmod -R u+w /app/node_modules &&
+        echo "-----> tsc -p tsconfig.build.json" && node node_modules/typescript/bin/tsc -p tsconfig.build.json &&
+        echo "-----> pruning devDependencies" &&
+        npm prune --omit=dev --offline --no-save --no-audit --no-fund --cache /tmp/npm-cache 2>&1 &&
+        cp -RP /app/. /kiln/out/'
+    ;;
+  tools)
+    # A kiln tree's own tools (src/builder and what it imports), assembled by that tree's own code.
+    in_stack --ro-bind "$kiln" /kiln/kiln --bind "$out" /kiln/out -- \
+      node --input-type=module -e 'const { assembleToolsDir } = await import("/kiln/kiln/dist/builds/tools.js");
+        await assembleToolsDir("/kiln/kiln", "/kiln/out");'
+    ;;
+  unpack)
+    # A slug as a directory tree (the app's files, as a dyno sees them at /app).
+    in_stack --ro-bind "$slug" /kiln/slug --bind "$out" /kiln/out -- \
+      sh -c 'tar -xzf /kiln/slug/slug.tgz -C /tmp && cp -RP /tmp/app/. /kiln/out/'
     ;;
   *)
     echo "kiln: unknown phase $phase" >&2

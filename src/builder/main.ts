@@ -25,6 +25,11 @@ export interface SandboxSpec {
   buildpacks: { name: string; version: string }[];
   /** Whose CACHE_DIR the dependencies phase's output (/kiln/deps) becomes, or null. */
   depsIndex: number | null;
+  /**
+   * Test-only (nix/bootstrap's `nondeterministic`): write the wall-clock time into the slug, so that
+   * the self-hosting fixed-point check has a real difference to find and name.
+   */
+  testNondeterministic?: boolean;
 }
 
 const APP = "/app";
@@ -115,6 +120,10 @@ async function build(spec: SandboxSpec): Promise<void> {
   const release = mergeReleases(releases, procfile);
   for (const [name, cmd] of Object.entries(release.processTypes)) say("release", `${name}: ${cmd}`);
 
+  if (spec.testNondeterministic) {
+    await writeFile(join(APP, ".kiln-build-time"), `${new Date().toISOString()}\n`);
+    say("pack", "test switch: wrote the current time into .kiln-build-time (this slug is not reproducible)");
+  }
   say("pack", "packing the slug");
   const slug = await packSlug(APP, join(out, "slug.tgz"), {
     mtime: spec.sourceDateEpoch,

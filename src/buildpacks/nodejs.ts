@@ -54,9 +54,6 @@ export interface Tarball {
   integrity: string;
 }
 
-/** The placeholder `resolved` written into the dependency phase's copy of the lock. `.invalid` never resolves. */
-export const OFFLINE_REGISTRY = "https://kiln.invalid/";
-
 function parseJson<T>(text: string, file: string, schema: z.ZodType<T>, hint: string): T {
   return parseJsonWith(text, schema, {
     file,
@@ -120,15 +117,12 @@ export function tarballStoreName(name: string, version: string): string {
 
 /**
  * Every tarball the lock needs on linux-x64, with its URL (the lock's `resolved`, or the registry's
- * conventional tarball path), and the copy of the lock the dependency phase uses offline.
+ * conventional tarball path); refuses what cannot be pinned. nix/build/node-deps.nix makes the same
+ * plan for the build (and the lock's offline copy, whose `resolved` point at kiln.invalid).
  */
-export function planDependencies(
-  lock: PackageLock,
-  registry: string,
-): { tarballs: Tarball[]; offlineLock: PackageLock } {
+export function planDependencies(lock: PackageLock, registry: string): { tarballs: Tarball[] } {
   const problems: string[] = [];
   const byName = new Map<string, Tarball>();
-  const offlineLock: PackageLock = structuredClone(lock);
   const reg = registry.endsWith("/") ? registry : `${registry}/`;
   for (const [key, entry] of Object.entries(lock.packages)) {
     if (key === "") continue;
@@ -144,10 +138,7 @@ export function planDependencies(
         !platformMatches(entry.cpu, "x64") ||
         !platformMatches(entry.libc, "glibc"))
     ) {
-      // npm skips these on this platform too.
-      const off = offlineLock.packages[key];
-      if (off) delete off.resolved;
-      continue;
+      continue; // npm skips these on this platform too.
     }
     const resolved = entry.resolved;
     if (resolved && /^(git\+|git:|github:|file:|link:)/.test(resolved)) {
@@ -185,8 +176,6 @@ export function planDependencies(
     if (prior && prior.integrity !== integrity)
       problems.push(`${key}: ${name}@${entry.version} appears with two different integrity hashes`);
     byName.set(storeName, t);
-    const off = offlineLock.packages[key];
-    if (off) off.resolved = `${OFFLINE_REGISTRY}${name}/-/${basename}-${entry.version}.tgz`;
   }
   if (problems.length > 0) {
     throw new KilnError({
@@ -196,7 +185,7 @@ export function planDependencies(
     });
   }
   const tarballs = [...byName.values()].sort((a, b) => (a.name < b.name ? -1 : 1));
-  return { tarballs, offlineLock };
+  return { tarballs };
 }
 
 /** Checks lockfileVersion, sync with package.json, and engines.node against the pinned runtime. */

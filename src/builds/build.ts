@@ -9,15 +9,14 @@
  *   record the manifest, root the slug against garbage collection
  */
 import { createHash } from "node:crypto";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
 import { parseProcfile } from "../builder/procfile.js";
-import { detectBuildpack } from "../buildpacks/detect.js";
+import { detectBuildpack, detectBuildpackInNix } from "../buildpacks/detect.js";
 import {
   parsePackageJson,
   parsePackageLock,
   planDependencies,
-  type Tarball,
   validateNodeApp,
 } from "../buildpacks/nodejs.js";
 import {
@@ -167,11 +166,14 @@ export async function buildApp(deps: BuildDeps, req: BuildRequest): Promise<Buil
       const tried: string[] = [];
       for (const name of SHIPPED_BUILDPACKS) {
         const bp = await storeBuildpack(nix, await resolveBuildpackRef(config, name, appDir), tmp);
-        const d = await detectBuildpack(
-          nix.realPath(stack.storePath),
-          nix.realPath(bp.path),
-          nix.realPath(source.path),
-        );
+        const d =
+          config.detectIn === "nix"
+            ? await detectBuildpackInNix(nix, config.projectDir, bp.path, source.path)
+            : await detectBuildpack(
+                nix.realPath(stack.storePath),
+                nix.realPath(bp.path),
+                nix.realPath(source.path),
+              );
         if (d.detected) {
           stored.push(bp);
           break;
@@ -215,26 +217,20 @@ export async function buildApp(deps: BuildDeps, req: BuildRequest): Promise<Buil
       validateNodeApp(pkg, lock, seedLock.node.version);
       if (lock && lockText !== undefined) {
         lockfile = { file: "package-lock.json", sha256: createHash("sha256").update(lockText).digest("hex") };
-        const plan = planDependencies(lock, await registry);
+        // Checked here for readable errors; nix/build/node-deps.nix makes the same plan from the
+        // source's lock (and the dependencies' input files), so pure evaluation can make it too.
+        const reg = await registry;
+        const plan = planDependencies(lock, reg);
         step(`planning ${plan.tarballs.length} dependency tarballs`);
-        const input = join(tmp, "kiln-deps-input");
-        await mkdir(input);
-        // Without the app's own scripts: its install hooks run in compile, where its source is.
-        // (They are not part of the dependency tree, so editing them does not rebuild it.)
-        const { scripts: _appScripts, ...depsPkg } = JSON.parse(pkgText ?? "{}") as Record<string, unknown>;
-        await writeFile(join(input, "package.json"), `${JSON.stringify(depsPkg, null, 2)}\n`);
-        await writeFile(join(input, "package-lock.json"), `${JSON.stringify(plan.offlineLock, null, 2)}\n`);
-        const inputPath = await nix.addPath(input);
-        dependencies = {
-          buildpackIndex: nodeIndex,
-          input: inputPath.path,
-          tarballs: plan.tarballs satisfies Tarball[],
-        };
+        dependencies = { buildpackIndex: nodeIndex, registry: reg.endsWith("/") ? reg : `${reg}/` };
       }
     }
 
     // 4. The derivations.
-    const tools = await storeTools(nix, config.projectDir, tmp, join(config.dataDir, "tools.json"));
+    const tools = await storeTools(nix, config.projectDir, tmp, {
+      name: config.toolsName,
+      cacheFile: join(config.dataDir, "tools.json"),
+    });
     const spec: BuildSpec = buildSpecSchema.parse({
       app,
       source: source.path,
@@ -344,7 +340,7 @@ export async function checkBuildReproducible(
 let registryCache: string | undefined;
 
 /** The npm registry, from npm's own configuration (kiln names none). */
-async function npmRegistry(): Promise<string> {
+export async function npmRegistry(): Promise<string> {
   if (registryCache) return registryCache;
   const r = await run("npm", ["config", "get", "registry"]);
   const url = r.stdout.trim();

@@ -19,12 +19,9 @@ export const buildSpecSchema = z.object({
   env: stringMap,
   buildpacks: z.array(z.object({ name: z.string(), version: z.string(), path: storePath })).min(1),
   tools: storePath,
+  /** nix/build/node-deps.nix plans the tarballs from the source's lock; the registry is npm's. */
   dependencies: z
-    .object({
-      buildpackIndex: z.number().int().nonnegative(),
-      input: storePath,
-      tarballs: z.array(z.object({ name: z.string(), url: z.string().url(), integrity: z.string() })),
-    })
+    .object({ buildpackIndex: z.number().int().nonnegative(), registry: z.string().url() })
     .nullable(),
 });
 export type BuildSpec = z.infer<typeof buildSpecSchema>;

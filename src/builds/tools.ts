@@ -65,12 +65,15 @@ export async function storeTools(
   nix: Nix,
   projectDir: string,
   work: string,
-  cacheFile?: string,
+  opts: { name?: string; cacheFile?: string } = {},
 ): Promise<{ path: string; narHash: string }> {
+  const { cacheFile, name = "kiln-tools" } = opts;
   const packages = await packageClosure(join(projectDir, "node_modules"), TOOL_PACKAGES);
   let fp: string | undefined;
   if (cacheFile) {
-    fp = await fingerprint(projectDir, packages).catch(() => undefined);
+    fp = await fingerprint(projectDir, packages)
+      .then((f) => `${name}:${f}`)
+      .catch(() => undefined);
     const cached = await readFile(cacheFile, "utf8").then(
       (t) => cacheSchema.safeParse(JSON.parse(t)).data,
       () => undefined,
@@ -79,7 +82,7 @@ export async function storeTools(
       return { path: cached.path, narHash: cached.narHash };
     }
   }
-  const stored = await assembleTools(nix, projectDir, work, packages);
+  const stored = await assembleTools(nix, projectDir, join(work, name), packages);
   if (cacheFile && fp) await writeFileAtomic(cacheFile, JSON.stringify({ fingerprint: fp, ...stored }));
   return stored;
 }
@@ -87,10 +90,19 @@ export async function storeTools(
 async function assembleTools(
   nix: Nix,
   projectDir: string,
-  work: string,
+  out: string,
   packages: string[],
 ): Promise<{ path: string; narHash: string }> {
-  const out = join(work, "kiln-tools");
+  await assembleToolsDir(projectDir, out, packages);
+  return nix.addPath(out);
+}
+
+/**
+ * Lays out a kiln tree's tools in `out`: its compiled builder (and what that imports) and the npm
+ * packages they need. Also run inside the sandbox by nix/bootstrap, by the tree whose tools they are.
+ */
+export async function assembleToolsDir(projectDir: string, out: string, packages?: string[]): Promise<void> {
+  const pkgs = packages ?? (await packageClosure(join(projectDir, "node_modules"), TOOL_PACKAGES));
   const dist = join(projectDir, "dist");
   for (const d of TOOL_DIRS) {
     if (!(await exists(join(dist, d)))) {
@@ -105,7 +117,7 @@ async function assembleTools(
       if (f.endsWith(".js")) await cp(join(dist, d, f), join(out, d, f));
     }
   }
-  for (const name of packages) {
+  for (const name of pkgs) {
     await cp(join(projectDir, "node_modules", name), join(out, "node_modules", name), {
       recursive: true,
       verbatimSymlinks: true,
@@ -115,5 +127,4 @@ async function assembleTools(
     join(out, "package.json"),
     `${JSON.stringify({ name: "kiln-tools", private: true, type: "module" }, null, 2)}\n`,
   );
-  return nix.addPath(out);
 }

@@ -1,0 +1,20 @@
+# One buildpack's bin/detect over an app's source, in the Nix sandbox: $out/status (its exit code),
+# $out/stdout, $out/stderr. What kiln uses where it cannot start bubblewrap itself (as a dyno).
+{ buildpack, source }:
+let
+  kiln = import ../default.nix;
+in
+derivation {
+  name = "kiln-detect";
+  system = "x86_64-linux";
+  builder = "${kiln.seed}/deb/busybox-static/bin/busybox";
+  args = [ "sh" "-eu" ./phase.sh ];
+  inherit (kiln) seed;
+  stack = kiln.stack-build;
+  phase = "detect";
+  buildpacks = [ (builtins.storePath buildpack) ];
+  source = builtins.storePath source;
+  specJSON = "{}";
+  SOURCE_DATE_EPOCH = "315532800";
+  allowedReferences = [ ];
+}

@@ -1,0 +1,116 @@
+# A Node app's dependency plan, computed from its source's package.json and package-lock.json:
+#   tarballs  one fixed-output derivation per pinned tarball (Nix's builtin fetcher; npm's sha512
+#             SRI is the hash, so the output path depends only on name and hash, never the URL)
+#   input     package.json without its scripts + the lock rewritten for offline use: all that the
+#             dependencies derivation sees, so an app-code change never rebuilds the dependency tree
+#
+# kiln's TypeScript side (src/buildpacks/nodejs.ts, planDependencies) checks the same lock first and
+# refuses what this file cannot pin, with a readable error; this file is where the plan is made, for
+# `kiln build` and for the flake's pure evaluation alike (test/unit/nodeDepsPlan.test.ts keeps both
+# in step).
+#
+# registry: where tarballs are fetched from when they are not in the store yet, from npm's own
+# configuration at run time; pure (flake) evaluation passes null, and then a missing tarball fails
+# with a message naming the command that puts it into the store.
+{ source, registry, busybox }:
+let
+  inherit (builtins) attrNames elem filter fromJSON head length listToAttrs readFile replaceStrings
+    stringLength substring toJSON;
+
+  lock = fromJSON (readFile "${source}/package-lock.json");
+  pkg = fromJSON (readFile "${source}/package.json");
+
+  offlineRegistry = "https://kiln.invalid/";
+
+  hasPrefix = p: s: substring 0 (stringLength p) s == p;
+  dropPrefix = p: s: if hasPrefix p s then substring (stringLength p) (stringLength s) s else s;
+  lastSegment = s: let parts = filter builtins.isString (builtins.split "/" s); in builtins.elemAt parts (length parts - 1);
+
+  # `node_modules/a/node_modules/@s/b` → `@s/b`
+  nameOf = key: entry:
+    if entry ? name then entry.name
+    else let parts = builtins.split "node_modules/" key; in lastOf (filter builtins.isString parts);
+  lastOf = l: builtins.elemAt l (length l - 1);
+
+  platformMatches = values: current:
+    if values == [ ] then true
+    else if elem "!${current}" values then false
+    else let allowed = filter (v: !(hasPrefix "!" v)) values; in allowed == [ ] || elem current allowed;
+  onThisPlatform = e:
+    platformMatches (e.os or [ ]) "linux" && platformMatches (e.cpu or [ ]) "x64"
+    && platformMatches (e.libc or [ ]) "glibc";
+
+  storeName = name: version:
+    replaceStrings [ "~" "!" "'" "(" ")" "*" " " ":" ] [ "_" "_" "_" "_" "_" "_" "_" "_" ]
+      "${replaceStrings [ "/" ] [ "-" ] (dropPrefix "@" name)}-${version}.tgz";
+
+  sha512Of = integrity:
+    let hs = filter (h: builtins.isString h && h != "") (builtins.split "[[:space:]]+" integrity);
+        s512 = filter (hasPrefix "sha512-") hs;
+    in if s512 != [ ] then head s512 else head hs;
+
+  keys = filter (k: k != "") (attrNames lock.packages);
+  entry = k: lock.packages.${k};
+  skipped = k: let e = entry k; in (e.link or false) || (e.inBundle or false);
+  optionalElsewhere = k: let e = entry k; in (e.optional or false) && !(onThisPlatform e);
+  pinned = filter (k: !(skipped k) && !(optionalElsewhere k)) keys;
+
+  tarballOf = k:
+    let
+      e = entry k;
+      name = nameOf k e;
+      resolved = e.resolved or "";
+      fromLock = hasPrefix "https://" resolved || hasPrefix "http://" resolved;
+      conventional = "${name}/-/${lastSegment name}-${e.version}.tgz";
+    in {
+      name = storeName name e.version;
+      integrity = sha512Of e.integrity;
+      url =
+        if fromLock then resolved
+        else if registry != null then "${registry}${conventional}"
+        else "kiln-missing-tarball:${storeName name e.version} is not in the Nix store; run `npm run setup` (or `kiln bootstrap --prefetch`) first";
+      offline = "${offlineRegistry}${conventional}";
+    };
+
+  # One tarball per store name (the same package@version can appear at several places in the tree).
+  tarballs =
+    let byName = listToAttrs (map (k: let t = tarballOf k; in { name = t.name; value = t; }) pinned);
+    in map (n: byName.${n}) (attrNames byName);
+
+  offlineLock = lock // {
+    packages = builtins.mapAttrs (k: e:
+      if k == "" || skipped k then e
+      else if optionalElsewhere k then removeAttrs e [ "resolved" ]
+      else e // { resolved = (tarballOf k).offline; }) lock.packages;
+  };
+
+  fetch = t: derivation {
+    inherit (t) name url;
+    builder = "builtin:fetchurl";
+    system = "builtin";
+    outputHashMode = "flat";
+    outputHashAlgo = "";
+    outputHash = t.integrity;
+    urls = [ t.url ];
+    executable = false;
+    unpack = false;
+    preferLocalBuild = true;
+    impureEnvVars = [ "http_proxy" "https_proxy" "ftp_proxy" "all_proxy" "no_proxy" ];
+  };
+
+  input = derivation {
+    name = "kiln-deps-input";
+    system = "x86_64-linux";
+    builder = busybox;
+    args = [ "sh" "-euc" ''$builder mkdir $out; $builder cp $packageJson $out/package.json; $builder cp $packageLock $out/package-lock.json'' ];
+    packageJson = builtins.toFile "package.json" (toJSON (removeAttrs pkg [ "scripts" ]));
+    packageLock = builtins.toFile "package-lock.json" (toJSON offlineLock);
+  };
+in
+{
+  inherit input;
+  tarballs = map fetch tarballs;
+  # What the dependencies phase needs to prefill npm's cache: each file by name, with its integrity.
+  tarballIndex = toJSON (map (t: { file = t.name; inherit (t) integrity; }) tarballs);
+  plan = map (t: { inherit (t) name integrity url; }) tarballs;
+}
