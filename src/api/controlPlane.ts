@@ -2,7 +2,9 @@
  * `kiln serve`'s composition: the state file, crash recovery, the admin token, the build queue and
  * the API on a real socket.
  */
-import { rmSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, rmSync, writeFileSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { createServer, type Server } from "node:net";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import type { FastifyInstance } from "fastify";
@@ -12,6 +14,7 @@ import { runQueuedBuild } from "../builds/service.js";
 import type { Config } from "../config/config.js";
 import { createFormationManager, type FormationManager } from "../dyno/formation.js";
 import { prepareDynoRuntime } from "../dyno/runtime.js";
+import type { DynoGrant } from "../dyno/sandbox.js";
 import type { Logger } from "../log/logger.js";
 import type { Nix } from "../nix/driver.js";
 import { createRouter } from "../router/router.js";
@@ -23,6 +26,7 @@ import { clearDynos, deleteDyno, upsertDyno } from "../store/dynos.js";
 import { getFormation } from "../store/formation.js";
 import { currentRelease, type Release } from "../store/releases.js";
 import { addToken, createToken, hasAdminToken, verifyToken } from "../store/tokens.js";
+import { createPlatformHandoff } from "./platformHandoff.js";
 import { createApi, type DynoControl } from "./server.js";
 
 export const DEFAULT_BUILD_TIMEOUT_MS = 15 * 60 * 1000;
@@ -42,6 +46,13 @@ export interface ControlPlaneOptions {
   maxQueued?: number;
   buildTimeoutMs?: number;
   maxSourceBytes?: number;
+  /** What given apps alone are granted in their dynos (kiln hosted on itself: see src/bootstrap). */
+  grants?: Record<string, DynoGrant>;
+  /**
+   * The API also on this Unix socket, owned by `uid` alone (mode 0600): the way in for the one app
+   * granted it (the hosted control plane hands its releases over here).
+   */
+  socket?: { path: string; uid: number };
 }
 
 export interface ControlPlane {
@@ -54,6 +65,8 @@ export interface ControlPlane {
   adminToken: string | undefined;
   adminTokenFile: string;
   recovered: { interrupted: string[]; requeued: number };
+  /** Brings an app's dynos in line with its current release and formation. */
+  reconcile(appName: string): void;
   close(): Promise<void>;
 }
 
@@ -79,7 +92,7 @@ export async function startControlPlane(
   let formation: FormationManager | undefined;
   let dynoControl: DynoControl | undefined;
   if (opts.dynos !== false) {
-    const rt = await prepareDynoRuntime(deps);
+    const rt = { ...(await prepareDynoRuntime(deps)), ...(opts.grants ? { grants: opts.grants } : {}) };
     const stale = clearDynos(db);
     if (stale)
       deps.log.warn(
@@ -139,6 +152,19 @@ export async function startControlPlane(
       all: () => listApps(db).flatMap((a) => fm.dynos(a.name).map((d) => d.supervised.record())),
     };
   }
+  // Which tools built a release (the manifest records their NAR hash): what built this kiln.
+  const builtWith = async (r: Release) => {
+    const manifest = r.buildId ? getBuild(db, r.buildId).manifestPath : null;
+    if (!manifest) return undefined;
+    const m = JSON.parse(await readFile(manifest, "utf8")) as { tools?: { narHash?: string } };
+    return m.tools?.narHash ? `tools ${m.tools.narHash}` : undefined;
+  };
+  // Hosted on a kiln platform (src/bootstrap): its dyno manager runs what this one releases.
+  const { platformUrl, platformToken } = deps.config;
+  const handoff =
+    platformUrl && platformToken
+      ? createPlatformHandoff({ url: platformUrl, token: platformToken })
+      : undefined;
   const queue = createBuildQueue({
     concurrency: opts.concurrency ?? availableParallelism(),
     maxQueued: opts.maxQueued ?? 100,
@@ -149,7 +175,17 @@ export async function startControlPlane(
           ...deps,
           db,
           logs,
-          ...(dynoControl ? { onRelease: (r: Release) => dynoControl?.reconcile(r.appId) } : {}),
+          onRelease: async (r: Release, say: (line: string) => void) => {
+            dynoControl?.reconcile(r.appId);
+            if (!handoff) return;
+            const name = getApp(db, r.appId).name;
+            try {
+              say(`-----> Released on the platform as v${await handoff(name, r, await builtWith(r))}`);
+            } catch (err) {
+              say(`-----> Could not hand release v${r.version} to the platform: ${(err as Error).message}`);
+              deps.log.error({ app: name, err }, "release handoff failed");
+            }
+          },
         },
         job,
         getApp(db, job.appId).name,
@@ -188,6 +224,20 @@ export async function startControlPlane(
     routerUrl = await router.listen({ host: opts.routerHost ?? opts.host, port: opts.routerPort ?? 0 });
   }
   const address = await api.listen({ host: opts.host, port: opts.port });
+  // The same HTTP server, fed connections from a Unix socket too.
+  let socketServer: Server | undefined;
+  if (opts.socket) {
+    const { path, uid } = opts.socket;
+    rmSync(path, { force: true });
+    const server = createServer((conn) => api.server.emit("connection", conn));
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(path, () => resolve());
+    });
+    chmodSync(path, 0o600);
+    chownSync(path, uid, uid);
+    socketServer = server;
+  }
   if (formation) {
     // After a restart: every app's dynos back to its formation.
     for (const app of listApps(db)) dynoControl?.reconcile(app.id);
@@ -201,7 +251,9 @@ export async function startControlPlane(
     adminToken,
     adminTokenFile,
     recovered: { interrupted, requeued: pending.length },
+    reconcile: (appName) => dynoControl?.reconcile(getApp(db, appName).id),
     async close() {
+      await new Promise<void>((resolve) => (socketServer ? socketServer.close(() => resolve()) : resolve()));
       await api.close();
       await router?.close();
       await formation?.stopAll();

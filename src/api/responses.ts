@@ -39,6 +39,10 @@ export const buildBody = z.object({
     .string()
     .regex(/^[0-9a-f]{64}$/)
     .nullable(),
+  /** The slug in this machine's Nix store (what a release of it runs). */
+  slug_path: z.string().startsWith("/nix/store/").nullable(),
+  /** false: built to compare or check (?release=false), never released. */
+  release: z.boolean(),
   output_stream_url: z.string().startsWith("/v1/apps/"),
 });
 export const formationBody = z.array(

@@ -27,7 +27,7 @@ import { fetchSourceBlob, receiveUpload, tooLarge } from "../source/upload.js";
 import { createApp, deleteApp, getApp, getConfig, listApps, patchConfig } from "../store/apps.js";
 import { type BuildRecord, createBuild, endBuild, getBuild, listBuilds } from "../store/builds.js";
 import type { Db } from "../store/db.js";
-import { getFormation, scaleFormation } from "../store/formation.js";
+import { ensureDefaultFormation, getFormation, scaleFormation } from "../store/formation.js";
 import {
   createRelease,
   currentRelease,
@@ -37,6 +37,7 @@ import {
   rollback,
 } from "../store/releases.js";
 import { createToken, listTokens, revokeToken, type TokenInfo, verifyToken } from "../store/tokens.js";
+import { hashFile } from "../util/fs.js";
 import { describeIssues } from "../util/json.js";
 import { errorHandler } from "./errors.js";
 import { renderMetrics } from "./metrics.js";
@@ -111,6 +112,23 @@ const sourceBlobBody = z
   .strict();
 const configPatchBody = z.record(z.string(), z.string().nullable());
 const rollbackBody = z.object({ rollback: z.number().int().positive() }).strict();
+/**
+ * A release of a slug built elsewhere: kiln's own control plane, running as an app on this
+ * platform, hands each release it builds to the dyno manager it runs on (admin tokens only).
+ */
+const importBody = z
+  .object({
+    slug: z
+      .object({
+        path: z.string().regex(/^\/nix\/store\/[0-9a-z]{32}-[^/]+\/slug\.tgz$/),
+        sha256: z.string().regex(/^[0-9a-f]{64}$/),
+      })
+      .strict(),
+    process_types: z.record(z.string().regex(/^[A-Za-z0-9_-]{1,63}$/), z.string().min(1)),
+    config: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.string()).default({}),
+    description: z.string().min(1).max(500),
+  })
+  .strict();
 const formationBody = z
   .object({
     updates: z
@@ -129,6 +147,8 @@ export const buildView = (b: BuildRecord, appName: string) => ({
   finished_at: b.finishedAt,
   source_sha256: b.sourceSha256,
   slug_sha256: b.slugSha256,
+  slug_path: b.slugPath,
+  release: b.release,
   output_stream_url: `/v1/apps/${appName}/builds/${b.id}/output`,
 });
 
@@ -150,6 +170,21 @@ const releaseView = (r: Release) => ({
   description: r.description,
   created_at: r.createdAt,
 });
+
+/** An imported release's slug must be on this machine, with the sha256 it claims. */
+async function assertSlugFile(path: string, sha256: string): Promise<void> {
+  const got = await hashFile(path, "sha256").catch(() => undefined);
+  if (got !== sha256) {
+    throw new KilnError({
+      code: "invalid_slug",
+      message:
+        got === undefined
+          ? `${path} is not a file on this machine`
+          : `${path} has sha256 ${got}, not ${sha256}`,
+      hint: "import a slug from this machine's Nix store (built through its daemon) with its own sha256",
+    });
+  }
+}
 
 export function createApi(deps: ApiDeps): FastifyInstance {
   const { db } = deps;
@@ -200,11 +235,11 @@ export function createApi(deps: ApiDeps): FastifyInstance {
     }
     callers.set(req, info);
   });
-  const requireAdmin = (req: FastifyRequest) => {
+  const requireAdmin = (req: FastifyRequest, what = "manage tokens") => {
     if (!callers.get(req)?.admin) {
       throw new KilnError({
         code: "forbidden",
-        message: "only an admin token may manage tokens",
+        message: `only an admin token may ${what}`,
         hint: "use the admin token",
       });
     }
@@ -318,8 +353,24 @@ export function createApi(deps: ApiDeps): FastifyInstance {
   });
   api.post<{ Params: { app: string } }>("/v1/apps/:app/releases", async (req, reply) => {
     const app = getApp(db, req.params.app);
-    const body = parse(rollbackBody, req.body);
-    const r = rollback(db, app.id, body.rollback);
+    let r: Release;
+    if (typeof req.body === "object" && req.body !== null && "slug" in req.body) {
+      requireAdmin(req, "import a release");
+      const body = parse(importBody, req.body);
+      await assertSlugFile(body.slug.path, body.slug.sha256);
+      r = createRelease(db, {
+        appId: app.id,
+        buildId: null,
+        slugSha256: body.slug.sha256,
+        slugPath: body.slug.path,
+        processTypes: body.process_types,
+        config: body.config,
+        description: body.description,
+      });
+      ensureDefaultFormation(db, r);
+    } else {
+      r = rollback(db, app.id, parse(rollbackBody, req.body).rollback);
+    }
     deps.dynos?.reconcile(app.id);
     void reply.status(201);
     return releaseView(r);
@@ -370,61 +421,70 @@ export function createApi(deps: ApiDeps): FastifyInstance {
   });
 
   // Builds: the source as a tar.gz request body.
-  api.post<{ Params: { app: string } }>("/v1/apps/:app/builds", async (req, reply) => {
-    const app = getApp(db, req.params.app);
-    const type = (req.headers["content-type"] ?? "").split(";")[0]?.trim() ?? "";
-    const isTarball = ["application/gzip", "application/x-gzip", "application/octet-stream"].includes(type);
-    if (!isTarball && type !== "application/json") {
-      throw new KilnError({
-        code: "unsupported_media_type",
-        message: `a build takes the app's source as a tar.gz body (or JSON with a source_blob), not ${type || "no content type"}`,
-        hint: "POST it with Content-Type: application/gzip (kiln deploy does this)",
-      });
-    }
-    const declared = Number(req.headers["content-length"] ?? Number.NaN);
-    if (isTarball && Number.isFinite(declared) && declared > deps.maxSourceBytes)
-      throw tooLarge(deps.maxSourceBytes);
-    if (deps.queue.isFull()) {
-      void reply.header("retry-after", "60");
-      throw new KilnError({
-        code: "queue_full",
-        message: "the build queue is full",
-        hint: "retry in a minute",
-      });
-    }
-    const file = join(sources, `${randomUUID()}.tar.gz`);
-    const { sha256 } = isTarball
-      ? await receiveUpload(req.body as Readable, { file, maxBytes: deps.maxSourceBytes })
-      : await fetchSourceBlob(parse(sourceBlobBody, req.body).source_blob, {
-          file,
-          maxBytes: deps.maxSourceBytes,
+  api.post<{ Params: { app: string }; Querystring: Record<string, string> }>(
+    "/v1/apps/:app/builds",
+    async (req, reply) => {
+      const app = getApp(db, req.params.app);
+      // kiln's addition to Heroku's builds: ?release=false builds (and records) without releasing.
+      const { release } = parse(
+        z.object({ release: z.enum(["true", "false"]).default("true") }).strict(),
+        req.query,
+      );
+      const type = (req.headers["content-type"] ?? "").split(";")[0]?.trim() ?? "";
+      const isTarball = ["application/gzip", "application/x-gzip", "application/octet-stream"].includes(type);
+      if (!isTarball && type !== "application/json") {
+        throw new KilnError({
+          code: "unsupported_media_type",
+          message: `a build takes the app's source as a tar.gz body (or JSON with a source_blob), not ${type || "no content type"}`,
+          hint: "POST it with Content-Type: application/gzip (kiln deploy does this)",
         });
-    // A hostile or broken archive is refused now (422), before anything is queued or unpacked.
-    try {
-      await inspectUntrustedTarGz(file, {
-        maxBytes: MAX_UNPACKED_SOURCE_BYTES,
-        maxEntries: DEFAULT_MAX_ENTRIES,
+      }
+      const declared = Number(req.headers["content-length"] ?? Number.NaN);
+      if (isTarball && Number.isFinite(declared) && declared > deps.maxSourceBytes)
+        throw tooLarge(deps.maxSourceBytes);
+      if (deps.queue.isFull()) {
+        void reply.header("retry-after", "60");
+        throw new KilnError({
+          code: "queue_full",
+          message: "the build queue is full",
+          hint: "retry in a minute",
+        });
+      }
+      const file = join(sources, `${randomUUID()}.tar.gz`);
+      const { sha256 } = isTarball
+        ? await receiveUpload(req.body as Readable, { file, maxBytes: deps.maxSourceBytes })
+        : await fetchSourceBlob(parse(sourceBlobBody, req.body).source_blob, {
+            file,
+            maxBytes: deps.maxSourceBytes,
+          });
+      // A hostile or broken archive is refused now (422), before anything is queued or unpacked.
+      try {
+        await inspectUntrustedTarGz(file, {
+          maxBytes: MAX_UNPACKED_SOURCE_BYTES,
+          maxEntries: DEFAULT_MAX_ENTRIES,
+        });
+      } catch (err) {
+        await rm(file, { force: true });
+        throw err;
+      }
+      const build = createBuild(db, {
+        appId: app.id,
+        sourceSha256: sha256,
+        sourcePath: file,
+        logPath: deps.logs.path,
+        release: release === "true",
       });
-    } catch (err) {
-      await rm(file, { force: true });
-      throw err;
-    }
-    const build = createBuild(db, {
-      appId: app.id,
-      sourceSha256: sha256,
-      sourcePath: file,
-      logPath: deps.logs.path,
-    });
-    try {
-      deps.queue.submit({ buildId: build.id, appId: app.id });
-    } catch (err) {
-      endBuild(db, build.id, "failed", "the build queue was full");
-      if (err instanceof KilnError && err.code === "queue_full") void reply.header("retry-after", "60");
-      throw err;
-    }
-    void reply.status(201);
-    return buildView(getBuild(db, build.id), app.name);
-  });
+      try {
+        deps.queue.submit({ buildId: build.id, appId: app.id });
+      } catch (err) {
+        endBuild(db, build.id, "failed", "the build queue was full");
+        if (err instanceof KilnError && err.code === "queue_full") void reply.header("retry-after", "60");
+        throw err;
+      }
+      void reply.status(201);
+      return buildView(getBuild(db, build.id), app.name);
+    },
+  );
   api.get<{ Params: { app: string } }>("/v1/apps/:app/builds", async (req) => {
     const app = getApp(db, req.params.app);
     return listBuilds(db, app.id).map((b) => buildView(b, app.name));

@@ -14,7 +14,7 @@ import type { Nix } from "../nix/driver.js";
 import { getConfig } from "../store/apps.js";
 import { endBuild, getBuild, startBuild, succeedBuild } from "../store/builds.js";
 import type { Db } from "../store/db.js";
-import { getFormation, scaleFormation } from "../store/formation.js";
+import { ensureDefaultFormation } from "../store/formation.js";
 import { createRelease, type Release } from "../store/releases.js";
 import { buildApp } from "./build.js";
 import type { BuildLogs } from "./buildLog.js";
@@ -28,8 +28,11 @@ export interface BuildServiceDeps {
   nix: Nix;
   db: Db;
   logs: BuildLogs;
-  /** Called after a successful build's release is recorded (the formation rolls to it). */
-  onRelease?: (release: Release) => void;
+  /**
+   * Called after a successful build's release is recorded (the formation rolls to it, or it is
+   * handed to the platform this control plane runs on); `say` writes to the build's log.
+   */
+  onRelease?: (release: Release, say: (line: string) => void) => void | Promise<void>;
 }
 
 export async function runQueuedBuild(
@@ -63,6 +66,16 @@ export async function runQueuedBuild(
       slugPath: result.manifest.slug.path,
       manifestPath: result.manifestPath,
     });
+    if (!build.release) {
+      out.write(
+        `-----> Built in ${((Date.now() - started) / 1000).toFixed(1)} s: slug ${result.slug.sha256.slice(0, 12)} (not released: release=false)`,
+      );
+      deps.log.info(
+        { build: build.id, app: appName, seconds: (Date.now() - started) / 1000 },
+        "build succeeded",
+      );
+      return;
+    }
     const release = createRelease(db, {
       appId: job.appId,
       buildId: build.id,
@@ -72,10 +85,7 @@ export async function runQueuedBuild(
       config: { ...result.release.configVars, ...getConfig(db, job.appId) },
       description: `Deploy ${build.id.slice(0, 8)}`,
     });
-    // Like Heroku: an app's first release with a web process runs one web dyno.
-    if (getFormation(db, job.appId).length === 0 && release.processTypes.web !== undefined) {
-      scaleFormation(db, job.appId, [{ type: "web", quantity: 1 }]);
-    }
+    ensureDefaultFormation(db, release);
     out.write(
       `-----> Built in ${((Date.now() - started) / 1000).toFixed(1)} s: slug ${result.slug.sha256.slice(0, 12)}, release v${release.version}`,
     );
@@ -83,7 +93,7 @@ export async function runQueuedBuild(
       { build: build.id, app: appName, seconds: (Date.now() - started) / 1000 },
       "build succeeded",
     );
-    deps.onRelease?.(release);
+    await deps.onRelease?.(release, (line) => out.write(line));
   } catch (err) {
     const reason = signal.aborted
       ? signal.reason instanceof DOMException && signal.reason.name === "TimeoutError"

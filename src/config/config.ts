@@ -31,6 +31,29 @@ export const configSchema = z.object({
   adminToken: z.string().optional(),
   /** Cores a single Nix build may use (NIX_BUILD_CORES); 0 means all. */
   buildCores: z.number().int().min(0).default(0),
+  /**
+   * When kiln's control plane runs as an app on a kiln platform (src/bootstrap): the dyno
+   * manager's API, `unix:/PATH` (a socket granted to this app alone) or a URL, and its admin
+   * token. Every release built here is handed to it, so it runs the app's dynos.
+   */
+  platformUrl: z
+    .string()
+    .regex(/^(unix:\/.+|https?:\/\/.+)$/)
+    .optional(),
+  platformToken: z.string().min(24).optional(),
+  /**
+   * Where buildpacks' bin/detect runs before a build: in bubblewrap (fast), or in the Nix sandbox
+   * (where kiln cannot start bubblewrap: hosted as a dyno, whose seccomp filter forbids namespaces).
+   */
+  detectIn: z.enum(["bwrap", "nix"]).default("bwrap"),
+  /**
+   * The store name of this kiln's tools. Running as a dyno, kiln names them after its release, so a
+   * new release of kiln (a new stage of the bootstrap) really rebuilds every slug it builds.
+   */
+  toolsName: z
+    .string()
+    .regex(/^kiln-tools(-[A-Za-z0-9]+)?$/)
+    .default("kiln-tools"),
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -63,6 +86,10 @@ export function loadConfig(env: NodeJS.ProcessEnv, overrides: Partial<Config> = 
     logLevel: env.KILN_LOG_LEVEL || undefined,
     buildCores: env.KILN_BUILD_CORES ? Number(env.KILN_BUILD_CORES) : undefined,
     adminToken: env.KILN_ADMIN_TOKEN || undefined,
+    platformUrl: env.KILN_PLATFORM_URL || undefined,
+    platformToken: env.KILN_PLATFORM_TOKEN || undefined,
+    detectIn: env.KILN_DETECT_IN || undefined,
+    toolsName: env.KILN_RELEASE_VERSION ? `kiln-tools-${env.KILN_RELEASE_VERSION}` : undefined,
     ...stripUndefined(overrides),
   };
   const parsed = configSchema.safeParse(raw);

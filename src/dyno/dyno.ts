@@ -14,6 +14,7 @@ import { descendants, listensOn, signalName } from "./procfs.js";
 import {
   assertReachable,
   DYNO_FDS,
+  type DynoGrant,
   dynoBwrapOptions,
   dynoLauncher,
   OUTBOUND_RESOLV_CONF,
@@ -41,6 +42,8 @@ export interface DynoSpec {
   /** One-off dynos: the terminal's stdin/stdout/stderr instead of captured lines. */
   attach?: boolean;
   onOutput?: (stream: "stdout" | "stderr", line: string) => void;
+  /** Extra binds (and another stack) for the platform's own app; see DynoGrant. */
+  grant?: DynoGrant;
   seccompFile: string;
   cgroups: CgroupHost;
   /** config.runDir: per-dyno directories with the relay's socket. */
@@ -142,6 +145,7 @@ export async function startDyno(spec: DynoSpec): Promise<RunningDyno> {
       size: spec.size,
       stackDir: spec.stackDir,
       slugDir: spec.slugDir,
+      ...(spec.grant ? { grant: spec.grant } : {}),
       outbound: !!spec.outbound,
     });
     argsPipe.end(`${options.join("\0")}\0`);

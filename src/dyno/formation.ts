@@ -76,6 +76,7 @@ export function createFormationManager(deps: {
       type,
       name: `${type}.${index}`,
       configVars: r.config,
+      releaseVersion: r.version,
       size,
       log: await openAppLog(deps.rt.dataDir, app),
       restart: { initialDelayMs: 10_000, maxDelayMs: 300_000, stableMs: 600_000 },

@@ -4,12 +4,13 @@
  * and `launchDyno`, which turns a slug + process type into a supervised dyno.
  */
 import { randomInt } from "node:crypto";
+import { readFile } from "node:fs/promises";
 import { KilnError } from "../errors.js";
 import { buildStacks, type StackDeps } from "../stacks/stacks.js";
 import { type CgroupHost, detectCgroups } from "./cgroups.js";
 import type { AppLog } from "./logs.js";
 import { type ReconcileReport, reconcileDynos } from "./reconcile.js";
-import { dynoEnv } from "./sandbox.js";
+import { type DynoGrant, dynoEnv } from "./sandbox.js";
 import { compiledSeccomp } from "./seccomp.js";
 import { dynoSize } from "./sizes.js";
 import { type RunnableSlug, unpackSlug } from "./slug.js";
@@ -23,6 +24,21 @@ export interface DynoRuntime {
   seccompFile: string;
   cgroups: CgroupHost;
   reconciled: ReconcileReport;
+  /** Per app name: what that app alone is granted beyond the lockdown (kiln's own app). */
+  grants?: Record<string, DynoGrant>;
+  /**
+   * kiln's own hard limit on open files: a dyno cannot be given more (raising it needs
+   * CAP_SYS_RESOURCE, which root in a container often lacks), so bigger sizes are capped to it.
+   */
+  maxOpenFiles: number;
+}
+
+/** This process's hard RLIMIT_NOFILE, from /proc/self/limits. */
+async function hardOpenFilesLimit(): Promise<number> {
+  const text = await readFile("/proc/self/limits", "utf8").catch(() => "");
+  const m = /^Max open files\s+\S+\s+(\S+)/m.exec(text);
+  const n = Number(m?.[1]);
+  return Number.isFinite(n) && n > 0 ? n : Number.POSITIVE_INFINITY;
 }
 
 /** The port a web process listens on inside its dyno (each dyno has its own network namespace). */
@@ -47,6 +63,7 @@ export async function prepareDynoRuntime(deps: StackDeps & { signal?: AbortSigna
     seccompFile: await compiledSeccomp({ dataDir, projectDir }),
     cgroups,
     reconciled: await reconcileDynos({ dataDir, runDir, cgroups }),
+    maxOpenFiles: await hardOpenFilesLimit(),
   };
 }
 
@@ -59,6 +76,8 @@ export interface LaunchOptions {
   /** `web.1` etc.; default: TYPE.1, or run.NNNN for one-off dynos. */
   name?: string;
   configVars?: Record<string, string>;
+  /** The release this dyno runs (in its environment as KILN_RELEASE_VERSION). */
+  releaseVersion?: number;
   size?: string;
   log: AppLog;
   restart: RestartPolicy | false;
@@ -86,22 +105,32 @@ export async function launchDyno(rt: DynoRuntime, opts: LaunchOptions): Promise<
     });
   }
   const sizeName = opts.size ?? "standard-1x";
-  const size = dynoSize(sizeName);
+  const sized = dynoSize(sizeName);
+  const size = { ...sized, openFiles: Math.min(sized.openFiles, rt.maxOpenFiles) };
   const name = opts.name ?? (opts.command !== undefined ? `run.${randomInt(1000, 10000)}` : `${type}.1`);
   // Web processes get $PORT and a relay; one-off dynos are reached through the terminal only.
   const port = type === "web" ? DYNO_PORT : undefined;
   const slugDir = await unpackSlug(rt.dataDir, slug);
   const uid = await appUid(rt.dataDir, slug.app);
+  const grant = rt.grants?.[slug.app];
   return superviseDyno({
     dyno: {
       app: slug.app,
       name,
       command,
       slugDir,
-      stackDir: rt.stackDir,
+      stackDir: grant?.stackDir ?? rt.stackDir,
+      ...(grant ? { grant } : {}),
       uid,
       size,
-      env: dynoEnv({ dyno: name, port, releaseVars: slug.configVars, configVars: opts.configVars ?? {} }),
+      env: dynoEnv({
+        dyno: name,
+        port,
+        slugSha256: slug.sha256,
+        ...(opts.releaseVersion !== undefined ? { releaseVersion: opts.releaseVersion } : {}),
+        releaseVars: slug.configVars,
+        configVars: opts.configVars ?? {},
+      }),
       ...(port !== undefined ? { port } : {}),
       ...(opts.attach ? { attach: true } : {}),
       ...(opts.outbound ? { outbound: true } : {}),

@@ -39,6 +39,17 @@ export const OUTBOUND_RESOLV_CONF = "nameserver 10.0.2.3\n";
 export const PROFILE_LOADER =
   'for f in /app/.profile.d/*.sh; do [ -f "$f" ] && . "$f"; done; exec sh -c "$0"';
 
+/**
+ * What one app (and no other) is granted beyond the lockdown: the platform's own app (kiln hosted
+ * on kiln) runs on the build stack with the Nix store read-only, the Nix daemon's socket and its
+ * state directory. Paths under /nix are made on a tmpfs (the stack has an empty /nix for it).
+ */
+export interface DynoGrant {
+  /** Another root than the run stack (the build stack). */
+  stackDir?: string;
+  binds: { src: string; dest: string; writable?: boolean }[];
+}
+
 /** bwrap's options, passed through the --args pipe (bwrap takes the command itself from argv). */
 export function dynoBwrapOptions(opts: {
   uid: number;
@@ -47,7 +58,10 @@ export function dynoBwrapOptions(opts: {
   stackDir: string;
   slugDir: string;
   outbound?: boolean;
+  grant?: DynoGrant;
 }): string[] {
+  const grantBinds = opts.grant?.binds ?? [];
+  const underNix = grantBinds.some((b) => b.dest.startsWith("/nix/"));
   const uid = String(opts.uid);
   return [
     "--unshare-all",
@@ -78,6 +92,8 @@ export function dynoBwrapOptions(opts: {
     "--ro-bind",
     opts.slugDir,
     "/app",
+    ...(underNix ? ["--tmpfs", "/nix"] : []),
+    ...grantBinds.flatMap((b) => [b.writable ? "--bind" : "--ro-bind", b.src, b.dest]),
     ...(opts.outbound ? ["--ro-bind-data", String(DYNO_FDS.resolvConf), "/etc/resolv.conf"] : []),
     "--seccomp",
     String(DYNO_FDS.seccomp),
@@ -134,10 +150,15 @@ export function dynoLauncher(opts: { uid: number; size: DynoSize; command: strin
   };
 }
 
-/** Dyno environment: Heroku's variables, then the release's config, then the user's. */
+/**
+ * Dyno environment: Heroku's variables (with its dyno metadata: which slug and release this is),
+ * then the release's config, then the user's.
+ */
 export function dynoEnv(opts: {
   dyno: string;
   port: number | undefined;
+  slugSha256?: string;
+  releaseVersion?: number;
   releaseVars: Record<string, string>;
   configVars: Record<string, string>;
 }): Record<string, string> {
@@ -147,6 +168,8 @@ export function dynoEnv(opts: {
     LANG: "C.UTF-8",
     TZ: "UTC",
     DYNO: opts.dyno,
+    ...(opts.slugSha256 ? { KILN_SLUG_SHA256: opts.slugSha256 } : {}),
+    ...(opts.releaseVersion !== undefined ? { KILN_RELEASE_VERSION: `v${opts.releaseVersion}` } : {}),
     ...opts.releaseVars,
     ...opts.configVars,
     ...(opts.port !== undefined ? { PORT: String(opts.port) } : {}),

@@ -14,6 +14,13 @@ export interface RouterDeps {
   /** Relay sockets of the app's web dynos that are up. */
   webSockets(app: string): string[];
   appExists(app: string): boolean;
+  /**
+   * Route every request to this one app, whatever its Host: a front door at a fixed address (the
+   * hosted control plane's API at kiln's usual API port, so every client works unchanged).
+   */
+  fixedApp?: string;
+  /** A proxied request whose connection is silent this long ends with 504 (default 55 s, Heroku's). */
+  idleTimeoutMs?: number;
 }
 
 function page(status: number, title: string, text: string): string {
@@ -29,7 +36,12 @@ export async function createRouter(deps: RouterDeps): Promise<FastifyInstance> {
   });
   // `http: {}` selects node's own http client, the one that reaches Unix sockets.
   // Connections to the relays are kept alive: socat forks a process per connection.
-  await router.register(replyFrom, { http: { agentOptions: { keepAlive: true, maxSockets: 256 } } });
+  await router.register(replyFrom, {
+    http: {
+      agentOptions: { keepAlive: true, maxSockets: 256 },
+      requestOptions: { timeout: deps.idleTimeoutMs ?? 55_000 },
+    },
+  });
   // Bodies go through untouched, whatever their type.
   router.removeAllContentTypeParsers();
   router.addContentTypeParser("*", (_req, payload, done) => done(null, payload));
@@ -38,7 +50,7 @@ export async function createRouter(deps: RouterDeps): Promise<FastifyInstance> {
 
   router.all("/*", (req, reply) => {
     const host = (req.headers.host ?? "").replace(/:\d+$/, "").toLowerCase();
-    const app = host.endsWith(suffix) ? host.slice(0, -suffix.length) : "";
+    const app = deps.fixedApp ?? (host.endsWith(suffix) ? host.slice(0, -suffix.length) : "");
     if (!app || app.includes(".") || !deps.appExists(app)) {
       void reply
         .status(404)

@@ -23,6 +23,8 @@ export interface BuildRecord {
   slugPath: string | null;
   manifestPath: string | null;
   logPath: string;
+  /** Whether success makes a release (false: a build to compare or check, kept aside). */
+  release: boolean;
 }
 
 interface BuildRow {
@@ -39,6 +41,7 @@ interface BuildRow {
   slug_path: string | null;
   manifest_path: string | null;
   log_path: string;
+  release: number;
 }
 
 const toBuild = (r: BuildRow): BuildRecord => ({
@@ -55,11 +58,18 @@ const toBuild = (r: BuildRow): BuildRecord => ({
   slugPath: r.slug_path,
   manifestPath: r.manifest_path,
   logPath: r.log_path,
+  release: r.release === 1,
 });
 
 export function createBuild(
   db: Db,
-  b: { appId: string; sourceSha256: string; sourcePath: string; logPath: (id: string) => string },
+  b: {
+    appId: string;
+    sourceSha256: string;
+    sourcePath: string;
+    logPath: (id: string) => string;
+    release?: boolean;
+  },
 ): BuildRecord {
   const id = randomUUID();
   const row = {
@@ -70,11 +80,12 @@ export function createBuild(
     source_sha256: b.sourceSha256,
     source_path: b.sourcePath,
     log_path: b.logPath(id),
+    release: b.release === false ? 0 : 1,
   };
   stmt(
     db,
-    `INSERT INTO builds (id, app_id, status, created_at, source_sha256, source_path, log_path)
-     VALUES (@id, @app_id, @status, @created_at, @source_sha256, @source_path, @log_path)`,
+    `INSERT INTO builds (id, app_id, status, created_at, source_sha256, source_path, log_path, release)
+     VALUES (@id, @app_id, @status, @created_at, @source_sha256, @source_path, @log_path, @release)`,
   ).run(row);
   return getBuild(db, id);
 }

@@ -3,6 +3,7 @@
 import { DYNO_SIZES } from "../dyno/sizes.js";
 import { KilnError } from "../errors.js";
 import { type Db, stmt, tx } from "./db.js";
+import type { Release } from "./releases.js";
 
 export interface FormationEntry {
   type: string;
@@ -56,4 +57,11 @@ export function scaleFormation(
     for (const c of changes) upsert.run(appId, c.type, c.quantity, c.size ?? "standard-1x", c.size ?? null);
     return getFormation(db, appId);
   });
+}
+
+/** Like Heroku: an app's first release with a web process runs one web dyno. */
+export function ensureDefaultFormation(db: Db, release: Release): void {
+  if (getFormation(db, release.appId).length === 0 && release.processTypes.web !== undefined) {
+    scaleFormation(db, release.appId, [{ type: "web", quantity: 1 }]);
+  }
 }

@@ -80,4 +80,8 @@ export const MIGRATIONS: string[] = [
     last_used_at  TEXT
   );
   `,
+  // 2: a build may be for checking only (POST …/builds?release=false): it makes no release.
+  `
+  ALTER TABLE builds ADD COLUMN release INTEGER NOT NULL DEFAULT 1 CHECK (release IN (0, 1));
+  `,
 ];
