@@ -144,8 +144,18 @@ if (isRoot) {
   ]);
 }
 
+if (isRoot) {
+  // The main job: kiln builds itself with itself (stage0 → stage3), runs as an app on itself, and
+  // checks the fixed point. Its own state directory, so a platform already on this machine is left alone.
+  step("bootstrapping: kiln builds and hosts itself, stage0 → stage3, and checks the fixed point");
+  sh("node", ["bin/kiln.js", "bootstrap", "--exit", "--api-port", "5180", "--router-port", "5100"], {
+    env: { ...process.env, KILN_DATA_DIR: "/var/lib/kiln-bootstrap", KILN_RUN_DIR: "/run/kiln-bootstrap" },
+  });
+}
+
 process.stderr.write(
   "\nkiln is set up.\n" +
+    "  sudo npm run kiln -- bootstrap        kiln built by itself, hosting itself (API :5080, apps on :5000)\n" +
     "  npm run kiln -- run node-web          serve the example as a dyno (prints its URL; Ctrl-C stops it)\n" +
     "  npm run kiln -- build PATH/TO/APP     build your own app\n" +
     "  npm run kiln -- serve                 the platform: API, builds, releases, router (see the README)\n" +

@@ -1,5 +1,6 @@
 /** The `kiln` command line: a commander program with one module of commands per domain. */
 import { Command, Option } from "commander";
+import { registerBootstrapCommands } from "./bootstrapCommands.js";
 import { registerBuildCommands } from "./buildCommands.js";
 import { registerClientCommands } from "./clientCommands.js";
 import type { ContextFactory } from "./context.js";
@@ -34,6 +35,7 @@ export function buildProgram(ctx: ContextFactory, version: string): Command {
   registerDynoCommands(program, ctx);
   registerSeedCommands(program, ctx);
   registerServeCommands(program, ctx);
+  registerBootstrapCommands(program, ctx);
   registerClientCommands(program, ctx);
   registerStackCommands(program, ctx);
   return program;

@@ -1,0 +1,428 @@
+/**
+ * `kiln bootstrap`: kiln builds itself with itself, then hosts itself (Flynn's "inception").
+ *
+ *   1. Nix (nix/bootstrap): stage0 is the hand compile (tsc, no buildpack); stage1 is kiln's source
+ *      built as an app by the nodejs buildpack with stage0's tools.
+ *   2. This process becomes the platform's dyno manager (control plane with dynos, the router) on
+ *      DATA_DIR. The app `kiln` gets release v1 = stage1 and a web dyno on the *build* stack that
+ *      alone is granted: the Nix store read-only, a private nix-daemon's socket, its own state
+ *      directory, and the dyno manager's API socket (where it hands over the releases it builds).
+ *      Its API is the platform's front door, at kiln's usual API address.
+ *   3. Through that dyno's own API: kiln's source → stage2 (tools from stage1). The hosted control
+ *      plane hands the release over; the kiln app rolls to stage2 with zero downtime (the old dyno
+ *      serves until the new one answers).
+ *   4. Through stage2's API: stage3, built without releasing; the slugs are compared (the fixed
+ *      point: stage2 = stage3), a report is printed and written as JSON.
+ *   5. The self-built platform stays up (unless the caller stops it).
+ */
+import { chmod, chown, mkdir, mkdtemp, readFile, rm, stat } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import type { FastifyInstance } from "fastify";
+import { type ControlPlane, startControlPlane } from "../api/controlPlane.js";
+import { listTree, writeTarGzOf } from "../archive/tar.js";
+import type { Config } from "../config/config.js";
+import { assertReachable } from "../dyno/sandbox.js";
+import { appUid } from "../dyno/uids.js";
+import { KilnError } from "../errors.js";
+import type { Logger } from "../log/logger.js";
+import type { BuildOptions, Nix } from "../nix/driver.js";
+import { toNix } from "../nix/escape.js";
+import { createRouter } from "../router/router.js";
+import { buildStacks } from "../stacks/stacks.js";
+import { createApp, getApp, getConfig, patchConfig } from "../store/apps.js";
+import { scaleFormation } from "../store/formation.js";
+import { createRelease, currentRelease } from "../store/releases.js";
+import { writeFileAtomic } from "../util/fs.js";
+import { createHostedApi, type HostedBuild } from "./hostedApi.js";
+import { startNixDaemon } from "./nixDaemon.js";
+
+export const KILN_APP = "kiln";
+/** The hosted control plane's size: builds are orchestrated (and sources unpacked) in it. */
+const KILN_DYNO_SIZE = "standard-2x";
+
+export interface BootstrapOptions {
+  /** kiln's source tree to build (a checkout, or the flake's source in the store). */
+  source: string;
+  /** The front door: the hosted kiln API (127.0.0.1:PORT). */
+  apiPort: number;
+  routerPort: number;
+  domain: string;
+  /** npm's registry, for tarballs not yet in the store. */
+  registry: string;
+  /** Progress for people: one line per step. */
+  say: (line: string) => void;
+  /** A build's output line, with the stage it belongs to. */
+  onLog?: (stage: string, line: string) => void;
+  onProgress?: BuildOptions["onProgress"];
+  signal?: AbortSignal;
+}
+
+export interface StageReport {
+  path: string;
+  sha256?: string;
+  bytes?: number;
+  seconds: number;
+  builtBy: string;
+  /** NAR hash of the tools that built it (recorded by the building kiln). */
+  tools?: string;
+  build?: string;
+}
+
+export interface BootstrapReport {
+  fixedPoint: boolean;
+  stage1MatchesStage2: boolean;
+  /** stage2's recorded tools are exactly the tools assembled from stage1. */
+  stage2BuiltByStage1: boolean;
+  stages: Record<"stage0" | "stage1" | "stage2" | "stage3", StageReport>;
+  /** Differing files (path, sizes, hashes, first differing bytes) when a comparison failed. */
+  differences: string[];
+  platform: { api: string; router: string; kilnRelease: number; adminTokenFile: string };
+  seconds: number;
+  finishedAt: string;
+}
+
+export interface Bootstrapped {
+  report: BootstrapReport;
+  reportFile: string;
+  close(): Promise<void>;
+}
+
+interface Deps {
+  config: Config;
+  log: Logger;
+  nix: Nix;
+}
+
+export async function bootstrap(deps: Deps, opts: BootstrapOptions): Promise<Bootstrapped> {
+  const started = Date.now();
+  const { config, nix } = deps;
+  const say = opts.say;
+  if (process.getuid?.() !== 0) {
+    throw new KilnError({
+      code: "needs_root",
+      message: "kiln bootstrap runs the platform, whose dynos need root",
+      hint: "run it with sudo (or as root)",
+    });
+  }
+  await stat(join(opts.source, "nix", "bootstrap", "default.nix")).catch(() => {
+    throw new KilnError({
+      code: "invalid_source",
+      message: `${opts.source} is not a kiln source tree (no nix/bootstrap/default.nix)`,
+      hint: "give kiln's checkout with --source (the default is the kiln this command runs from)",
+    });
+  });
+  const stagesExpr = `(import ${toNix(join(opts.source, "nix", "bootstrap"))} { src = ${toNix(opts.source)}; registry = ${toNix(opts.registry)}; })`;
+  const buildAttr = async (attr: string, stage: string) => {
+    const t0 = Date.now();
+    const [r] = await nix.build([{ expr: `${stagesExpr}.${attr}` }], {
+      ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+      ...(opts.signal ? { signal: opts.signal } : {}),
+      onLogLine: (_drv, line) => opts.onLog?.(stage, line),
+    });
+    const out = r?.outputs.out;
+    if (!out) throw new KilnError({ code: "internal", message: `nix gave no output for ${attr}` });
+    return { out, seconds: (Date.now() - t0) / 1000 };
+  };
+
+  // 1. stage0 and stage1, in Nix.
+  say("stage0: the hand compile (kiln's locked dependencies, then tsc), in the Nix sandbox");
+  const s0 = await buildAttr("stage0", "stage0");
+  say(`stage0: ${s0.out} (${s0.seconds.toFixed(1)} s)`);
+  say("stage1: kiln built by the nodejs buildpack with stage0's tools, in the Nix sandbox");
+  const s1 = await buildAttr("stage1", "stage1");
+  const stage1Slug = await slugInfo(nix, s1.out);
+  say(
+    `stage1: slug ${stage1Slug.sha256.slice(0, 12)} (${mib(stage1Slug.bytes)}, ${s1.seconds.toFixed(1)} s)`,
+  );
+  const stage1Tools = await buildAttr("stage1Tools", "stage1");
+  const [stage1ToolsInfo] = await nix.pathInfo([stage1Tools.out]);
+  const sourcePath = (await nix.eval({ expr: `toString ${stagesExpr}.source` })) as string;
+
+  // 2. The platform: the dyno manager here, the control plane as the app `kiln`.
+  const hostedDir = join(config.dataDir, "hosted");
+  const kilnState = join(hostedDir, KILN_APP);
+  const daemonDir = join(hostedDir, "nix-daemon");
+  await mkdir(kilnState, { recursive: true });
+  await mkdir(daemonDir, { recursive: true });
+  await chmod(hostedDir, 0o711);
+  await chmod(daemonDir, 0o755);
+  const uid = await appUid(config.dataDir, KILN_APP);
+  await chown(kilnState, uid, uid);
+  await chmod(kilnState, 0o700);
+  // Its own uid owns it; every directory above must let that uid through.
+  await assertReachable(hostedDir);
+  say("starting a nix-daemon for the hosted control plane (its only way to build)");
+  const daemon = await startNixDaemon({ dir: daemonDir, log: deps.log });
+  const [buildStack] = await buildStacks(deps, ["build"]);
+  if (!buildStack) throw new KilnError({ code: "internal", message: "no build stack" });
+
+  let cp: ControlPlane | undefined;
+  let frontDoor: FastifyInstance | undefined;
+  const close = async () => {
+    await frontDoor?.close();
+    await cp?.close();
+    await daemon.stop();
+  };
+  try {
+    cp = await startControlPlane(deps, {
+      host: "127.0.0.1",
+      port: 0,
+      routerPort: opts.routerPort,
+      domain: opts.domain,
+      ...(config.adminToken ? { adminToken: config.adminToken } : {}),
+      socket: { path: join(kilnState, "platform.sock"), uid },
+      grants: {
+        [KILN_APP]: {
+          stackDir: nix.realPath(buildStack.storePath),
+          binds: [
+            { src: "/nix/store", dest: "/nix/store" },
+            { src: daemonDir, dest: "/nix/var/nix/daemon-socket" },
+            { src: kilnState, dest: "/kiln", writable: true },
+          ],
+        },
+      },
+    });
+    const token = config.adminToken ?? (await readFile(cp.adminTokenFile, "utf8")).trim();
+    const fm = cp.formation;
+    if (!fm) throw new KilnError({ code: "internal", message: "the platform runs no dynos" });
+    frontDoor = await createRouter({
+      domain: opts.domain,
+      log: deps.log,
+      webSockets: (app) => fm.webSockets(app),
+      appExists: () => true,
+      fixedApp: KILN_APP,
+      // Build logs stream for minutes, with silences while compilers run.
+      idleTimeoutMs: 16 * 60_000,
+    });
+    const apiUrl = await frontDoor.listen({ host: "127.0.0.1", port: opts.apiPort });
+    const db = cp.db;
+
+    // Inception: stage1 is registered as the first release of the app `kiln`.
+    const app = (() => {
+      try {
+        return getApp(db, KILN_APP);
+      } catch {
+        return createApp(db, KILN_APP);
+      }
+    })();
+    patchConfig(
+      db,
+      app.id,
+      {
+        KILN_DATA_DIR: "/kiln",
+        KILN_RUN_DIR: "/tmp/kiln-run",
+        KILN_NIX_STORE: "daemon",
+        KILN_DETECT_IN: "nix",
+        KILN_PLATFORM_URL: "unix:/kiln/platform.sock",
+        KILN_PLATFORM_TOKEN: token,
+        KILN_ADMIN_TOKEN: token,
+        XDG_CACHE_HOME: "/tmp/cache",
+        npm_config_registry: opts.registry,
+      },
+      () => undefined,
+    );
+    const release1 = await stage1Slug.releaseFile();
+    const v1 = createRelease(db, {
+      appId: app.id,
+      buildId: null,
+      slugSha256: stage1Slug.sha256,
+      slugPath: stage1Slug.path,
+      processTypes: release1.processTypes,
+      config: { ...release1.configVars, ...getConfig(db, app.id) },
+      description: "stage1: kiln built by stage0 (nix/bootstrap)",
+    });
+    scaleFormation(db, app.id, [{ type: "web", quantity: 1, size: KILN_DYNO_SIZE }]);
+    say(`platform: the app ${KILN_APP} runs stage1 (release v${v1.version}) on the build stack`);
+    cp.reconcile(KILN_APP);
+    await waitForRelease(cp, v1.version, say);
+    const hosted = createHostedApi({ url: apiUrl, token });
+    await hosted.waitHealthy(120_000);
+    say(`platform: the hosted control plane answers at ${apiUrl}`);
+    await hosted.ensureApp(KILN_APP);
+
+    // 3. stage2 through stage1's API, released to the app `kiln`.
+    const tarball = await tarSource(config, sourcePath);
+    say("stage2: kiln's source uploaded to stage1's API");
+    const t2 = Date.now();
+    const b2 = await hosted.build(KILN_APP, tarball, {
+      release: true,
+      onLine: (l) => opts.onLog?.("stage2", l),
+    });
+    const s2seconds = (Date.now() - t2) / 1000;
+    say(
+      `stage2: slug ${b2.slug_sha256?.slice(0, 12)} (${s2seconds.toFixed(1)} s); rolling the app ${KILN_APP} to it`,
+    );
+    const v2 = currentRelease(db, app.id);
+    if (!v2 || v2.slugSha256 !== b2.slug_sha256)
+      throw new KilnError({
+        code: "bootstrap_failed",
+        message: "the hosted control plane built stage2 but did not hand its release to the platform",
+        hint: `see the build log: kiln logs ${KILN_APP}`,
+      });
+    await waitForRelease(cp, v2.version, say);
+    await hosted.waitHealthy(120_000);
+    say(`platform: the app ${KILN_APP} now runs stage2 (release v${v2.version}: ${v2.description})`);
+
+    // 4. stage3 through stage2's API, kept aside (not released), then the comparisons.
+    say("stage3: kiln's source uploaded to stage2's API (built, not released)");
+    const t3 = Date.now();
+    const b3 = await hosted.build(KILN_APP, tarball, {
+      release: false,
+      onLine: (l) => opts.onLog?.("stage3", l),
+    });
+    const s3seconds = (Date.now() - t3) / 1000;
+    await rm(dirname(tarball), { recursive: true, force: true });
+    const differences: string[] = [];
+    const compare = async (aName: string, a: string, bName: string, b: string) => {
+      const r = await buildAttr(
+        `compareOutputs ${toNix(aName)} ${toNix(dirname(a))} ${toNix(bName)} ${toNix(dirname(b))}`,
+        "compare",
+      );
+      const out = nix.realPath(r.out);
+      const same = (await readFile(join(out, "verdict"), "utf8")).trim() === "same";
+      if (!same) differences.push(...(await readFile(join(out, "report.txt"), "utf8")).trimEnd().split("\n"));
+      return same;
+    };
+    const fixedPoint = await compare("stage2", slugPathOf(b2), "stage3", slugPathOf(b3));
+    const stage1MatchesStage2 = await compare("stage1", stage1Slug.path, "stage2", slugPathOf(b2));
+    const tools2 = await recordedTools(kilnState, b2);
+    const tools3 = await recordedTools(kilnState, b3);
+
+    const report: BootstrapReport = {
+      fixedPoint,
+      stage1MatchesStage2,
+      stage2BuiltByStage1: !!tools2 && tools2 === stage1ToolsInfo?.narHash,
+      stages: {
+        stage0: { path: s0.out, seconds: s0.seconds, builtBy: "tsc (the hand compile)" },
+        stage1: {
+          path: stage1Slug.path,
+          sha256: stage1Slug.sha256,
+          bytes: stage1Slug.bytes,
+          seconds: s1.seconds,
+          builtBy: "stage0",
+        },
+        stage2: {
+          ...(await stageOf(nix, b2, s2seconds)),
+          builtBy: "stage1 (through its API)",
+          ...(tools2 ? { tools: tools2 } : {}),
+        },
+        stage3: {
+          ...(await stageOf(nix, b3, s3seconds)),
+          builtBy: "stage2 (through its API)",
+          ...(tools3 ? { tools: tools3 } : {}),
+        },
+      },
+      differences,
+      platform: {
+        api: apiUrl,
+        router: cp.routerUrl ?? "",
+        kilnRelease: v2.version,
+        adminTokenFile: cp.adminTokenFile,
+      },
+      seconds: (Date.now() - started) / 1000,
+      finishedAt: new Date().toISOString(),
+    };
+    const reportFile = join(config.dataDir, "bootstrap-report.json");
+    await writeFileAtomic(reportFile, `${JSON.stringify(report, null, 2)}\n`);
+    return { report, reportFile, close };
+  } catch (err) {
+    await close().catch(() => {});
+    throw err;
+  }
+}
+
+const mib = (bytes: number) => `${(bytes / 1048576).toFixed(1)} MiB`;
+
+const slugPathOf = (b: HostedBuild): string => {
+  if (!b.slug_path) throw new KilnError({ code: "internal", message: `build ${b.id} has no slug` });
+  return b.slug_path;
+};
+
+async function stageOf(nix: Nix, b: HostedBuild, seconds: number): Promise<Omit<StageReport, "builtBy">> {
+  const path = slugPathOf(b);
+  const st = await stat(nix.realPath(path));
+  return { path, sha256: b.slug_sha256 ?? "", bytes: st.size, seconds, build: b.id };
+}
+
+/** A slug derivation's output: slug.tgz (with its sha256 from build.json) and release.json. */
+async function slugInfo(nix: Nix, out: string) {
+  const dir = nix.realPath(out);
+  const build = JSON.parse(await readFile(join(dir, "build.json"), "utf8")) as {
+    slug: { sha256: string; bytes: number };
+  };
+  return {
+    path: join(out, "slug.tgz"),
+    sha256: build.slug.sha256,
+    bytes: build.slug.bytes,
+    releaseFile: async () =>
+      JSON.parse(await readFile(join(dir, "release.json"), "utf8")) as {
+        processTypes: Record<string, string>;
+        configVars: Record<string, string>;
+      },
+  };
+}
+
+/** The tools a hosted build recorded in its manifest (the hosted kiln's state is ours to read). */
+async function recordedTools(kilnState: string, b: HostedBuild): Promise<string | undefined> {
+  if (!b.slug_sha256) return undefined;
+  const text = await readFile(join(kilnState, "builds", KILN_APP, `${b.slug_sha256}.json`), "utf8").catch(
+    () => undefined,
+  );
+  return text ? (JSON.parse(text) as { tools?: { narHash?: string } }).tools?.narHash : undefined;
+}
+
+/** kiln's source as the upload `kiln deploy` would make of it: every file of the tree. */
+async function tarSource(config: Config, sourcePath: string): Promise<string> {
+  await mkdir(join(config.dataDir, "tmp"), { recursive: true });
+  const tmp = await mkdtemp(join(config.dataDir, "tmp", "bootstrap-"));
+  const file = join(tmp, "kiln-source.tar.gz");
+  await writeTarGzOf(sourcePath, await listTree(sourcePath), file);
+  return file;
+}
+
+/** Until every dyno of the app `kiln` runs `version` and its web dyno is up (a roll has finished). */
+async function waitForRelease(cp: ControlPlane, version: number, say: (l: string) => void): Promise<void> {
+  const deadline = Date.now() + 180_000;
+  let last = "";
+  while (Date.now() < deadline) {
+    const dynos = cp.formation?.dynos(KILN_APP) ?? [];
+    const states = dynos
+      .map((d) => `${d.name} v${d.releaseVersion} ${d.supervised.record().state}`)
+      .join(", ");
+    if (states !== last) say(`platform: ${states || "no dynos yet"}`);
+    last = states;
+    if (
+      dynos.length > 0 &&
+      dynos.every((d) => d.releaseVersion === version && d.supervised.record().state === "up")
+    )
+      return;
+    const crashed = dynos.find(
+      (d) => d.releaseVersion === version && d.supervised.record().state === "crashed",
+    );
+    if (crashed) {
+      const log = join(dirname(cp.adminTokenFile), "logs", `${KILN_APP}.log`);
+      const tail = (await readFile(log, "utf8").catch(() => ""))
+        .trimEnd()
+        .split("\n")
+        .slice(-8)
+        .map((l) => {
+          try {
+            return `  ${(JSON.parse(l) as { line: string }).line}`;
+          } catch {
+            return `  ${l}`;
+          }
+        });
+      throw new KilnError({
+        code: "bootstrap_failed",
+        message: `the hosted control plane (release v${version}) crashed: ${crashed.supervised.record().lastExit?.reason ?? "it did not start"}; its last lines:\n${tail.join("\n")}`,
+        hint: `the whole log: ${log}`,
+      });
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new KilnError({
+    code: "bootstrap_failed",
+    message: `the app ${KILN_APP} did not come up on release v${version} within 180 s`,
+    hint: `its log: kiln logs ${KILN_APP}`,
+  });
+}

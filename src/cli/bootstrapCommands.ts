@@ -1,0 +1,107 @@
+import type { Command } from "commander";
+import { bootstrap } from "../bootstrap/bootstrap.js";
+import { npmRegistry } from "../builds/build.js";
+import { KilnError } from "../errors.js";
+import type { ContextFactory } from "./context.js";
+import { printJson, printLines } from "./output.js";
+
+function port(name: string) {
+  return (v: string) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n <= 0 || n > 65535)
+      throw new KilnError({
+        code: "usage",
+        message: `${name} must be a port number`,
+        hint: `e.g. ${name} 5080`,
+      });
+    return n;
+  };
+}
+
+export function registerBootstrapCommands(program: Command, ctx: ContextFactory): void {
+  program
+    .command("bootstrap")
+    .description("kiln builds itself with itself (stage0 → stage3), hosts itself, and checks the fixed point")
+    .option("--source <dir>", "kiln's source tree to bootstrap (default: the kiln running this)")
+    .option("--api-port <n>", "the self-hosted API (the platform's front door)", port("--api-port"), 5080)
+    .option("--router-port <n>", "the router: http://APP.DOMAIN:PORT/", port("--router-port"), 5000)
+    .option("--domain <domain>", "apps are routed by Host as APP.DOMAIN", "localhost")
+    .option("--exit", "stop the platform after the report (default: leave it running)")
+    .option("--json", "print the report as JSON")
+    .addHelpText(
+      "after",
+      `
+Steps: stage0 (tsc, no buildpack) and stage1 (kiln built by its nodejs buildpack with stage0's
+tools) in the Nix sandbox; the platform starts with stage1 as the app "kiln" (a dyno on the build
+stack, granted the Nix store, a private nix-daemon and its own state, nothing else); stage2 is
+built through stage1's own API and released to the app "kiln" (the old dyno serves until the new
+one answers); stage3 is built through stage2's API. The fixed point holds when stage2 and stage3
+are byte-identical. The report goes to DATA_DIR/bootstrap-report.json. Exit status 0 only when
+the fixed point holds. Needs root (dynos); state in DATA_DIR (--data-dir).`,
+    )
+    .action(
+      async (
+        opts: {
+          source?: string;
+          apiPort: number;
+          routerPort: number;
+          domain: string;
+          exit?: boolean;
+          json?: boolean;
+        },
+        cmd: Command,
+      ) => {
+        const c = ctx(cmd.optsWithGlobals(), opts);
+        const quiet = !!cmd.optsWithGlobals().quiet;
+        const say = (line: string) => {
+          c.progress.done();
+          process.stderr.write(`-----> ${line}\n`);
+        };
+        const b = await bootstrap(c, {
+          source: opts.source ?? c.config.projectDir,
+          apiPort: opts.apiPort,
+          routerPort: opts.routerPort,
+          domain: opts.domain,
+          registry: await npmRegistry(),
+          say,
+          onLog: (stage, line) => {
+            if (quiet) return;
+            c.progress.done();
+            process.stderr.write(`${stage} | ${line}\n`);
+          },
+          ...(process.stderr.isTTY ? { onProgress: c.progress.nix } : {}),
+          signal: c.signal,
+        });
+        const r = b.report;
+        if (opts.json) printJson(r);
+        else {
+          const row = (
+            name: string,
+            s: { sha256?: string; bytes?: number; seconds: number; builtBy: string },
+          ) =>
+            `  ${name}  ${s.sha256 ? s.sha256.slice(0, 16) : "(a tree)".padEnd(16)}  ${s.bytes ? `${(s.bytes / 1048576).toFixed(1)} MiB`.padStart(9) : "".padStart(9)}  ${s.seconds.toFixed(1).padStart(6)} s  built by ${s.builtBy}`;
+          printLines([
+            `fixed point: ${r.fixedPoint ? "yes (stage2 and stage3 are byte-identical)" : "NO"}`,
+            `stage1 matches stage2: ${r.stage1MatchesStage2 ? "yes" : "no"}; stage2 built with stage1's tools: ${r.stage2BuiltByStage1 ? "yes" : "NO"}`,
+            row("stage0", r.stages.stage0),
+            row("stage1", r.stages.stage1),
+            row("stage2", r.stages.stage2),
+            row("stage3", r.stages.stage3),
+            ...r.differences.map((d) => `  ${d}`),
+            `report: ${b.reportFile} (${r.seconds.toFixed(0)} s in all)`,
+          ]);
+        }
+        if (!opts.exit) {
+          process.stderr.write(
+            `the platform runs itself: its API (kiln ${r.platform.kilnRelease > 0 ? `release v${r.platform.kilnRelease}` : ""}) at ${r.platform.api}, apps at ${r.platform.router.replace("127.0.0.1", `APP.${opts.domain}`)}/\n` +
+              `admin token: ${r.platform.adminTokenFile}. Ctrl-C stops it.\n`,
+          );
+          await new Promise<void>((resolve) =>
+            c.signal.addEventListener("abort", () => resolve(), { once: true }),
+          );
+        }
+        await b.close();
+        if (!r.fixedPoint) process.exitCode = 1;
+      },
+    );
+}

@@ -1,0 +1,108 @@
+// Heroku on Heroku: kiln builds itself with itself until the output stops changing, and the
+// platform it ends with is an app on itself. Real Nix, real bwrap dynos, real SQLite; the state in
+// a temporary directory. After `npm run setup` (whose main job is this bootstrap) the Nix stages
+// are cached, so this exercises the platform part: stage2 and stage3 through the hosted API.
+import { type ChildProcess, spawn } from "node:child_process";
+import { chmodSync, mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import Database from "better-sqlite3";
+import { execa } from "execa";
+import { afterAll, describe, expect, it } from "vitest";
+import { nixSettingArgs } from "../../src/nix/settings.js";
+import { httpGet, kiln, kilnBin, NODE_WEB_GREETING, projectDir } from "../helpers.js";
+import { freePort } from "../slugRunner.js";
+
+const NIX = nixSettingArgs();
+
+describe("kiln bootstrap", () => {
+  let proc: ChildProcess | undefined;
+  afterAll(() => {
+    proc?.kill("SIGKILL");
+  });
+
+  it("reaches the fixed point through its own API, runs as stage2 built by stage1, and the self-built platform builds and serves an app", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "kiln-bootstrap-"));
+    chmodSync(dataDir, 0o711); // the app uids pass through it to their slugs and state
+    const runDir = mkdtempSync(join(tmpdir(), "kiln-bootstrap-run-"));
+    const apiPort = await freePort();
+    const routerPort = await freePort();
+    const env = { ...process.env, KILN_DATA_DIR: dataDir, KILN_RUN_DIR: runDir, KILN_LOG_LEVEL: "warn" };
+    proc = spawn(
+      "node",
+      [kilnBin, "bootstrap", "--api-port", String(apiPort), "--router-port", String(routerPort)],
+      { env, stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let out = "";
+    proc.stdout?.on("data", (c: Buffer) => (out += c));
+    proc.stderr?.on("data", (c: Buffer) => (out += c));
+    const exited = new Promise<number | null>((r) => proc?.once("exit", (code) => r(code)));
+    const ready = await Promise.race([
+      (async () => {
+        while (!out.includes("Ctrl-C stops it")) await new Promise((r) => setTimeout(r, 500));
+        return true;
+      })(),
+      exited.then(() => false),
+    ]);
+    if (!ready) throw new Error(`kiln bootstrap ended early:\n${out.slice(-4000)}`);
+
+    const report = JSON.parse(readFileSync(join(dataDir, "bootstrap-report.json"), "utf8"));
+    expect(report.fixedPoint).toBe(true);
+    expect(report.differences).toEqual([]);
+    expect(report.stages.stage2.sha256).toBe(report.stages.stage3.sha256);
+    expect(report.stage2BuiltByStage1).toBe(true);
+    expect(out).toContain("fixed point: yes");
+
+    // The platform's own records: the app kiln runs stage2, whose release names the tools that
+    // built it (stage1's), handed over by the hosted control plane.
+    const db = new Database(join(dataDir, "kiln.sqlite"), { readonly: true });
+    const releases = db
+      .prepare(
+        "SELECT r.version, r.slug_sha256, r.description FROM releases r JOIN apps a ON a.id = r.app_id WHERE a.name = 'kiln' ORDER BY r.version",
+      )
+      .all() as { version: number; slug_sha256: string; description: string }[];
+    db.close();
+    expect(releases[0]?.description).toMatch(/^stage1: kiln built by stage0/);
+    const current = releases.at(-1);
+    expect(current?.slug_sha256).toBe(report.stages.stage2.sha256);
+    expect(current?.description).toContain(`built with tools ${report.stages.stage2.tools}`);
+
+    // An app deployed to the self-built platform: built by it, run by it, routed by it.
+    const token = readFileSync(join(dataDir, "admin-token"), "utf8").trim();
+    const deploy = await kiln(
+      ["deploy", join(projectDir, "test", "fixtures", "apps", "node-web"), "-a", "hello"],
+      { env: { KILN_SERVER: `http://127.0.0.1:${apiPort}`, KILN_TOKEN: token, HOME: dataDir } },
+    );
+    expect(deploy.all).toContain("Released on the platform as v1");
+    expect(deploy.exitCode).toBe(0);
+    let res = { status: 0, body: "" };
+    for (let i = 0; i < 240 && res.status !== 200; i++) {
+      res = await httpGet({ port: routerPort, path: "/", host: "hello.localhost" }).catch(() => res);
+      if (res.status !== 200) await new Promise((r) => setTimeout(r, 250));
+    }
+    expect(res).toEqual({ status: 200, body: NODE_WEB_GREETING });
+
+    proc.kill("SIGINT");
+    expect(await exited).toBe(0);
+    proc = undefined;
+  });
+
+  it("a slug packer that writes the time into the slug breaks the fixed point, and the check names the file", async () => {
+    const r = await execa(
+      "nix",
+      [
+        ...NIX,
+        "build",
+        "--no-link",
+        "-L",
+        "--impure",
+        "--expr",
+        `(import ${projectDir}/nix/bootstrap { src = ${projectDir}; nondeterministic = true; }).fixed-point`,
+      ],
+      { reject: false },
+    );
+    expect(r.exitCode).not.toBe(0);
+    expect(r.stderr).toContain("the stage2 slug");
+    expect(r.stderr).toMatch(/differs: \.\/\.kiln-build-time\tstage2: 25 bytes [0-9a-f]{64}\tstage3: 25 bytes/);
+  });
+});
