@@ -14,6 +14,8 @@
 //                    app-code change)                                         vs  npm ci --offline
 //                    (warm npm cache) + tar czf of the app on the host; and the slug's size against
 //                    npm ci --omit=dev + tar czf
+//   bootstrap …      at the very end, from bench/bootstrap.mjs (root; runnable alone): the whole
+//                    self-hosting bootstrap warm and after a source change, per stage
 //   dyno …           last, from bench/dynos.mjs (runnable alone; on the machine's store, with a
 //                    throwaway data directory): start to first HTTP 200, bwrap's own start cost,
 //                    memory per idle dyno, and how many idle dynos before start latency doubles
@@ -26,6 +28,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { nixSettingArgs } from "../dist/nix/settings.js";
 import { shellQuote } from "../dist/process/run.js";
+import { benchBootstrap } from "./bootstrap.mjs";
 import { benchDynos, dynoBenchOptions } from "./dynos.mjs";
 import { benchPlatform, platformBenchOptions } from "./platform.mjs";
 
@@ -189,9 +192,11 @@ try {
   results.push(...dynos.rows);
   const platform = await benchPlatform(platformBenchOptions(process.argv.slice(2)));
   results.push(...platform.rows);
+  const boot = await benchBootstrap();
+  results.push(...boot.rows);
   if (args.has("--json"))
     process.stdout.write(
-      `${JSON.stringify({ results, sizes, dynos: dynos.details, platform: platform.details }, null, 2)}\n`,
+      `${JSON.stringify({ results, sizes, dynos: dynos.details, platform: platform.details, bootstrap: boot.details }, null, 2)}\n`,
     );
 } finally {
   if (!args.has("--keep")) {

@@ -364,7 +364,8 @@ export function createApi(deps: ApiDeps): FastifyInstance {
         slugSha256: body.slug.sha256,
         slugPath: body.slug.path,
         processTypes: body.process_types,
-        config: body.config,
+        // The platform's own config vars for the app (its wiring: state, sockets, tokens) win.
+        config: { ...body.config, ...getConfig(db, app.id) },
         description: body.description,
       });
       ensureDefaultFormation(db, r);

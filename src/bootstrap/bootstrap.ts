@@ -111,7 +111,12 @@ export async function bootstrap(deps: Deps, opts: BootstrapOptions): Promise<Boo
       hint: "give kiln's checkout with --source (the default is the kiln this command runs from)",
     });
   });
-  const stagesExpr = `(import ${toNix(join(opts.source, "nix", "bootstrap"))} { src = ${toNix(opts.source)}; registry = ${toNix(opts.registry)}; })`;
+  // The source is taken once, into the store: every stage (and the uploads) use that same copy,
+  // whatever happens to the checkout meanwhile.
+  const sourcePath = (await nix.eval({
+    expr: `toString (import ${toNix(join(opts.source, "nix", "bootstrap"))} { src = ${toNix(opts.source)}; }).source`,
+  })) as string;
+  const stagesExpr = `(import ${toNix(join(sourcePath, "nix", "bootstrap"))} { src = ${toNix(sourcePath)}; registry = ${toNix(opts.registry)}; })`;
   const buildAttr = async (attr: string, stage: string) => {
     const t0 = Date.now();
     const [r] = await nix.build([{ expr: `${stagesExpr}.${attr}` }], {
@@ -136,7 +141,6 @@ export async function bootstrap(deps: Deps, opts: BootstrapOptions): Promise<Boo
   );
   const stage1Tools = await buildAttr("stage1Tools", "stage1");
   const [stage1ToolsInfo] = await nix.pathInfo([stage1Tools.out]);
-  const sourcePath = (await nix.eval({ expr: `toString ${stagesExpr}.source` })) as string;
 
   // 2. The platform: the dyno manager here, the control plane as the app `kiln`.
   const hostedDir = join(config.dataDir, "hosted");

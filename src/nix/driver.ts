@@ -228,7 +228,11 @@ export function createNix(opts: NixOptions): Nix {
         ...(po.recursive ? ["--recursive"] : []),
         ...paths,
       ]);
-      return parsePathInfo(r.stdout).valid;
+      const valid = parsePathInfo(r.stdout).valid;
+      if (po.recursive) return valid;
+      // nix path-info lists paths sorted, not in the order asked: give them in the caller's order.
+      const byPath = new Map(valid.map((i) => [i.path, i]));
+      return paths.flatMap((p) => byPath.get(p) ?? []);
     },
     async isValid(path) {
       const r = await run(bin("nix-store"), [...common(), "--check-validity", path], { env, reject: false });

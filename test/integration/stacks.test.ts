@@ -34,6 +34,15 @@ describe("the stacks", () => {
     await checkStack(t, "build");
   });
 
+  it("path-info answers in the order asked (Nix itself sorts by path)", async () => {
+    for (const order of [
+      [run.storePath, build.storePath],
+      [build.storePath, run.storePath],
+    ]) {
+      expect((await t.nix.pathInfo(order)).map((i) => i.path)).toEqual(order);
+    }
+  });
+
   it("refer to nothing outside themselves", async () => {
     const [r, b] = await t.nix.pathInfo([run.storePath, build.storePath]);
     expect(r?.references).toEqual([]);
