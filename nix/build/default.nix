@@ -15,7 +15,8 @@ let
   kiln = import ../default.nix;
   inherit (kiln) seed;
   stack = kiln.stack-build;
-  storePath = p: if builtins.isString p then builtins.storePath p else p;
+  # A bare string (from JSON) names a store path; paths from builtins.path carry their context.
+  storePath = p: if builtins.isString p && !(builtins.hasContext p) then builtins.storePath p else p;
   source = storePath spec.source;
 
   common = {
