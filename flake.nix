@@ -14,15 +14,15 @@
         inherit name system tree;
         busybox = "${kiln.seed}/deb/busybox-static/bin/busybox";
         node = "${kiln.seed}/node/bin/node";
-        source = stages.source;
+        kilnArgs = args;
         builder = "${kiln.seed}/deb/busybox-static/bin/busybox";
         args = [ "sh" "-euc" ''
           $busybox mkdir -p $out/bin
-          printf '#!%s sh\nexec %s %s/bin/kiln.js ${args} "$@"\n' $busybox $node $tree > $out/bin/${name}
+          printf '#!%s sh\nexec %s %s/bin/kiln.js %s "$@"\n' $busybox $node $tree "$kilnArgs" > $out/bin/${name}
           $busybox chmod 555 $out/bin/${name}
         '' ];
       };
-      bootstrap = run "kiln-bootstrap" stages.stage0 "bootstrap --source $source";
+      bootstrap = run "kiln-bootstrap" stages.stage0 "bootstrap --source ${stages.source}";
     in
     {
       packages.${system} = {
