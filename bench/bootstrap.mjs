@@ -25,7 +25,8 @@ function timed(label, cmd, args, opts = {}) {
   const t0 = process.hrtime.bigint();
   const r = spawnSync(cmd, args, { encoding: "utf8", maxBuffer: 1 << 30, ...opts });
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-  if (r.status !== 0) throw new Error(`${label} failed (exit ${r.status}):\n${(r.stderr ?? "").slice(-3000)}`);
+  if (r.status !== 0)
+    throw new Error(`${label} failed (exit ${r.status}):\n${(r.stderr ?? "").slice(-3000)}`);
   return seconds;
 }
 
@@ -37,7 +38,18 @@ function bootstrapOnce(label, source) {
     const seconds = timed(
       label,
       process.execPath,
-      [kilnBin, "-q", "bootstrap", "--exit", "--source", source, "--api-port", "5190", "--router-port", "5191"],
+      [
+        kilnBin,
+        "-q",
+        "bootstrap",
+        "--exit",
+        "--source",
+        source,
+        "--api-port",
+        "5190",
+        "--router-port",
+        "5191",
+      ],
       { env: { ...process.env, KILN_DATA_DIR: data, KILN_RUN_DIR: run, KILN_LOG_LEVEL: "error" } },
     );
     const report = JSON.parse(readFileSync(join(data, "bootstrap-report.json"), "utf8"));
@@ -62,7 +74,14 @@ export async function benchBootstrap() {
   bootstrapOnce("warm-up", root);
   const warm = bootstrapOnce("bootstrap warm", root);
   const fixedPoint = `(import ${root}/nix/bootstrap { src = ${root}; }).fixed-point`;
-  const nixWarm = timed("nix fixed-point", "nix", [...nixSettingArgs(), "build", "--no-link", "--impure", "--expr", fixedPoint]);
+  const nixWarm = timed("nix fixed-point", "nix", [
+    ...nixSettingArgs(),
+    "build",
+    "--no-link",
+    "--impure",
+    "--expr",
+    fixedPoint,
+  ]);
   rows.push({
     name: "bootstrap warm (nothing changed)",
     kiln: warm.seconds,
@@ -75,11 +94,19 @@ export async function benchBootstrap() {
   // Source change: a copy of the checkout with one more line in a source file.
   const copy = mkdtempSync(join(tmpdir(), "kiln-bench-src-"));
   try {
-    const files = spawnSync("git", ["-C", root, "ls-files", "-z"], { encoding: "utf8" }).stdout.split("\0").filter(Boolean);
+    const files = spawnSync("git", ["-C", root, "ls-files", "-z"], { encoding: "utf8" })
+      .stdout.split("\0")
+      .filter(Boolean);
     for (const f of files) cpSync(join(root, f), join(copy, f), { recursive: true });
-    writeFileSync(join(copy, "src", "main.ts"), `${readFileSync(join(copy, "src", "main.ts"), "utf8")}// bench ${Date.now()}\n`);
+    writeFileSync(
+      join(copy, "src", "main.ts"),
+      `${readFileSync(join(copy, "src", "main.ts"), "utf8")}// bench ${Date.now()}\n`,
+    );
     const changed = bootstrapOnce("bootstrap source change", copy);
-    cpSync(join(root, "node_modules"), join(copy, "node_modules"), { recursive: true, verbatimSymlinks: true });
+    cpSync(join(root, "node_modules"), join(copy, "node_modules"), {
+      recursive: true,
+      verbatimSymlinks: true,
+    });
     const tsc = timed("tsc x4", "sh", [
       "-c",
       `cd ${copy} && for i in 1 2 3 4; do rm -rf dist && node node_modules/typescript/bin/tsc -p tsconfig.build.json || exit 1; done`,

@@ -101,8 +101,21 @@ if (isRoot && spawnSync("getent", ["group", "nixbld"]).status !== 0) {
   step("creating Nix's build users (group nixbld, users nixbld1-8)");
   sh("groupadd", ["--system", "nixbld"]);
   for (let i = 1; i <= 8; i++) {
-    sh("useradd", ["--system", "--no-create-home", "--home-dir", "/var/empty", "--shell", "/usr/sbin/nologin",
-      "--gid", "nixbld", "--groups", "nixbld", "--comment", `Nix build user ${i}`, `nixbld${i}`]);
+    sh("useradd", [
+      "--system",
+      "--no-create-home",
+      "--home-dir",
+      "/var/empty",
+      "--shell",
+      "/usr/sbin/nologin",
+      "--gid",
+      "nixbld",
+      "--groups",
+      "nixbld",
+      "--comment",
+      `Nix build user ${i}`,
+      `nixbld${i}`,
+    ]);
   }
 }
 if (!isRoot && !existsSync("/nix/var/nix/daemon-socket/socket")) {

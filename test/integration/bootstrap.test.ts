@@ -106,7 +106,9 @@ describe("kiln bootstrap", () => {
     );
     expect(r.exitCode).not.toBe(0);
     expect(r.stderr).toContain("the stage2 slug");
-    expect(r.stderr).toMatch(/differs: \.\/\.kiln-build-time\s+stage2: 25 bytes [0-9a-f]{64}\s+stage3: 25 bytes/);
+    expect(r.stderr).toMatch(
+      /differs: \.\/\.kiln-build-time\s+stage2: 25 bytes [0-9a-f]{64}\s+stage3: 25 bytes/,
+    );
     expect(r.stderr).toMatch(/\.kiln-build-time: .* differ: char \d+/);
   });
 });

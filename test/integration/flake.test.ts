@@ -36,13 +36,25 @@ describe("flake.nix", () => {
         "kiln-stage3",
       ]),
     );
-    const checks = await execa("nix", [...NIX, "eval", "--json", `${projectDir}#checks.x86_64-linux`, "--apply", "builtins.attrNames"]);
+    const checks = await execa("nix", [
+      ...NIX,
+      "eval",
+      "--json",
+      `${projectDir}#checks.x86_64-linux`,
+      "--apply",
+      "builtins.attrNames",
+    ]);
     expect(JSON.parse(checks.stdout)).toContain("fixed-point");
     // Builds the stages (cached after setup's bootstrap) and the fixed-point check itself.
     const check = await execa("nix", [...NIX, "flake", "check", projectDir], { reject: false });
     expect(check.stderr).not.toContain("error:");
     expect(check.exitCode).toBe(0);
-    const fp = await execa("nix", [...NIX, "eval", "--raw", `${projectDir}#checks.x86_64-linux.fixed-point.outPath`]);
+    const fp = await execa("nix", [
+      ...NIX,
+      "eval",
+      "--raw",
+      `${projectDir}#checks.x86_64-linux.fixed-point.outPath`,
+    ]);
     expect(readFileSync(join(fp.stdout, "report.txt"), "utf8")).toMatch(
       /^the stage2 and stage3 slugs are byte-identical \(sha256 [0-9a-f]{64}\)$/m,
     );
@@ -52,7 +64,12 @@ describe("flake.nix", () => {
     const r = await execa("nix", [...NIX, "run", `${projectDir}#kiln`, "--", "--help"]);
     expect(r.stdout).toContain("Usage: kiln");
     expect(r.stdout).toContain("bootstrap");
-    const program = await execa("nix", [...NIX, "eval", "--raw", `${projectDir}#apps.x86_64-linux.bootstrap.program`]);
+    const program = await execa("nix", [
+      ...NIX,
+      "eval",
+      "--raw",
+      `${projectDir}#apps.x86_64-linux.bootstrap.program`,
+    ]);
     expect(program.stdout).toMatch(/^\/nix\/store\/[0-9a-z]{32}-kiln-bootstrap\/bin\/kiln-bootstrap$/);
   });
 
