@@ -106,6 +106,8 @@ export async function run(file: string, args: readonly string[], opts: RunOption
     cleanup: false,
     stripFinalNewline: false,
     maxBuffer: 1024 * 1024 * 1024,
+    // A big output written to a file (a NAR of the seed is 600 MB) is not also kept in memory.
+    ...(opts.outputFile ? { buffer: { stdout: false } } : {}),
     lines: false,
   });
   if (!opts.inherit) {
