@@ -74,6 +74,14 @@ export async function benchBootstrap() {
   bootstrapOnce("warm-up", root);
   const warm = bootstrapOnce("bootstrap warm", root);
   const fixedPoint = `(import ${root}/nix/bootstrap { src = ${root}; }).fixed-point`;
+  timed("nix fixed-point warm-up", "nix", [
+    ...nixSettingArgs(),
+    "build",
+    "--no-link",
+    "--impure",
+    "--expr",
+    fixedPoint,
+  ]);
   const nixWarm = timed("nix fixed-point", "nix", [
     ...nixSettingArgs(),
     "build",
