@@ -76,7 +76,8 @@ export interface BootstrapReport {
   stages: Record<"stage0" | "stage1" | "stage2" | "stage3", StageReport>;
   /** Differing files (path, sizes, hashes, first differing bytes) when a comparison failed. */
   differences: string[];
-  platform: { api: string; router: string; kilnRelease: number; adminTokenFile: string };
+  /** api: the hosted control plane (the front door); manager: the dyno manager's own API. */
+  platform: { api: string; manager: string; router: string; kilnRelease: number; adminTokenFile: string };
   seconds: number;
   finishedAt: string;
 }
@@ -329,6 +330,7 @@ export async function bootstrap(deps: Deps, opts: BootstrapOptions): Promise<Boo
       differences,
       platform: {
         api: apiUrl,
+        manager: cp.url,
         router: cp.routerUrl ?? "",
         kilnRelease: v2.version,
         adminTokenFile: cp.adminTokenFile,

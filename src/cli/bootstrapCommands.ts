@@ -94,7 +94,7 @@ the fixed point holds. Needs root (dynos); state in DATA_DIR (--data-dir).`,
         if (!opts.exit) {
           process.stderr.write(
             `the platform runs itself: its API (kiln ${r.platform.kilnRelease > 0 ? `release v${r.platform.kilnRelease}` : ""}) at ${r.platform.api}, apps at ${r.platform.router.replace("127.0.0.1", `APP.${opts.domain}`)}/\n` +
-              `admin token: ${r.platform.adminTokenFile}. Ctrl-C stops it.\n`,
+              `the dyno manager's own API: ${r.platform.manager}; admin token: ${r.platform.adminTokenFile}. Ctrl-C stops it.\n`,
           );
           await new Promise<void>((resolve) =>
             c.signal.addEventListener("abort", () => resolve(), { once: true }),
