@@ -17,3 +17,17 @@ export function parseEnv(pairs: string[]): Record<string, string> {
   }
   return env;
 }
+
+/** A positive number option (`--port 5080`, `--concurrency 4`). */
+export function positive(name: string) {
+  return (v: string) => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n <= 0)
+      throw new KilnError({
+        code: "usage",
+        message: `${name} must be a positive number`,
+        hint: `e.g. ${name} 4`,
+      });
+    return n;
+  };
+}

@@ -1,30 +1,17 @@
 import type { Command } from "commander";
 import { bootstrap } from "../bootstrap/bootstrap.js";
 import { npmRegistry } from "../builds/build.js";
-import { KilnError } from "../errors.js";
+import { positive } from "./args.js";
 import type { ContextFactory } from "./context.js";
 import { printJson, printLines } from "./output.js";
-
-function port(name: string) {
-  return (v: string) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n <= 0 || n > 65535)
-      throw new KilnError({
-        code: "usage",
-        message: `${name} must be a port number`,
-        hint: `e.g. ${name} 5080`,
-      });
-    return n;
-  };
-}
 
 export function registerBootstrapCommands(program: Command, ctx: ContextFactory): void {
   program
     .command("bootstrap")
     .description("kiln builds itself with itself (stage0 → stage3), hosts itself, and checks the fixed point")
     .option("--source <dir>", "kiln's source tree to bootstrap (default: the kiln running this)")
-    .option("--api-port <n>", "the self-hosted API (the platform's front door)", port("--api-port"), 5080)
-    .option("--router-port <n>", "the router: http://APP.DOMAIN:PORT/", port("--router-port"), 5000)
+    .option("--api-port <n>", "the self-hosted API (the platform's front door)", positive("--api-port"), 5080)
+    .option("--router-port <n>", "the router: http://APP.DOMAIN:PORT/", positive("--router-port"), 5000)
     .option("--domain <domain>", "apps are routed by Host as APP.DOMAIN", "localhost")
     .option("--exit", "stop the platform after the report (default: leave it running)")
     .option("--json", "print the report as JSON")

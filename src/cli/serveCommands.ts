@@ -1,20 +1,7 @@
 import type { Command } from "commander";
 import { startControlPlane } from "../api/controlPlane.js";
-import { KilnError } from "../errors.js";
+import { positive } from "./args.js";
 import type { ContextFactory } from "./context.js";
-
-function positive(name: string) {
-  return (v: string) => {
-    const n = Number(v);
-    if (!Number.isFinite(n) || n <= 0)
-      throw new KilnError({
-        code: "usage",
-        message: `${name} must be a positive number`,
-        hint: `e.g. ${name} 4`,
-      });
-    return n;
-  };
-}
 
 export function registerServeCommands(program: Command, ctx: ContextFactory): void {
   program
