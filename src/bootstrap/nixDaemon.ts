@@ -15,8 +15,9 @@ import { spawnProcess } from "../process/run.js";
 export async function startNixDaemon(opts: { dir: string; log: Logger; binDir?: string }) {
   const socket = join(opts.dir, "socket");
   await rm(socket, { force: true });
-  const file = opts.binDir ? join(opts.binDir, "nix-daemon") : "nix-daemon";
-  const proc = spawnProcess(file, nixSettingArgs(), {
+  const daemon = opts.binDir ? join(opts.binDir, "nix-daemon") : "nix-daemon";
+  // It ends with kiln, however kiln ends (a parent-death signal, as the dynos' relays have).
+  const proc = spawnProcess("setpriv", ["--pdeathsig", "TERM", "--", daemon, ...nixSettingArgs()], {
     env: { ...(process.env as Record<string, string>), NIX_DAEMON_SOCKET_PATH: socket },
     stdio: ["ignore", "ignore", "pipe"],
   });
