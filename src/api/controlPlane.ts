@@ -180,7 +180,9 @@ export async function startControlPlane(
             if (!handoff) return;
             const name = getApp(db, r.appId).name;
             try {
-              say(`-----> Released on the platform as v${await handoff(name, r, await builtWith(r))}`);
+              say(
+                `-----> Released on the platform as v${await handoff.release(name, r, await builtWith(r))}`,
+              );
             } catch (err) {
               say(`-----> Could not hand release v${r.version} to the platform: ${(err as Error).message}`);
               deps.log.error({ app: name, err }, "release handoff failed");
@@ -208,6 +210,7 @@ export async function startControlPlane(
     logs,
     maxSourceBytes: opts.maxSourceBytes ?? DEFAULT_MAX_SOURCE_BYTES,
     ...(dynoControl ? { dynos: dynoControl } : {}),
+    ...(handoff ? { platform: handoff } : {}),
     webUrl: (app) => (routerUrl ? `http://${app}.${domain}:${new URL(routerUrl).port}/` : ""),
   });
   let router: FastifyInstance | undefined;

@@ -8,8 +8,12 @@ import { request } from "node:http";
 import { KilnError } from "../errors.js";
 import type { Release } from "../store/releases.js";
 
-/** Records the release on the platform (creating the app there if needed); its version there. */
-export type PlatformHandoff = (appName: string, release: Release, builtWith?: string) => Promise<number>;
+export interface PlatformHandoff {
+  /** Records the release on the platform (creating the app there if needed); its version there. */
+  release(appName: string, release: Release, builtWith?: string): Promise<number>;
+  /** Scales the app's dynos there (what it runs is the platform's formation). */
+  scale(appName: string, updates: { type: string; quantity: number; size?: string }[]): Promise<void>;
+}
 
 export function createPlatformHandoff(opts: { url: string; token: string }): PlatformHandoff {
   const socketPath = opts.url.startsWith("unix:") ? opts.url.slice("unix:".length) : undefined;
@@ -52,16 +56,26 @@ export function createPlatformHandoff(opts: { url: string; token: string }): Pla
       message: `the platform refused to ${what} (HTTP ${r.status}): ${JSON.stringify(r.json)}`,
       hint: "check the platform's log; the release is recorded here and can be handed over again by rolling back to it",
     });
-  return async (appName, release, builtWith) => {
+  const ensureApp = async (appName: string) => {
     const app = await call("POST", "/v1/apps", { name: appName });
     if (app.status !== 201 && app.status !== 409) throw fail(`create the app ${appName}`, app);
-    const r = await call("POST", `/v1/apps/${encodeURIComponent(appName)}/releases`, {
-      slug: { path: release.slugPath, sha256: release.slugSha256 },
-      process_types: release.processTypes,
-      config: release.config,
-      description: `${release.description}: v${release.version} of the hosted control plane${builtWith ? `, built with ${builtWith}` : ""}`,
-    });
-    if (r.status !== 201) throw fail(`take release v${release.version}`, r);
-    return (r.json as { version: number }).version;
+  };
+  return {
+    async scale(appName, updates) {
+      await ensureApp(appName);
+      const r = await call("PATCH", `/v1/apps/${encodeURIComponent(appName)}/formation`, { updates });
+      if (r.status !== 200) throw fail(`scale ${appName}`, r);
+    },
+    async release(appName, release, builtWith) {
+      await ensureApp(appName);
+      const r = await call("POST", `/v1/apps/${encodeURIComponent(appName)}/releases`, {
+        slug: { path: release.slugPath, sha256: release.slugSha256 },
+        process_types: release.processTypes,
+        config: release.config,
+        description: `${release.description}: v${release.version} of the hosted control plane${builtWith ? `, built with ${builtWith}` : ""}`,
+      });
+      if (r.status !== 201) throw fail(`take release v${release.version}`, r);
+      return (r.json as { version: number }).version;
+    },
   };
 }

@@ -41,6 +41,7 @@ import { hashFile } from "../util/fs.js";
 import { describeIssues } from "../util/json.js";
 import { errorHandler } from "./errors.js";
 import { renderMetrics } from "./metrics.js";
+import type { PlatformHandoff } from "./platformHandoff.js";
 import { RESPONSES } from "./responses.js";
 
 export interface ApiDeps {
@@ -54,6 +55,11 @@ export interface ApiDeps {
   dynos?: DynoControl;
   /** Where the router serves an app, when this server routes. */
   webUrl?: (app: string) => string;
+  /**
+   * The platform this control plane runs on (kiln hosted on kiln): releases made here (config
+   * changes, rollbacks) and scaling are handed to it, since it is what runs the dynos.
+   */
+  platform?: PlatformHandoff;
 }
 
 export interface DynoControl {
@@ -339,7 +345,10 @@ export function createApi(deps: ApiDeps): FastifyInstance {
         description,
       });
     });
-    if (result) deps.dynos?.reconcile(app.id);
+    if (result) {
+      deps.dynos?.reconcile(app.id);
+      await deps.platform?.release(app.name, result);
+    }
     return config;
   });
 
@@ -371,6 +380,7 @@ export function createApi(deps: ApiDeps): FastifyInstance {
       ensureDefaultFormation(db, r);
     } else {
       r = rollback(db, app.id, parse(rollbackBody, req.body).rollback);
+      await deps.platform?.release(app.name, r);
     }
     deps.dynos?.reconcile(app.id);
     void reply.status(201);
@@ -384,12 +394,14 @@ export function createApi(deps: ApiDeps): FastifyInstance {
   api.patch<{ Params: { app: string } }>("/v1/apps/:app/formation", async (req) => {
     const app = getApp(db, req.params.app);
     const body = parse(formationBody, req.body);
-    const formation = scaleFormation(
-      db,
-      app.id,
-      body.updates.map((u) => ({ type: u.type, quantity: u.quantity, ...(u.size ? { size: u.size } : {}) })),
-    );
+    const updates = body.updates.map((u) => ({
+      type: u.type,
+      quantity: u.quantity,
+      ...(u.size ? { size: u.size } : {}),
+    }));
+    const formation = scaleFormation(db, app.id, updates);
     deps.dynos?.reconcile(app.id);
+    await deps.platform?.scale(app.name, updates);
     return formation;
   });
 

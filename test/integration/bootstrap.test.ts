@@ -85,6 +85,24 @@ describe("kiln bootstrap", () => {
     }
     expect(res).toEqual({ status: 200, body: NODE_WEB_GREETING });
 
+    // Scaling and config changes made through the hosted API reach the dyno manager too.
+    const scaled = await kiln(["ps:scale", "web=2", "-a", "hello"], client);
+    expect(scaled.exitCode, scaled.all).toBe(0);
+    const configured = await kiln(["config:set", "GREETING=hi", "-a", "hello"], client);
+    expect(configured.exitCode, configured.all).toBe(0);
+    const host = new Database(join(dataDir, "kiln.sqlite"), { readonly: true });
+    const hello = host.prepare("SELECT id FROM apps WHERE name = 'hello'").get() as { id: string };
+    expect(
+      host.prepare("SELECT quantity FROM formation WHERE app_id = ? AND type = 'web'").get(hello.id),
+    ).toEqual({
+      quantity: 2,
+    });
+    const last = host
+      .prepare("SELECT config_json FROM releases WHERE app_id = ? ORDER BY version DESC LIMIT 1")
+      .get(hello.id) as { config_json: string };
+    host.close();
+    expect(JSON.parse(last.config_json)).toMatchObject({ GREETING: "hi" });
+
     proc.kill("SIGINT");
     expect(await exited).toBe(0);
     proc = undefined;
