@@ -279,18 +279,14 @@ export async function bootstrap(deps: Deps, opts: BootstrapOptions): Promise<Boo
     await rm(dirname(tarball), { recursive: true, force: true });
     const differences: string[] = [];
     // Equal sha256 is the verdict; only differing slugs go through the file-by-file comparison.
-    const shaOf = async (slug: string) =>
-      (await readFile(join(nix.realPath(dirname(slug)), "build.json"), "utf8")).match(
-        /"sha256": "([0-9a-f]{64})"/,
-      )?.[1];
-    const compare = async (aName: string, a: string, bName: string, b: string) => {
-      const [sa, sb] = await Promise.all([shaOf(a), shaOf(b)]);
-      if (sa && sa === sb) {
-        opts.onLog?.("compare", `the ${aName} and ${bName} slugs are byte-identical (sha256 ${sa})`);
+    type Slug = { name: string; path: string; sha256: string | null };
+    const compare = async (a: Slug, b: Slug) => {
+      if (a.sha256 && a.sha256 === b.sha256) {
+        opts.onLog?.("compare", `the ${a.name} and ${b.name} slugs are byte-identical (sha256 ${a.sha256})`);
         return true;
       }
       const r = await buildAttr(
-        `compareOutputs ${toNix(aName)} ${toNix(dirname(a))} ${toNix(bName)} ${toNix(dirname(b))}`,
+        `compareOutputs ${toNix(a.name)} ${toNix(dirname(a.path))} ${toNix(b.name)} ${toNix(dirname(b.path))}`,
         "compare",
       );
       const out = nix.realPath(r.out);
@@ -298,8 +294,11 @@ export async function bootstrap(deps: Deps, opts: BootstrapOptions): Promise<Boo
       if (!same) differences.push(...(await readFile(join(out, "report.txt"), "utf8")).trimEnd().split("\n"));
       return same;
     };
-    const fixedPoint = await compare("stage2", slugPathOf(b2), "stage3", slugPathOf(b3));
-    const stage1MatchesStage2 = await compare("stage1", stage1Slug.path, "stage2", slugPathOf(b2));
+    const slug1 = { name: "stage1", path: stage1Slug.path, sha256: stage1Slug.sha256 };
+    const slug2 = { name: "stage2", path: slugPathOf(b2), sha256: b2.slug_sha256 };
+    const slug3 = { name: "stage3", path: slugPathOf(b3), sha256: b3.slug_sha256 };
+    const fixedPoint = await compare(slug2, slug3);
+    const stage1MatchesStage2 = await compare(slug1, slug2);
     const tools2 = await recordedTools(kilnState, b2);
     const tools3 = await recordedTools(kilnState, b3);
 
