@@ -31,6 +31,25 @@ let
 
   buildpacks = map (b: storePath b.path) spec.buildpacks;
 
+  # A reproducibility check's build (kiln check): its own derivations (the nonce), with the settings
+  # of nix/build/variations.json that this build varies, read by phase.sh.
+  check = spec.check or null;
+  vary = if check == null then { } else
+    let s = check.settings; in {
+      checkNonce = check.nonce;
+      varyBuildDir = s.buildDir;
+      varyFaketime = s.faketime;
+      varyTZ = s.tz;
+      varyLang = s.lang;
+      varyUmask = s.umask;
+      varyHostname = s.hostname;
+      varyUser = s.user;
+      varyCpus = s.cpus;
+      varyEnv = s.env;
+      varyExtraEnv = s.extraEnv;
+    };
+  suffix = if check == null then "" else "-check${toString check.index}";
+
   nodeDeps = import ./node-deps.nix {
     inherit source;
     registry = spec.dependencies.registry or null;
@@ -39,16 +58,16 @@ let
 
   dependencies =
     if spec.dependencies == null then null
-    else derivation (common // {
-      name = "kiln-deps-${spec.app}";
+    else derivation (common // vary // {
+      name = "kiln-deps-${spec.app}${suffix}";
       phase = "dependencies";
       buildpacks = [ (builtins.elemAt buildpacks spec.dependencies.buildpackIndex) ];
       inherit (nodeDeps) input tarballs tarballIndex;
       specJSON = builtins.toJSON { inherit (spec) app; };
     });
 
-  slug = derivation (common // {
-    name = "kiln-slug-${spec.app}";
+  slug = derivation (common // vary // {
+    name = "kiln-slug-${spec.app}${suffix}";
     phase = "build";
     inherit buildpacks;
     inherit source;
@@ -59,7 +78,10 @@ let
       inherit (spec) app sourceHash sourceDateEpoch slugMaxBytes env;
       buildpacks = map (b: { inherit (b) name version; }) spec.buildpacks;
       depsIndex = if spec.dependencies == null then null else spec.dependencies.buildpackIndex;
-    } // (if spec.nondeterministic or false then { testNondeterministic = true; } else { }));
+    } // (if spec.nondeterministic or false then { testNondeterministic = true; } else { })
+      # Where the builder puts the app and in which order it creates its files (the rest of a
+      # check's settings are the sandbox's, set by phase.sh).
+      // (if check == null then { } else { inherit (check.settings) buildDir fsOrder; }));
   });
 in
 {

@@ -16,6 +16,7 @@
 #   stage0:       $source $deps (nix/bootstrap's hand compile)
 #   tools:        $kiln (a kiln tree: its tools are assembled by its own code)
 #   unpack:       $slug (a slug derivation's output)
+# and, in a reproducibility check's derivations only, $vary* (see below).
 bb=$seed/deb/busybox-static/bin/busybox
 $bb mkdir -p "$TMPDIR/bin"
 for applet in $($bb --list); do $bb ln -s "$bb" "$TMPDIR/bin/$applet"; done
@@ -31,20 +32,63 @@ for bp in $buildpacks; do
   i=$((i + 1))
 done
 
+# A reproducibility check (kiln check, nix/build/variations.json) sets vary* to change what must not
+# matter; unset, each is the ordinary build's value.
+build_dir=${varyBuildDir:-/app}
+umask=${varyUmask:-022}
+user=${varyUser:-app:1000}
+uid=${user#*:}
+cores=${NIX_BUILD_CORES:-1}
+affinity=""
+if [ -n "${varyCpus:-}" ]; then cores=${varyCpus%%:*}; affinity=${varyCpus#*:}; fi
+
+# The sandbox's environment, one NAME=value per line (values have no white space: kiln checks).
+env_list="PATH=/usr/local/bin:/usr/bin:/usr/sbin:/bin:/sbin
+HOME=/tmp/home
+TMPDIR=/tmp
+LANG=${varyLang:-C.UTF-8}
+TZ=${varyTZ:-UTC}
+SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH
+STACK=kiln-build
+NIX_BUILD_CORES=$cores
+npm_config_jobs=$cores
+MAKEFLAGS=-j$cores
+KILN_PHASE=$phase
+KILN_BUILD_DIR=$build_dir"
+if [ -n "${varyLang:-}" ]; then env_list="$env_list
+LC_ALL=$varyLang"; fi
+if [ -n "${varyFaketime:-}" ]; then env_list="$env_list
+LD_PRELOAD=/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1
+FAKETIME=$varyFaketime
+FAKETIME_DONT_FAKE_MONOTONIC=1"; fi
+if [ -n "${varyExtraEnv:-}" ]; then env_list="$env_list
+$varyExtraEnv"; fi
+if [ "${varyEnv:-}" = reverse ]; then env_list=$(printf '%s\n' "$env_list" | tac); fi
+env_args=""
+for kv in $env_list; do env_args="$env_args --setenv ${kv%%=*} ${kv#*=}"; done
+
+# Another user: the stack's passwd and group, with that user in them.
+user_binds=""
+if [ "$user" != "app:1000" ]; then
+  name=${user%%:*}
+  mkdir -p "$TMPDIR/etc"
+  { grep -v "^$name:" "$stack/etc/passwd"; echo "$name:x:$uid:$uid:kiln check:/tmp/home:/bin/sh"; } > "$TMPDIR/etc/passwd"
+  { grep -v "^$name:" "$stack/etc/group"; echo "$name:x:$uid:"; } > "$TMPDIR/etc/group"
+  user_binds="--ro-bind $TMPDIR/etc/passwd /etc/passwd --ro-bind $TMPDIR/etc/group /etc/group"
+fi
+
 in_stack() {
-  # shellcheck disable=SC2086 # $binds is a list of bwrap arguments without spaces (store paths).
-  "$stack/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2" --library-path "$stack/usr/lib/x86_64-linux-gnu" \
+  # Fewer CPUs: the build may run on those in the mask only (what nproc and Node's availableParallelism see).
+  set -- "$stack/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2" --library-path "$stack/usr/lib/x86_64-linux-gnu" \
     "$stack/usr/bin/bwrap" \
-    --unshare-all --hostname kiln --uid 1000 --gid 1000 --die-with-parent --new-session \
+    --unshare-all --hostname "${varyHostname:-kiln}" --uid "$uid" --gid "$uid" --die-with-parent --new-session \
     --ro-bind "$stack" / --proc /proc --dev /dev --tmpfs /tmp --tmpfs /app --tmpfs /kiln \
-    --ro-bind "$TMPDIR/meta" /kiln/meta $binds \
-    --clearenv \
-    --setenv PATH /usr/local/bin:/usr/bin:/usr/sbin:/bin:/sbin \
-    --setenv HOME /tmp/home --setenv TMPDIR /tmp --setenv LANG C.UTF-8 --setenv TZ UTC \
-    --setenv SOURCE_DATE_EPOCH "$SOURCE_DATE_EPOCH" --setenv STACK kiln-build \
-    --setenv NIX_BUILD_CORES "${NIX_BUILD_CORES:-1}" --setenv npm_config_jobs "${NIX_BUILD_CORES:-1}" \
-    --setenv MAKEFLAGS "-j${NIX_BUILD_CORES:-1}" --setenv KILN_PHASE "$phase" \
+    --ro-bind "$TMPDIR/meta" /kiln/meta $binds $user_binds \
+    --clearenv $env_args \
     --chdir /app "$@"
+  if [ -n "$affinity" ]; then set -- taskset "$affinity" "$@"; fi
+  # shellcheck disable=SC2086 # $binds, $user_binds, $env_args: bwrap arguments without spaces.
+  "$@"
 }
 
 case "$phase" in
@@ -55,15 +99,16 @@ case "$phase" in
     printf '%s' "$tarballIndex" > "$TMPDIR/tarballs/index.json"
     in_stack --ro-bind "$input" /kiln/input --ro-bind "$TMPDIR/tarballs" /kiln/tarballs --bind "$out" /kiln/cache/0 \
       --setenv KILN_TARBALLS /kiln/tarballs -- \
-      sh -c 'umask 022; mkdir -p /tmp/home /kiln/env && cp -R /kiln/input/. /app/ && chmod -R u+w /app &&
-        exec /kiln/buildpacks/0/bin/dependencies /app /kiln/cache/0 /kiln/env 2>&1'
+      sh -c 'umask "$1"; mkdir -p /tmp/home /kiln/env "$KILN_BUILD_DIR" && cp -R /kiln/input/. "$KILN_BUILD_DIR"/ &&
+        chmod -R u+w "$KILN_BUILD_DIR" && cd "$KILN_BUILD_DIR" &&
+        exec /kiln/buildpacks/0/bin/dependencies "$KILN_BUILD_DIR" /kiln/cache/0 /kiln/env 2>&1' sh "$umask"
     ;;
   build)
     depsBind=""
     if [ -n "$deps" ]; then depsBind="--ro-bind $deps /kiln/deps"; fi
     # shellcheck disable=SC2086
     in_stack --ro-bind "$source" /kiln/source --ro-bind "$tools" /kiln/tools $depsBind --bind "$out" /kiln/out -- \
-      sh -c 'umask 022; mkdir -p /tmp/home; exec node /kiln/tools/builder/main.js /kiln/meta/spec.json'
+      sh -c 'umask "$1"; mkdir -p /tmp/home; exec node /kiln/tools/builder/main.js /kiln/meta/spec.json' sh "$umask"
     ;;
   detect)
     # One buildpack's bin/detect over the source (kiln hosted in a dyno cannot start bwrap itself).

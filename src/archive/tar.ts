@@ -145,6 +145,45 @@ export async function listTarGz(file: string): Promise<TarEntryInfo[]> {
   return out;
 }
 
+export interface TarMember {
+  path: string;
+  /** As tar reports it: "File", "Directory", "SymbolicLink", "Link", … */
+  type: string;
+  mode: number;
+  linkpath: string;
+  /** The member's bytes; empty for anything but files. */
+  data: Buffer;
+}
+
+/**
+ * Every entry of a tar or tar.gz held in memory, in archive order — for comparing archives. Strict:
+ * a damaged or non-tar input rejects rather than yielding a partial list.
+ */
+export function readTarEntries(data: Buffer): Promise<TarMember[]> {
+  return new Promise((resolve, reject) => {
+    const out: TarMember[] = [];
+    const parser = new tar.Parser({
+      strict: true,
+      onReadEntry: (e) => {
+        const chunks: Buffer[] = [];
+        e.on("data", (c: Buffer) => chunks.push(c));
+        e.on("end", () => {
+          out.push({
+            path: e.path,
+            type: e.type,
+            mode: e.mode ?? 0,
+            linkpath: e.linkpath ?? "",
+            data: Buffer.concat(chunks),
+          });
+        });
+      },
+    });
+    parser.on("error", reject);
+    parser.on("end", () => resolve(out));
+    parser.end(data);
+  });
+}
+
 /** A tar.gz of the given paths under `root` (a source upload: portable headers, no owners). */
 export async function writeTarGzOf(root: string, paths: string[], file: string): Promise<void> {
   await tar.create({ gzip: true, cwd: root, file, portable: true, noDirRecurse: true }, paths);

@@ -12,15 +12,25 @@ export async function exists(p: string): Promise<boolean> {
   }
 }
 
-/** Copies a (read-only) tree so that the copy is writable by us; symlinks stay symlinks. */
-export async function copyWritable(src: string, dest: string): Promise<void> {
+/**
+ * Copies a (read-only) tree so that the copy is writable by us; symlinks stay symlinks. Entries are
+ * created in byte order (or the reverse, for a reproducibility check): a directory lists its
+ * entries in the order they were made, so the order is the same on every machine.
+ */
+export async function copyWritable(
+  src: string,
+  dest: string,
+  opts: { order?: "sorted" | "reversed" } = {},
+): Promise<void> {
   const st = await lstat(src);
   if (st.isSymbolicLink()) {
     await symlink(await readlink(src), dest);
   } else if (st.isDirectory()) {
     await mkdir(dest, { recursive: true, mode: 0o755 });
     await chmod(dest, 0o755);
-    for (const name of (await readdir(src)).sort()) await copyWritable(join(src, name), join(dest, name));
+    const names = (await readdir(src)).sort();
+    if (opts.order === "reversed") names.reverse();
+    for (const name of names) await copyWritable(join(src, name), join(dest, name), opts);
   } else if (st.isFile()) {
     await copyFile(src, dest);
     await chmod(dest, (st.mode & 0o777) | 0o200);

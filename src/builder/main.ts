@@ -30,9 +30,12 @@ export interface SandboxSpec {
    * the self-hosting fixed-point check has a real difference to find and name.
    */
   testNondeterministic?: boolean;
+  /** A reproducibility check's build (nix/build/variations.json): the app elsewhere than /app. */
+  buildDir?: string;
+  /** …and its files created in reverse order, so that directory listings come out differently. */
+  fsOrder?: "sorted" | "reversed" | "";
 }
 
-const APP = "/app";
 const KILN = "/kiln";
 
 class BuildFailure extends Error {}
@@ -40,14 +43,15 @@ class BuildFailure extends Error {}
 async function build(spec: SandboxSpec): Promise<void> {
   const out = join(KILN, "out");
   await mkdir(out, { recursive: true });
+  const appDir = spec.buildDir || "/app";
   // The app and the caches live in memory (tmpfs); the inputs are read-only binds.
-  await copyWritable(join(KILN, "source"), APP);
+  await copyWritable(join(KILN, "source"), appDir, { order: spec.fsOrder === "reversed" ? "reversed" : "sorted" });
   if (spec.depsIndex !== null)
     await copyWritable(join(KILN, "deps"), join(KILN, "cache", String(spec.depsIndex)));
 
-  const slugignore = join(APP, ".slugignore");
+  const slugignore = join(appDir, ".slugignore");
   if (await exists(slugignore)) {
-    const removed = await applySlugignore(APP, await readFile(slugignore, "utf8"));
+    const removed = await applySlugignore(appDir, await readFile(slugignore, "utf8"));
     say(
       "detect",
       `.slugignore removed ${removed.length} path${removed.length === 1 ? "" : "s"}${removed.length ? `: ${removed.slice(0, 5).join(", ")}${removed.length > 5 ? ", …" : ""}` : ""}`,
@@ -68,8 +72,8 @@ async function build(spec: SandboxSpec): Promise<void> {
 
   const detected: string[] = [];
   for (const [i, bp] of spec.buildpacks.entries()) {
-    const r = await runPhase("detect", join(dirs[i] as string, "bin", "detect"), [APP], {
-      cwd: APP,
+    const r = await runPhase("detect", join(dirs[i] as string, "bin", "detect"), [appDir], {
+      cwd: appDir,
       capture: true,
     });
     if (r.code !== 0)
@@ -90,8 +94,8 @@ async function build(spec: SandboxSpec): Promise<void> {
     const r = await runPhase(
       "compile",
       "bash",
-      ["-c", script, join(dir, "bin", "compile"), APP, cacheDir, envDir],
-      { cwd: APP },
+      ["-c", script, join(dir, "bin", "compile"), appDir, cacheDir, envDir],
+      { cwd: appDir },
     );
     if (r.code !== 0)
       throw new BuildFailure(`buildpack ${bp.name}: bin/compile failed with exit code ${r.code}`);
@@ -101,8 +105,8 @@ async function build(spec: SandboxSpec): Promise<void> {
 
   const releases: ReleaseInfo[] = [];
   for (const [i, bp] of spec.buildpacks.entries()) {
-    const r = await runPhase("release", join(dirs[i] as string, "bin", "release"), [APP], {
-      cwd: APP,
+    const r = await runPhase("release", join(dirs[i] as string, "bin", "release"), [appDir], {
+      cwd: appDir,
       capture: true,
     });
     if (r.code !== 0)
@@ -110,7 +114,7 @@ async function build(spec: SandboxSpec): Promise<void> {
     releases.push(parseReleaseYaml(r.stdout, bp.name));
   }
   let procfile: Record<string, string> | undefined;
-  const procfilePath = join(APP, "Procfile");
+  const procfilePath = join(appDir, "Procfile");
   if (await exists(procfilePath)) {
     const p = parseProcfile(await readFile(procfilePath, "utf8"));
     if (p.errors.length > 0)
@@ -121,11 +125,11 @@ async function build(spec: SandboxSpec): Promise<void> {
   for (const [name, cmd] of Object.entries(release.processTypes)) say("release", `${name}: ${cmd}`);
 
   if (spec.testNondeterministic) {
-    await writeFile(join(APP, ".kiln-build-time"), `${new Date().toISOString()}\n`);
+    await writeFile(join(appDir, ".kiln-build-time"), `${new Date().toISOString()}\n`);
     say("pack", "test switch: wrote the current time into .kiln-build-time (this slug is not reproducible)");
   }
   say("pack", "packing the slug");
-  const slug = await packSlug(APP, join(out, "slug.tgz"), {
+  const slug = await packSlug(appDir, join(out, "slug.tgz"), {
     mtime: spec.sourceDateEpoch,
     maxBytes: spec.slugMaxBytes,
   });

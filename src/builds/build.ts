@@ -114,8 +114,45 @@ export function appNameFrom(explicit: string | undefined, pkgName: string | unde
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
+/** What a build is made from, checked and in the store, before anything is built. */
+export interface PreparedBuild {
+  app: string;
+  spec: BuildSpec;
+  specFile: string;
+  source: { path: string; narHash: string };
+  sourceStats: { files: number; bytes: number };
+  buildpacks: StoredBuildpack[];
+  stackPath: string;
+  tools: { path: string; narHash: string };
+  seedLock: Awaited<ReturnType<typeof readSeedLock>>;
+  lockfile: Manifest["lockfile"];
+}
+
 export async function buildApp(deps: BuildDeps, req: BuildRequest): Promise<BuildResult> {
   const started = Date.now();
+  return withBuildTmp(deps.config, async (tmp) => {
+    const prepared = await prepareBuild(deps, req, tmp);
+    return realiseBuild(deps, req, prepared, started);
+  });
+}
+
+/** Runs `fn` with a scratch directory under the data dir, removed afterwards whatever happens. */
+export async function withBuildTmp<T>(config: Config, fn: (tmp: string) => Promise<T>): Promise<T> {
+  const work = join(config.dataDir, "tmp");
+  await mkdir(work, { recursive: true });
+  const tmp = await mkdtemp(join(work, "build-"));
+  try {
+    return await fn(tmp);
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Steps 1–4: the source into the store, the stacks, the buildpacks, the inputs checked, the spec
+ * written. `tmp` is scratch space that the caller removes.
+ */
+export async function prepareBuild(deps: BuildDeps, req: BuildRequest, tmp: string): Promise<PreparedBuild> {
   const { config, nix } = deps;
   const step = req.onStep ?? (() => {});
   for (const k of Object.keys(req.env ?? {})) {
@@ -127,194 +164,212 @@ export async function buildApp(deps: BuildDeps, req: BuildRequest): Promise<Buil
       });
   }
   const appDir = resolve(req.appDir);
-  const work = join(config.dataDir, "tmp");
-  await mkdir(work, { recursive: true });
-  const tmp = await mkdtemp(join(work, "build-"));
-  try {
-    // Looked up in parallel with the rest (npm takes a few hundred ms to start); used only for URLs.
-    const registry = npmRegistry();
-    registry.catch(() => {});
+  // Looked up in parallel with the rest (npm takes a few hundred ms to start); used only for URLs.
+  const registry = npmRegistry();
+  registry.catch(() => {});
 
-    // 1. The source, content-addressed.
-    step("snapshotting the source");
-    const snapshot = join(tmp, "kiln-source");
-    const srcStats = await snapshotDir(appDir, snapshot);
-    const pkgText = await readFile(join(snapshot, "package.json"), "utf8").catch(() => undefined);
-    const pkg = pkgText === undefined ? undefined : parsePackageJson(pkgText);
-    const app = appNameFrom(req.app, pkg?.name, appDir);
-    const source = await nix.addPath(snapshot);
+  // 1. The source, content-addressed.
+  step("snapshotting the source");
+  const snapshot = join(tmp, "kiln-source");
+  const srcStats = await snapshotDir(appDir, snapshot);
+  const pkgText = await readFile(join(snapshot, "package.json"), "utf8").catch(() => undefined);
+  const pkg = pkgText === undefined ? undefined : parsePackageJson(pkgText);
+  const app = appNameFrom(req.app, pkg?.name, appDir);
+  const source = await nix.addPath(snapshot);
 
-    // 2. Stacks and buildpacks.
-    step("building the stacks (if needed)");
-    const [stack] = await buildStacks(deps, ["build"], {
-      ...(req.onProgress ? { onProgress: req.onProgress } : {}),
-    });
-    if (!stack) throw new KilnError({ code: "internal", message: "no build stack" });
-    const named =
-      req.buildpacks && req.buildpacks.length > 0 ? req.buildpacks : await appBuildpackList(snapshot);
-    const stored: StoredBuildpack[] = [];
-    if (named) {
-      for (const ref of named)
-        stored.push(
-          await storeBuildpack(
-            nix,
-            await resolveBuildpackRef(config, ref, named === req.buildpacks ? process.cwd() : appDir),
-            tmp,
-          ),
-        );
-    } else {
-      const tried: string[] = [];
-      for (const name of SHIPPED_BUILDPACKS) {
-        const bp = await storeBuildpack(nix, await resolveBuildpackRef(config, name, appDir), tmp);
-        const d =
-          config.detectIn === "nix"
-            ? await detectBuildpackInNix(nix, config.projectDir, bp.path, source.path)
-            : await detectBuildpack(
-                nix.realPath(stack.storePath),
-                nix.realPath(bp.path),
-                nix.realPath(source.path),
-              );
-        if (d.detected) {
-          stored.push(bp);
-          break;
-        }
-        tried.push(name);
+  // 2. Stacks and buildpacks.
+  step("building the stacks (if needed)");
+  const [stack] = await buildStacks(deps, ["build"], {
+    ...(req.onProgress ? { onProgress: req.onProgress } : {}),
+  });
+  if (!stack) throw new KilnError({ code: "internal", message: "no build stack" });
+  const named =
+    req.buildpacks && req.buildpacks.length > 0 ? req.buildpacks : await appBuildpackList(snapshot);
+  const stored: StoredBuildpack[] = [];
+  if (named) {
+    for (const ref of named)
+      stored.push(
+        await storeBuildpack(
+          nix,
+          await resolveBuildpackRef(config, ref, named === req.buildpacks ? process.cwd() : appDir),
+          tmp,
+        ),
+      );
+  } else {
+    const tried: string[] = [];
+    for (const name of SHIPPED_BUILDPACKS) {
+      const bp = await storeBuildpack(nix, await resolveBuildpackRef(config, name, appDir), tmp);
+      const d =
+        config.detectIn === "nix"
+          ? await detectBuildpackInNix(nix, config.projectDir, bp.path, source.path)
+          : await detectBuildpack(
+              nix.realPath(stack.storePath),
+              nix.realPath(bp.path),
+              nix.realPath(source.path),
+            );
+      if (d.detected) {
+        stored.push(bp);
+        break;
       }
-      if (stored.length === 0) {
-        throw new KilnError({
-          code: "no_buildpack",
-          message: `no buildpack detects the app in ${appDir} (tried ${tried.join(", ")})`,
-          hint: "nodejs needs package.json, static needs index.html or static.json, procfile needs a Procfile; or name a buildpack with --buildpack",
-        });
-      }
+      tried.push(name);
     }
-
-    // 3. Inputs kiln can check before building.
-    const seedLock = await readSeedLock(config.projectDir);
-    const procfileText = await readFile(join(snapshot, "Procfile"), "utf8").catch(() => undefined);
-    if (procfileText !== undefined) {
-      const p = parseProcfile(procfileText);
-      if (p.errors.length > 0) {
-        throw new KilnError({
-          code: "invalid_procfile",
-          message: `the Procfile is malformed:\n${p.errors.map((e) => `  line ${e.line}: ${e.reason}${e.text ? `: ${e.text.trim()}` : ""}`).join("\n")}`,
-          hint: "each line is `name: command`, e.g. `web: node server.js`",
-        });
-      }
+    if (stored.length === 0) {
+      throw new KilnError({
+        code: "no_buildpack",
+        message: `no buildpack detects the app in ${appDir} (tried ${tried.join(", ")})`,
+        hint: "nodejs needs package.json, static needs index.html or static.json, procfile needs a Procfile; or name a buildpack with --buildpack",
+      });
     }
-    let dependencies: BuildSpec["dependencies"] = null;
-    let lockfile: Manifest["lockfile"] = null;
-    const nodeIndex = stored.findIndex((b) => b.shipped && b.name === "nodejs");
-    if (nodeIndex !== -1) {
-      if (!pkg)
-        throw new KilnError({
-          code: "invalid_app",
-          message: "the nodejs buildpack needs a package.json",
-          hint: "add one (npm init)",
-        });
-      const lockText = await readFile(join(snapshot, "package-lock.json"), "utf8").catch(() => undefined);
-      const lock = lockText === undefined ? undefined : parsePackageLock(lockText);
-      validateNodeApp(pkg, lock, seedLock.node.version);
-      if (lock && lockText !== undefined) {
-        lockfile = { file: "package-lock.json", sha256: createHash("sha256").update(lockText).digest("hex") };
-        // Checked here for readable errors; nix/build/node-deps.nix makes the same plan from the
-        // source's lock (and the dependencies' input files), so pure evaluation can make it too.
-        const reg = await registry;
-        const plan = planDependencies(lock, reg);
-        step(`planning ${plan.tarballs.length} dependency tarballs`);
-        dependencies = { buildpackIndex: nodeIndex, registry: reg.endsWith("/") ? reg : `${reg}/` };
-      }
-    }
-
-    // 4. The derivations.
-    const tools = await storeTools(nix, config.projectDir, tmp, {
-      name: config.toolsName,
-      cacheFile: join(config.dataDir, "tools.json"),
-    });
-    const spec: BuildSpec = buildSpecSchema.parse({
-      app,
-      source: source.path,
-      sourceHash: source.narHash,
-      sourceDateEpoch: SLUG_SOURCE_DATE_EPOCH,
-      slugMaxBytes: req.slugMaxBytes ?? DEFAULT_SLUG_MAX_BYTES,
-      env: Object.fromEntries(Object.entries(req.env ?? {}).sort(([a], [b]) => (a < b ? -1 : 1))),
-      buildpacks: stored.map((b) => ({ name: b.name, version: b.version, path: b.path })),
-      tools: tools.path,
-      dependencies,
-    });
-    const specText = `${JSON.stringify(spec, null, 2)}\n`;
-    const specDir = join(config.dataDir, "specs");
-    await mkdir(specDir, { recursive: true });
-    const specFile = join(
-      specDir,
-      `${createHash("sha256").update(specText).digest("hex").slice(0, 32)}.json`,
-    );
-    await writeFileAtomic(specFile, specText);
-    const expr = buildExpr(config, specFile, "slug");
-
-    step("building");
-    let built = false;
-    const [result] = await nix.build([{ expr }], {
-      ...(req.onProgress ? { onProgress: req.onProgress } : {}),
-      ...(req.signal ? { signal: req.signal } : {}),
-      onLogLine: (drvPath, line) => {
-        built = true;
-        if (!req.onLog) return;
-        if (derivationName(drvPath).startsWith("kiln-deps-")) return req.onLog("dependencies", line);
-        const m = /^(detect|compile|release|pack|error) *\| ?(.*)$/.exec(line);
-        if (m) req.onLog(m[1] as BuildPhase, m[2] ?? "");
-        else req.onLog("compile", line);
-      },
-    });
-    const outPath = result?.outputs.out;
-    if (!result || !outPath)
-      throw new KilnError({ code: "internal", message: "nix build gave no slug output" });
-
-    // 5. Records.
-    const outDir = nix.realPath(outPath);
-    const buildFile = buildFileSchema.parse(JSON.parse(await readFile(join(outDir, "build.json"), "utf8")));
-    const release = releaseFileSchema.parse(JSON.parse(await readFile(join(outDir, "release.json"), "utf8")));
-    const [stackInfo, toolsInfo] = await nix.pathInfo([stack.storePath, tools.path]);
-    const manifest = manifestSchema.parse({
-      manifestVersion: 1,
-      app,
-      buildpacks: stored.map((b, i) => ({
-        name: b.name,
-        version: b.version,
-        narHash: b.narHash,
-        detected: buildFile.buildpacks[i]?.detected ?? "",
-      })),
-      stack: { name: "stack-build", path: stack.storePath, narHash: stackInfo?.narHash },
-      seed: { path: seedLock.storePath, narHash: seedLock.narHash },
-      tools: { path: tools.path, narHash: toolsInfo?.narHash },
-      source: { narHash: source.narHash, files: srcStats.files, bytes: srcStats.bytes },
-      lockfile,
-      slug: { path: join(outPath, "slug.tgz"), ...buildFile.slug },
-      derivation: result.drvPath,
-      processTypes: release.processTypes,
-      configVars: release.configVars,
-    });
-    const manifestDir = join(config.dataDir, "builds", app);
-    await mkdir(manifestDir, { recursive: true });
-    const manifestPath = join(manifestDir, `${buildFile.slug.sha256}.json`);
-    await writeFileAtomic(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`);
-    await nix.addRoot(outPath, `slug-${app}`);
-    return {
-      app,
-      specFile,
-      // The file on this machine (in a chroot store it is not at its store path).
-      slug: { path: join(outDir, "slug.tgz"), sha256: buildFile.slug.sha256, bytes: buildFile.slug.bytes },
-      release,
-      manifest,
-      manifestPath,
-      outPath,
-      drvPath: result.drvPath,
-      seconds: (Date.now() - started) / 1000,
-      cached: !built,
-    };
-  } finally {
-    await rm(tmp, { recursive: true, force: true });
   }
+
+  // 3. Inputs kiln can check before building.
+  const seedLock = await readSeedLock(config.projectDir);
+  const procfileText = await readFile(join(snapshot, "Procfile"), "utf8").catch(() => undefined);
+  if (procfileText !== undefined) {
+    const p = parseProcfile(procfileText);
+    if (p.errors.length > 0) {
+      throw new KilnError({
+        code: "invalid_procfile",
+        message: `the Procfile is malformed:\n${p.errors.map((e) => `  line ${e.line}: ${e.reason}${e.text ? `: ${e.text.trim()}` : ""}`).join("\n")}`,
+        hint: "each line is `name: command`, e.g. `web: node server.js`",
+      });
+    }
+  }
+  let dependencies: BuildSpec["dependencies"] = null;
+  let lockfile: Manifest["lockfile"] = null;
+  const nodeIndex = stored.findIndex((b) => b.shipped && b.name === "nodejs");
+  if (nodeIndex !== -1) {
+    if (!pkg)
+      throw new KilnError({
+        code: "invalid_app",
+        message: "the nodejs buildpack needs a package.json",
+        hint: "add one (npm init)",
+      });
+    const lockText = await readFile(join(snapshot, "package-lock.json"), "utf8").catch(() => undefined);
+    const lock = lockText === undefined ? undefined : parsePackageLock(lockText);
+    validateNodeApp(pkg, lock, seedLock.node.version);
+    if (lock && lockText !== undefined) {
+      lockfile = { file: "package-lock.json", sha256: createHash("sha256").update(lockText).digest("hex") };
+      // Checked here for readable errors; nix/build/node-deps.nix makes the same plan from the
+      // source's lock (and the dependencies' input files), so pure evaluation can make it too.
+      const reg = await registry;
+      const plan = planDependencies(lock, reg);
+      step(`planning ${plan.tarballs.length} dependency tarballs`);
+      dependencies = { buildpackIndex: nodeIndex, registry: reg.endsWith("/") ? reg : `${reg}/` };
+    }
+  }
+
+  // 4. The derivations.
+  const tools = await storeTools(nix, config.projectDir, tmp, {
+    name: config.toolsName,
+    cacheFile: join(config.dataDir, "tools.json"),
+  });
+  const spec: BuildSpec = buildSpecSchema.parse({
+    app,
+    source: source.path,
+    sourceHash: source.narHash,
+    sourceDateEpoch: SLUG_SOURCE_DATE_EPOCH,
+    slugMaxBytes: req.slugMaxBytes ?? DEFAULT_SLUG_MAX_BYTES,
+    env: Object.fromEntries(Object.entries(req.env ?? {}).sort(([a], [b]) => (a < b ? -1 : 1))),
+    buildpacks: stored.map((b) => ({ name: b.name, version: b.version, path: b.path })),
+    tools: tools.path,
+    dependencies,
+  });
+  const specText = `${JSON.stringify(spec, null, 2)}\n`;
+  const specDir = join(config.dataDir, "specs");
+  await mkdir(specDir, { recursive: true });
+  const specFile = join(specDir, `${createHash("sha256").update(specText).digest("hex").slice(0, 32)}.json`);
+  await writeFileAtomic(specFile, specText);
+  return {
+    app,
+    spec,
+    specFile,
+    source,
+    sourceStats: { files: srcStats.files, bytes: srcStats.bytes },
+    buildpacks: stored,
+    stackPath: stack.storePath,
+    tools,
+    seedLock,
+    lockfile,
+  };
+}
+
+/** Steps 5–6: nix builds the spec; the manifest is recorded and the slug rooted. */
+async function realiseBuild(
+  deps: BuildDeps,
+  req: BuildRequest,
+  p: PreparedBuild,
+  started: number,
+): Promise<BuildResult> {
+  const { config, nix } = deps;
+  const step = req.onStep ?? (() => {});
+  const { app, specFile, source, buildpacks: stored, seedLock, lockfile, tools } = p;
+  const srcStats = p.sourceStats;
+  const expr = buildExpr(config, specFile, "slug");
+
+  step("building");
+  let built = false;
+  const [result] = await nix.build([{ expr }], {
+    ...(req.onProgress ? { onProgress: req.onProgress } : {}),
+    ...(req.signal ? { signal: req.signal } : {}),
+    onLogLine: (drvPath, line) => {
+      built = true;
+      if (!req.onLog) return;
+      if (derivationName(drvPath).startsWith("kiln-deps-")) return req.onLog("dependencies", line);
+      const m = /^(detect|compile|release|pack|error) *\| ?(.*)$/.exec(line);
+      if (m) req.onLog(m[1] as BuildPhase, m[2] ?? "");
+      else req.onLog("compile", line);
+    },
+  });
+  const outPath = result?.outputs.out;
+  if (!result || !outPath)
+    throw new KilnError({ code: "internal", message: "nix build gave no slug output" });
+
+  // 5. Records.
+  const outDir = nix.realPath(outPath);
+  const buildFile = buildFileSchema.parse(JSON.parse(await readFile(join(outDir, "build.json"), "utf8")));
+  const release = releaseFileSchema.parse(JSON.parse(await readFile(join(outDir, "release.json"), "utf8")));
+  const [stackInfo, toolsInfo] = await nix.pathInfo([p.stackPath, tools.path]);
+  const manifest = manifestSchema.parse({
+    manifestVersion: 1,
+    app,
+    buildpacks: stored.map((b, i) => ({
+      name: b.name,
+      version: b.version,
+      narHash: b.narHash,
+      detected: buildFile.buildpacks[i]?.detected ?? "",
+    })),
+    stack: { name: "stack-build", path: p.stackPath, narHash: stackInfo?.narHash },
+    seed: { path: seedLock.storePath, narHash: seedLock.narHash },
+    tools: { path: tools.path, narHash: toolsInfo?.narHash },
+    source: { narHash: source.narHash, files: srcStats.files, bytes: srcStats.bytes },
+    lockfile,
+    slug: { path: join(outPath, "slug.tgz"), ...buildFile.slug },
+    derivation: result.drvPath,
+    processTypes: release.processTypes,
+    configVars: release.configVars,
+    specFile,
+  });
+  const manifestDir = join(config.dataDir, "builds", app);
+  await mkdir(manifestDir, { recursive: true });
+  const manifestPath = join(manifestDir, `${buildFile.slug.sha256}.json`);
+  await writeFileAtomic(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`);
+  await nix.addRoot(outPath, `slug-${app}`);
+  // kiln check rebuilds a build from its source: keep the newest one's.
+  await nix.addRoot(source.path, `source-${app}`);
+  return {
+    app,
+    specFile,
+    // The file on this machine (in a chroot store it is not at its store path).
+    slug: { path: join(outDir, "slug.tgz"), sha256: buildFile.slug.sha256, bytes: buildFile.slug.bytes },
+    release,
+    manifest,
+    manifestPath,
+    outPath,
+    drvPath: result.drvPath,
+    seconds: (Date.now() - started) / 1000,
+    cached: !built,
+  };
 }
 
 /** The Nix expression for a build's derivations (`attr`: slug or dependencies). */

@@ -23,6 +23,10 @@ export const buildSpecSchema = z.object({
   dependencies: z
     .object({ buildpackIndex: z.number().int().nonnegative(), registry: z.string().url() })
     .nullable(),
+  /** One build of a reproducibility check (src/repro): its own derivations, with variations. */
+  check: z
+    .object({ nonce: z.string(), index: z.number().int().nonnegative(), settings: z.record(z.string(), z.string()) })
+    .optional(),
 });
 export type BuildSpec = z.infer<typeof buildSpecSchema>;
 
@@ -47,6 +51,17 @@ export const buildFileSchema = z.object({
 });
 export type BuildFile = z.infer<typeof buildFileSchema>;
 
+/** What a build's manifest records of a `kiln check` of its slug. */
+export const checkSummarySchema = z.object({
+  id: z.string(),
+  verdict: z.enum(["reproducible", "not_reproducible", "build_failed"]),
+  at: z.string(),
+  builds: z.number().int(),
+  variations: z.array(z.string()),
+  differingFiles: z.number().int(),
+});
+export type CheckSummary = z.infer<typeof checkSummarySchema>;
+
 export const manifestSchema = z.object({
   manifestVersion: z.literal(1),
   app: z.string(),
@@ -66,5 +81,9 @@ export const manifestSchema = z.object({
   derivation: z.string(),
   processTypes: stringMap,
   configVars: stringMap,
+  /** The spec the derivations were made from: what `kiln check` rebuilds (older manifests lack it). */
+  specFile: z.string().optional(),
+  /** Reproducibility checks of this slug (kiln check), newest last. */
+  checks: z.array(checkSummarySchema).optional(),
 });
 export type Manifest = z.infer<typeof manifestSchema>;

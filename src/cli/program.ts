@@ -2,6 +2,7 @@
 import { Command, Option } from "commander";
 import { registerBootstrapCommands } from "./bootstrapCommands.js";
 import { registerBuildCommands } from "./buildCommands.js";
+import { registerCheckCommands } from "./checkCommands.js";
 import { registerClientCommands } from "./clientCommands.js";
 import type { ContextFactory } from "./context.js";
 import { registerDynoCommands } from "./dynoCommands.js";
@@ -32,6 +33,7 @@ export function buildProgram(ctx: ContextFactory, version: string): Command {
     // Throw instead of exiting, so main() decides exit codes; set before subcommands inherit it.
     .exitOverride();
   registerBuildCommands(program, ctx);
+  registerCheckCommands(program, ctx);
   registerDynoCommands(program, ctx);
   registerSeedCommands(program, ctx);
   registerServeCommands(program, ctx);

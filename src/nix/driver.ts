@@ -38,7 +38,10 @@ export interface NixOptions {
  * What to build or evaluate: a flake installable (`.#x`), an attribute of a Nix file, or an
  * expression (generated with toNix from escape.ts, never by splicing strings).
  */
-export type Target = { installable: string } | { file: string; attr: string } | { expr: string };
+export type Target =
+  | { installable: string }
+  | { file: string; attr: string }
+  | { expr: string; /** Attributes of the expression's value to build (nix takes one --expr per call). */ attrs?: string[] };
 
 export interface BuildOptions {
   onProgress?: (p: ProgressSnapshot) => void;
@@ -99,7 +102,7 @@ export function createNix(opts: NixOptions): Nix {
     "installable" in t
       ? [t.installable]
       : "expr" in t
-        ? ["--impure", "--expr", t.expr]
+        ? ["--impure", "--expr", t.expr, ...(t.attrs ?? [])]
         : ["--file", t.file, t.attr];
 
   async function nixCmd(

@@ -1,0 +1,234 @@
+/**
+ * `kiln check`: is an app's build reproducible? The same prepared build (src/builds/build.ts) is
+ * built N more times, each as its own derivations (a nonce, so nothing comes from the cache) with
+ * the variations of nix/build/variations.json; every slug is compared with the reference (build 0,
+ * or a recorded slug given with --against), and every difference is explained (diff.ts) and given
+ * its likely cause (causes.ts).
+ *
+ *   verdict  reproducible (exit 0) · not_reproducible (1) · build_failed (2)
+ */
+import { randomUUID } from "node:crypto";
+import { readFile, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { readTarEntries } from "../archive/tar.js";
+import { type BuildDeps, buildExpr, type PreparedBuild } from "../builds/build.js";
+import { buildFileSchema, buildSpecSchema } from "../builds/records.js";
+import { isKilnError, KilnError } from "../errors.js";
+import type { BuildOptions } from "../nix/driver.js";
+import { derivationName } from "../nix/events.js";
+import { hashFile, writeFileAtomic } from "../util/fs.js";
+import { CAUSE_HINTS, type Cause, type CauseContext, type CauseId, nameCauses } from "./causes.js";
+import { compareEntries, diffArchives, type FileDifference } from "./diff.js";
+import { type CheckSettings, loadVariations, settingsFor, variedIn } from "./variations.js";
+
+export type Verdict = "reproducible" | "not_reproducible" | "build_failed";
+export const EXIT_CODES: Record<Verdict, number> = { reproducible: 0, not_reproducible: 1, build_failed: 2 };
+
+/** A slug to compare the fresh builds with: a file from elsewhere, or a recorded build's. */
+export interface Against {
+  label: string;
+  file: string;
+}
+
+export interface CheckOptions {
+  /** Fresh builds (at least 2 without `against`, at least 1 with it). */
+  builds: number;
+  /** Names from nix/build/variations.json, switched on. */
+  variations: string[];
+  against?: Against;
+  onLog?: (build: number, line: string) => void;
+  onProgress?: BuildOptions["onProgress"];
+  onStep?: (message: string) => void;
+  signal?: AbortSignal;
+}
+
+export interface CheckBuild {
+  index: number;
+  varied: { name: string; value: string }[];
+  slug?: { sha256: string; bytes: number; path: string };
+}
+
+export interface ExplainedDifference extends Omit<FileDifference, "members"> {
+  causes: Cause[];
+}
+
+export interface Comparison {
+  /** Build indexes, or "against" for the recorded slug. */
+  reference: number | "against";
+  build: number;
+  identical: boolean;
+  /** The differing files, archives' members flattened (path `outer.tgz//member`). */
+  differences: ExplainedDifference[];
+}
+
+export interface CheckReport {
+  id: string;
+  app: string;
+  verdict: Verdict;
+  startedAt: string;
+  finishedAt: string;
+  seconds: number;
+  variations: string[];
+  builds: CheckBuild[];
+  against?: { label: string; sha256: string; bytes: number };
+  comparisons: Comparison[];
+  /** Each cause found, with the files it explains and what to do. */
+  causes: { id: CauseId; title: string; hint: string; files: string[] }[];
+  /** Why the check could not build (verdict build_failed). */
+  error?: { code: string; message: string; hint?: string; logTail?: string[] };
+}
+
+/** Runs a check of a prepared build. A build that fails gives a report (build_failed), not a throw. */
+export async function runCheck(deps: BuildDeps, p: PreparedBuild, opts: CheckOptions): Promise<CheckReport> {
+  const started = new Date();
+  const { nix, config } = deps;
+  const table = await loadVariations(config.projectDir);
+  const id = randomUUID();
+  const step = opts.onStep ?? (() => {});
+  const first = opts.against ? 1 : 0;
+  const indexes = Array.from({ length: opts.builds }, (_, i) => first + i);
+  const settings = new Map<number, CheckSettings>(indexes.map((i) => [i, settingsFor(table, opts.variations, i)]));
+  const builds: CheckBuild[] = indexes.map((i) => ({
+    index: i,
+    varied: variedIn(table, settings.get(i) as CheckSettings).map(({ name, value }) => ({ name, value })),
+  }));
+  const report = (rest: Partial<CheckReport> & Pick<CheckReport, "verdict">): CheckReport => {
+    const finished = new Date();
+    return {
+      id,
+      app: p.app,
+      startedAt: started.toISOString(),
+      finishedAt: finished.toISOString(),
+      seconds: (finished.getTime() - started.getTime()) / 1000,
+      variations: opts.variations,
+      builds,
+      comparisons: [],
+      causes: [],
+      ...rest,
+    };
+  };
+
+  let against: CheckReport["against"];
+  if (opts.against) {
+    const st = await stat(opts.against.file).catch(() => undefined);
+    if (!st?.isFile())
+      throw new KilnError({
+        code: "invalid_against",
+        message: `${opts.against.file} is not a file`,
+        hint: "give a slug.tgz (from kiln build, or another machine's), or a build id with --app",
+      });
+    against = { label: opts.against.label, sha256: await hashFile(opts.against.file, "sha256"), bytes: st.size };
+  }
+
+  // One spec per build: the prepared one plus its check settings.
+  const specFiles: string[] = [];
+  for (const i of indexes) {
+    const spec = buildSpecSchema.parse({
+      ...p.spec,
+      check: { nonce: `${id}-${i}`, index: i, settings: settings.get(i) },
+    });
+    const file = join(config.dataDir, "specs", `check-${id}-${i}.json`);
+    await writeFileAtomic(file, `${JSON.stringify(spec, null, 2)}\n`);
+    specFiles.push(file);
+  }
+
+  step(
+    `building ${opts.builds} time${opts.builds === 1 ? "" : "s"} with ${opts.variations.length ? opts.variations.join(", ") : "no variations"} (nothing from the cache)`,
+  );
+  let outputs: string[];
+  try {
+    // One nix call for all of them (it takes one --expr): an attribute set of the builds' slugs.
+    const expr = `{ ${specFiles.map((f, k) => `b${k} = ${buildExpr(config, f, "slug")};`).join(" ")} }`;
+    const results = await nix.build(
+      [{ expr, attrs: specFiles.map((_, k) => `b${k}`) }],
+      {
+        ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+        ...(opts.signal ? { signal: opts.signal } : {}),
+        onLogLine: (drvPath, line) => {
+          const m = /-check(\d+)$/.exec(derivationName(drvPath));
+          if (m && opts.onLog) opts.onLog(Number(m[1]), line);
+        },
+      },
+    );
+    // nix reports the results in its own order: each derivation's name ends in its build's index.
+    const byIndex = new Map(results.map((r) => [Number(/-check(\d+)$/.exec(derivationName(r.drvPath))?.[1]), r]));
+    outputs = indexes.map((i) => byIndex.get(i)?.outputs.out ?? "");
+  } catch (err) {
+    if (opts.signal?.aborted || !isKilnError(err)) throw err;
+    const tail = (err as { logTail?: string[] }).logTail;
+    return report({
+      verdict: "build_failed",
+      error: { code: err.code, message: err.message, ...(err.hint ? { hint: err.hint } : {}), ...(tail ? { logTail: tail } : {}) },
+    });
+  }
+  for (const [k, out] of outputs.entries()) {
+    const dir = nix.realPath(out);
+    const info = buildFileSchema.parse(JSON.parse(await readFile(join(dir, "build.json"), "utf8")));
+    (builds[k] as CheckBuild).slug = { sha256: info.slug.sha256, bytes: info.slug.bytes, path: join(dir, "slug.tgz") };
+  }
+
+  // Compare every fresh build with the reference.
+  step("comparing the slugs");
+  const reference = against ? { file: opts.against?.file as string, sha256: against.sha256 } : builds[0]?.slug;
+  const refSettings = against ? settingsFor(table, [], 0) : (settings.get(0) as CheckSettings);
+  const comparisons: Comparison[] = [];
+  for (const b of builds) {
+    if (!b.slug || !reference || (!against && b.index === 0)) continue;
+    const c: Comparison = {
+      reference: against ? "against" : 0,
+      build: b.index,
+      identical: b.slug.sha256 === reference.sha256,
+      differences: [],
+    };
+    if (!c.identical) {
+      const refFile = "file" in reference ? reference.file : reference.path;
+      c.differences = await explainSlugs(refFile, b.slug.path, {
+        a: refSettings,
+        b: settings.get(b.index) as CheckSettings,
+        labels: { a: against ? against.label : "build 0", b: `build ${b.index}` },
+      });
+    }
+    comparisons.push(c);
+  }
+  const causes = new Map<CauseId, { id: CauseId; title: string; hint: string; files: string[] }>();
+  for (const c of comparisons)
+    for (const d of c.differences)
+      for (const cause of d.causes) {
+        const e = causes.get(cause.id) ?? { id: cause.id, title: cause.title, hint: CAUSE_HINTS[cause.id], files: [] };
+        if (!e.files.includes(d.path)) e.files.push(d.path);
+        causes.set(cause.id, e);
+      }
+  return report({
+    verdict: comparisons.every((c) => c.identical) ? "reproducible" : "not_reproducible",
+    ...(against ? { against } : {}),
+    comparisons,
+    causes: [...causes.values()],
+  });
+}
+
+/** Every differing file of two slugs, archive members flattened, each with its likely causes. */
+export async function explainSlugs(
+  aFile: string,
+  bFile: string,
+  ctx: CauseContext,
+): Promise<ExplainedDifference[]> {
+  const [ea, eb] = await Promise.all([readTarEntries(await readFile(aFile)), readTarEntries(await readFile(bFile))]);
+  const da = new Map(ea.map((e) => [e.path, e.data]));
+  const db = new Map(eb.map((e) => [e.path, e.data]));
+  const out: ExplainedDifference[] = [];
+  const visit = (d: FileDifference) => {
+    if (d.members && d.members.length > 0) {
+      for (const m of d.members) visit(m);
+      return;
+    }
+    const a = da.get(d.path);
+    const b = db.get(d.path);
+    const texts = d.kind === "text" && a && b ? { a: a.toString("utf8"), b: b.toString("utf8") } : undefined;
+    const { members: _members, ...rest } = d;
+    out.push({ ...rest, causes: nameCauses(d, ctx, texts) });
+  };
+  const diffs = await compareEntries(ea, eb, { depth: 1 });
+  // Same members, different bytes: diffArchives explains the archive itself (headers, order, gzip).
+  for (const d of diffs.length > 0 ? diffs : await diffArchives(aFile, bFile)) visit(d);
+  return out;
+}
