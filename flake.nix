@@ -23,6 +23,8 @@
         '' ];
       };
       bootstrap = run "kiln-bootstrap" stages.stage0 "bootstrap --source ${stages.source}";
+      # kiln check, pure: the fixtures with stage1's tools (what built stage2), and kiln itself.
+      repro = import ./nix/check { src = self; tools = stages.stage1Tools; inherit (stages) compare; };
     in
     {
       packages.${system} = {
@@ -46,6 +48,10 @@
         stack-build = kiln.stack-build;
         # Succeeds only when stage2 and stage3 are byte-identical (else names each differing file).
         fixed-point = stages.fixed-point;
+        # kiln check: an ordinary and a varied build (every variation on) must be byte-identical.
+        repro-static-site = repro.fixture "static-site" "static";
+        repro-procfile-shell = repro.fixture "procfile-shell" "procfile";
+        repro-kiln = repro.check "kiln" stages.stage2Spec;
       };
     };
 }

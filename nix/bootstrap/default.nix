@@ -108,6 +108,9 @@ in
   stage1-vs-stage2 = compare { name = "kiln-stage1-vs-stage2"; mustMatch = false; } "stage1" stage1 "stage2" stage2;
   # The tools assembled from stage1 (what built stage2): their NAR hash is what kiln records.
   stage1Tools = toolsOf "stage1" (treeOf "stage1" stage1);
+  # stage2's spec (kiln built by stage1's tools) and the comparison: for nix/check.
+  stage2Spec = specFor (toolsOf "stage1" (treeOf "stage1" stage1));
+  inherit compare;
   # For `kiln bootstrap`: two slug outputs already in the store (as strings), never failing.
   compareOutputs = aName: a: bName: b:
     compare { name = "kiln-compare"; mustMatch = false; } aName (builtins.storePath a) bName (builtins.storePath b);

@@ -68,7 +68,7 @@ let
       url =
         if fromLock then resolved
         else if registry != null then "${registry}${conventional}"
-        else "kiln-missing-tarball:${storeName name e.version} is not in the Nix store; run `npm run setup` (or `kiln bootstrap --prefetch`) first";
+        else "kiln-missing-tarball:${storeName name e.version} is not in the Nix store; run `npm run setup` (or `kiln bootstrap`) first: they are fetched with npm's registry";
       offline = "${offlineRegistry}${conventional}";
     };
 

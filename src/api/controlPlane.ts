@@ -17,10 +17,12 @@ import { prepareDynoRuntime } from "../dyno/runtime.js";
 import type { DynoGrant } from "../dyno/sandbox.js";
 import type { Logger } from "../log/logger.js";
 import type { Nix } from "../nix/driver.js";
+import { createCheckRunner } from "../repro/service.js";
 import { createRouter } from "../router/router.js";
 import { DEFAULT_MAX_SOURCE_BYTES } from "../source/upload.js";
 import { getApp, listApps } from "../store/apps.js";
 import { endBuild, failInterruptedBuilds, getBuild, pendingBuilds } from "../store/builds.js";
+import { failInterruptedChecks } from "../store/checks.js";
 import { type Db, openStore, STORE_FILE, stmt } from "../store/db.js";
 import { clearDynos, deleteDyno, upsertDyno } from "../store/dynos.js";
 import { getFormation } from "../store/formation.js";
@@ -77,6 +79,8 @@ export async function startControlPlane(
   const db = openStore(join(deps.config.dataDir, STORE_FILE));
   const logs = createBuildLogs(deps.config.dataDir);
   const interrupted = failInterruptedBuilds(db);
+  failInterruptedChecks(db);
+  const checks = createCheckRunner({ ...deps, db });
   const adminTokenFile = join(deps.config.dataDir, "admin-token");
   let adminToken: string | undefined;
   if (opts.adminToken) {
@@ -211,6 +215,7 @@ export async function startControlPlane(
     maxSourceBytes: opts.maxSourceBytes ?? DEFAULT_MAX_SOURCE_BYTES,
     ...(dynoControl ? { dynos: dynoControl } : {}),
     ...(handoff ? { platform: handoff } : {}),
+    checks,
     webUrl: (app) => (routerUrl ? `http://${app}.${domain}:${new URL(routerUrl).port}/` : ""),
   });
   let router: FastifyInstance | undefined;
@@ -262,7 +267,7 @@ export async function startControlPlane(
       await formation?.stopAll();
       // Running builds end as failed ("interrupted: the server stopped"); waiting ones stay pending.
       queue.stopAll("interrupted: the server stopped");
-      await queue.idle();
+      await Promise.all([queue.idle(), checks.close()]);
       db.close();
     },
   };

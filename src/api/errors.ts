@@ -10,6 +10,7 @@ const STATUS_BY_CODE: Record<string, number> = {
   unsupported_media_type: 415,
   queue_full: 429,
   dynos_disabled: 501,
+  checks_disabled: 501,
   platform_handoff_failed: 502,
 };
 

@@ -26,6 +26,20 @@ export const appShowBody = appBody.extend({
   web_url: z.string().url().nullable(),
   release: releaseBody.nullable(),
 });
+export const checkBody = z.object({
+  id: z.string().uuid(),
+  build_id: z.string().uuid(),
+  status: z.enum(["running", "reproducible", "not_reproducible", "build_failed", "error"]),
+  /** The verdict once there is one (null while running, or when the check could not run). */
+  verdict: z.enum(["reproducible", "not_reproducible", "build_failed"]).nullable(),
+  error: z.string().nullable(),
+  builds: z.number().int().positive(),
+  variations: z.array(z.string()),
+  created_at: iso,
+  finished_at: iso.nullable(),
+  url: z.string().startsWith("/v1/apps/"),
+});
+
 export const buildBody = z.object({
   id: z.string().uuid(),
   app: z.string(),
@@ -44,6 +58,8 @@ export const buildBody = z.object({
   /** false: built to compare or check (?release=false), never released. */
   release: z.boolean(),
   output_stream_url: z.string().startsWith("/v1/apps/"),
+  /** Reproducibility checks of this build, oldest first. */
+  checks: z.array(checkBody),
 });
 export const formationBody = z.array(
   z.object({ type: z.string(), quantity: z.number().int().nonnegative(), size: z.string() }),
@@ -90,4 +106,10 @@ export const RESPONSES: Record<string, z.ZodType> = {
   "GET /v1/apps/:app/builds": z.array(buildBody),
   "GET /v1/apps/:app/builds/:id": buildBody,
   "DELETE /v1/apps/:app/builds/:id": buildBody,
+  "POST /v1/apps/:app/builds/:id/checks": checkBody,
+  "GET /v1/apps/:app/builds/:id/checks": z.array(checkBody),
+  /** With the whole report (src/repro/check.ts's CheckReport) once it has finished. */
+  "GET /v1/apps/:app/builds/:id/checks/:check": checkBody.extend({
+    report: z.object({ id: z.string(), verdict: z.string() }).loose().nullable(),
+  }),
 };

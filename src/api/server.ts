@@ -6,7 +6,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { mkdirSync } from "node:fs";
-import { rm } from "node:fs/promises";
+import { readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import Fastify, {
@@ -23,9 +23,11 @@ import { MAX_UNPACKED_SOURCE_BYTES } from "../builds/service.js";
 import { dynoFilter, followLog, formatLogLine, readLogTail } from "../dyno/logs.js";
 import { KilnError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
+import type { CheckRunner } from "../repro/service.js";
 import { fetchSourceBlob, receiveUpload, tooLarge } from "../source/upload.js";
 import { createApp, deleteApp, getApp, getConfig, listApps, patchConfig } from "../store/apps.js";
 import { type BuildRecord, createBuild, endBuild, getBuild, listBuilds } from "../store/builds.js";
+import { type CheckRecord, getCheck, listChecks } from "../store/checks.js";
 import type { Db } from "../store/db.js";
 import { ensureDefaultFormation, getFormation, scaleFormation } from "../store/formation.js";
 import {
@@ -60,6 +62,8 @@ export interface ApiDeps {
    * changes, rollbacks) and scaling are handed to it, since it is what runs the dynos.
    */
   platform?: PlatformHandoff;
+  /** Reproducibility checks of recorded builds (kiln check --against BUILD_ID). */
+  checks?: CheckRunner;
 }
 
 export interface DynoControl {
@@ -143,7 +147,28 @@ const formationBody = z
   })
   .strict();
 
-export const buildView = (b: BuildRecord, appName: string) => ({
+const checkBody = z
+  .object({
+    builds: z.number().int().min(1).max(5).optional(),
+    vary: z.array(z.string()).optional(),
+    skip: z.array(z.string()).optional(),
+  })
+  .strict();
+
+const checkView = (c: CheckRecord, appName: string) => ({
+  id: c.id,
+  build_id: c.buildId,
+  status: c.status,
+  verdict: c.status === "running" || c.status === "error" ? null : c.status,
+  error: c.error,
+  builds: c.builds,
+  variations: c.variations,
+  created_at: c.createdAt,
+  finished_at: c.finishedAt,
+  url: `/v1/apps/${appName}/builds/${c.buildId}/checks/${c.id}`,
+});
+
+export const buildView = (b: BuildRecord, appName: string, checks: CheckRecord[] = []) => ({
   id: b.id,
   app: appName,
   status: b.status,
@@ -156,6 +181,7 @@ export const buildView = (b: BuildRecord, appName: string) => ({
   slug_path: b.slugPath,
   release: b.release,
   output_stream_url: `/v1/apps/${appName}/builds/${b.id}/output`,
+  checks: checks.map((c) => checkView(c, appName)),
 });
 
 const tokenView = (t: TokenInfo) => ({
@@ -500,15 +526,48 @@ export function createApi(deps: ApiDeps): FastifyInstance {
   );
   api.get<{ Params: { app: string } }>("/v1/apps/:app/builds", async (req) => {
     const app = getApp(db, req.params.app);
-    return listBuilds(db, app.id).map((b) => buildView(b, app.name));
+    return listBuilds(db, app.id).map((b) => buildView(b, app.name, listChecks(db, b.id)));
   });
-  api.get<{ Params: { app: string; id: string } }>("/v1/apps/:app/builds/:id", async (req) => {
-    const app = getApp(db, req.params.app);
-    const b = getBuild(db, req.params.id);
+  const appBuild = (appName: string, id: string) => {
+    const app = getApp(db, appName);
+    const b = getBuild(db, id);
     if (b.appId !== app.id)
-      throw new KilnError({ code: "unknown_build", message: `no build ${req.params.id} in ${app.name}` });
-    return buildView(b, app.name);
+      throw new KilnError({ code: "unknown_build", message: `no build ${id} in ${app.name}` });
+    return { app, b };
+  };
+  api.get<{ Params: { app: string; id: string } }>("/v1/apps/:app/builds/:id", async (req) => {
+    const { app, b } = appBuild(req.params.app, req.params.id);
+    return buildView(b, app.name, listChecks(db, b.id));
   });
+
+  // Reproducibility checks of a recorded build: rebuilt with variations, compared with its slug.
+  api.post<{ Params: { app: string; id: string } }>("/v1/apps/:app/builds/:id/checks", async (req, reply) => {
+    const { app, b } = appBuild(req.params.app, req.params.id);
+    const body = parse(checkBody, req.body ?? {});
+    if (!deps.checks)
+      throw new KilnError({ code: "checks_disabled", message: "this server does not run checks" });
+    const c = await deps.checks.submit(b, app.name, body);
+    void reply.status(202);
+    return checkView(c, app.name);
+  });
+  api.get<{ Params: { app: string; id: string } }>("/v1/apps/:app/builds/:id/checks", async (req) => {
+    const { app, b } = appBuild(req.params.app, req.params.id);
+    return listChecks(db, b.id).map((c) => checkView(c, app.name));
+  });
+  api.get<{ Params: { app: string; id: string; check: string } }>(
+    "/v1/apps/:app/builds/:id/checks/:check",
+    async (req) => {
+      const { app, b } = appBuild(req.params.app, req.params.id);
+      const c = getCheck(db, req.params.check);
+      if (c.buildId !== b.id)
+        throw new KilnError({
+          code: "unknown_check",
+          message: `no check ${req.params.check} of build ${b.id}`,
+        });
+      const report = c.reportPath ? JSON.parse(await readFile(c.reportPath, "utf8")) : null;
+      return { ...checkView(c, app.name), report };
+    },
+  );
   api.delete<{ Params: { app: string; id: string } }>("/v1/apps/:app/builds/:id", async (req) => {
     const app = getApp(db, req.params.app);
     const b = getBuild(db, req.params.id);
@@ -520,7 +579,7 @@ export function createApi(deps: ApiDeps): FastifyInstance {
     // A running build ends (and cleans up) in its own time; a queued one never starts, so its source goes now.
     if (endBuild(db, b.id, "cancelled", "cancelled") && b.status === "pending")
       await rm(b.sourcePath, { force: true });
-    return buildView(getBuild(db, b.id), app.name);
+    return buildView(getBuild(db, b.id), app.name, listChecks(db, b.id));
   });
   // The build's output: what it printed so far, then live until it ends (text, chunked).
   api.get<{ Params: { app: string; id: string } }>("/v1/apps/:app/builds/:id/output", async (req, reply) => {

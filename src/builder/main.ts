@@ -45,7 +45,9 @@ async function build(spec: SandboxSpec): Promise<void> {
   await mkdir(out, { recursive: true });
   const appDir = spec.buildDir || "/app";
   // The app and the caches live in memory (tmpfs); the inputs are read-only binds.
-  await copyWritable(join(KILN, "source"), appDir, { order: spec.fsOrder === "reversed" ? "reversed" : "sorted" });
+  await copyWritable(join(KILN, "source"), appDir, {
+    order: spec.fsOrder === "reversed" ? "reversed" : "sorted",
+  });
   if (spec.depsIndex !== null)
     await copyWritable(join(KILN, "deps"), join(KILN, "cache", String(spec.depsIndex)));
 

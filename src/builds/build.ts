@@ -377,21 +377,6 @@ export function buildExpr(config: Config, specFile: string, attr: "slug" | "depe
   return `(import ${toNix(join(config.projectDir, "nix", "build"))} { specFile = ${toNix(specFile)}; }).${attr}`;
 }
 
-/**
- * Rebuilds a finished build's derivations from scratch and fails (NixError not_deterministic) unless
- * every output is byte-identical: Nix's --rebuild, on the dependencies and then the slug.
- */
-export async function checkBuildReproducible(
-  deps: BuildDeps,
-  specFile: string,
-  opts: BuildOptions = {},
-): Promise<void> {
-  const spec = buildSpecSchema.parse(JSON.parse(await readFile(specFile, "utf8")));
-  if (spec.dependencies)
-    await deps.nix.check({ expr: buildExpr(deps.config, specFile, "dependencies") }, opts);
-  await deps.nix.check({ expr: buildExpr(deps.config, specFile, "slug") }, opts);
-}
-
 let registryCache: string | undefined;
 
 /** The npm registry, from npm's own configuration (kiln names none). */

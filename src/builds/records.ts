@@ -25,7 +25,11 @@ export const buildSpecSchema = z.object({
     .nullable(),
   /** One build of a reproducibility check (src/repro): its own derivations, with variations. */
   check: z
-    .object({ nonce: z.string(), index: z.number().int().nonnegative(), settings: z.record(z.string(), z.string()) })
+    .object({
+      nonce: z.string(),
+      index: z.number().int().nonnegative(),
+      settings: z.record(z.string(), z.string()),
+    })
     .optional(),
 });
 export type BuildSpec = z.infer<typeof buildSpecSchema>;

@@ -10,7 +10,7 @@ import { type Command, Option } from "commander";
 import { prepareBuild, withBuildTmp } from "../builds/build.js";
 import { KilnError } from "../errors.js";
 import { type CheckReport, EXIT_CODES, runCheck } from "../repro/check.js";
-import { saveCheckReport, recordInManifest } from "../repro/records.js";
+import { recordInManifest, saveCheckReport } from "../repro/records.js";
 import { formatJunit, formatReport } from "../repro/report.js";
 import { loadVariations, selectVariations } from "../repro/variations.js";
 import { collect, parseEnv, positive } from "./args.js";
@@ -19,7 +19,13 @@ import type { ContextFactory } from "./context.js";
 import { formatError, printJson, printLines } from "./output.js";
 
 const BUILD_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-const list = (v: string, prev: string[] = []) => [...prev, ...v.split(",").map((s) => s.trim()).filter(Boolean)];
+const list = (v: string, prev: string[] = []) => [
+  ...prev,
+  ...v
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean),
+];
 
 interface CheckFlags {
   app?: string;
@@ -50,7 +56,10 @@ export function registerCheckCommands(program: Command, ctx: ContextFactory): vo
     )
     .option("--vary <names>", "only these variations (comma-separated, repeatable; default: all)", list)
     .option("--skip <names>", "switch these variations off (comma-separated, repeatable)", list)
-    .option("--against <build-id|file>", "compare with a recorded build (needs --app) or a slug.tgz from elsewhere")
+    .option(
+      "--against <build-id|file>",
+      "compare with a recorded build (needs --app) or a slug.tgz from elsewhere",
+    )
     .option("--json", "print the whole report as JSON")
     .option("--junit <file>", "also write the verdict as JUnit XML (for CI systems)")
     .option("--server <url>", "with --against BUILD_ID: the kiln server (env KILN_SERVER)")
@@ -183,7 +192,10 @@ Examples:
       );
       if (got.report) return got.report;
       if (got.status === "error")
-        throw new KilnError({ code: "check_failed", message: `the server's check failed: ${got.error ?? "unknown"}` });
+        throw new KilnError({
+          code: "check_failed",
+          message: `the server's check failed: ${got.error ?? "unknown"}`,
+        });
       await new Promise((r) => setTimeout(r, 1000));
     }
   }

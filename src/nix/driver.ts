@@ -41,7 +41,10 @@ export interface NixOptions {
 export type Target =
   | { installable: string }
   | { file: string; attr: string }
-  | { expr: string; /** Attributes of the expression's value to build (nix takes one --expr per call). */ attrs?: string[] };
+  | {
+      expr: string /** Attributes of the expression's value to build (nix takes one --expr per call). */;
+      attrs?: string[];
+    };
 
 export interface BuildOptions {
   onProgress?: (p: ProgressSnapshot) => void;
@@ -49,6 +52,8 @@ export interface BuildOptions {
   onLogLine?: (drvPath: string, line: string) => void;
   /** Rebuild outputs that already exist and fail if they differ (Nix's --rebuild / --check). */
   rebuild?: boolean;
+  /** Derivations built at once (Nix's max-jobs; its default is 1). */
+  maxJobs?: number;
   signal?: AbortSignal;
   timeoutMs?: number;
 }
@@ -137,6 +142,7 @@ export function createNix(opts: NixOptions): Nix {
       "--log-format",
       "internal-json",
       "-v",
+      ...(bo.maxJobs ? ["--max-jobs", String(bo.maxJobs)] : []),
       ...args,
     ];
     log.debug({ args: full }, "nix build");
@@ -215,7 +221,7 @@ export function createNix(opts: NixOptions): Nix {
           throw new NixError({
             code: "not_deterministic",
             message: `rebuilding gave different bytes: ${err.nixMessage}`,
-            hint: "run `kiln check` (when available) or diff the two outputs to find the cause",
+            hint: "kiln check DIR rebuilds with variations and explains each differing file",
             nixMessage: err.nixMessage,
           });
         }

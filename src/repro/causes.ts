@@ -137,7 +137,8 @@ export function nameCauses(d: FileDifference, ctx: CauseContext, texts?: { a: st
     [labels.a, a, ea],
   ] as const) {
     if (mentions(ev, s.buildDir)) add("build-path", `${side}'s output contains its build path ${s.buildDir}`);
-    if (mentionsWord(ev, s.hostname)) add("hostname", `${side}'s output contains its host name ${s.hostname}`);
+    if (mentionsWord(ev, s.hostname))
+      add("hostname", `${side}'s output contains its host name ${s.hostname}`);
     const [userName = "", uid = ""] = s.user.split(":");
     if (mentionsWord(ev, userName)) add("user", `${side}'s output contains its user name ${userName}`);
     else if (mentionsWord(ev, uid)) add("user", `${side}'s output contains its uid ${uid}`);

@@ -9,6 +9,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { readFile, stat } from "node:fs/promises";
+import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { readTarEntries } from "../archive/tar.js";
 import { type BuildDeps, buildExpr, type PreparedBuild } from "../builds/build.js";
@@ -31,6 +32,8 @@ export interface Against {
 }
 
 export interface CheckOptions {
+  /** The check's id (default: a new one); the server's record uses its own. */
+  id?: string;
   /** Fresh builds (at least 2 without `against`, at least 1 with it). */
   builds: number;
   /** Names from nix/build/variations.json, switched on. */
@@ -79,15 +82,21 @@ export interface CheckReport {
 }
 
 /** Runs a check of a prepared build. A build that fails gives a report (build_failed), not a throw. */
-export async function runCheck(deps: BuildDeps, p: PreparedBuild, opts: CheckOptions): Promise<CheckReport> {
+export async function runCheck(
+  deps: BuildDeps,
+  p: Pick<PreparedBuild, "app" | "spec">,
+  opts: CheckOptions,
+): Promise<CheckReport> {
   const started = new Date();
   const { nix, config } = deps;
   const table = await loadVariations(config.projectDir);
-  const id = randomUUID();
+  const id = opts.id ?? randomUUID();
   const step = opts.onStep ?? (() => {});
   const first = opts.against ? 1 : 0;
   const indexes = Array.from({ length: opts.builds }, (_, i) => first + i);
-  const settings = new Map<number, CheckSettings>(indexes.map((i) => [i, settingsFor(table, opts.variations, i)]));
+  const settings = new Map<number, CheckSettings>(
+    indexes.map((i) => [i, settingsFor(table, opts.variations, i)]),
+  );
   const builds: CheckBuild[] = indexes.map((i) => ({
     index: i,
     varied: variedIn(table, settings.get(i) as CheckSettings).map(({ name, value }) => ({ name, value })),
@@ -117,7 +126,11 @@ export async function runCheck(deps: BuildDeps, p: PreparedBuild, opts: CheckOpt
         message: `${opts.against.file} is not a file`,
         hint: "give a slug.tgz (from kiln build, or another machine's), or a build id with --app",
       });
-    against = { label: opts.against.label, sha256: await hashFile(opts.against.file, "sha256"), bytes: st.size };
+    against = {
+      label: opts.against.label,
+      sha256: await hashFile(opts.against.file, "sha256"),
+      bytes: st.size,
+    };
   }
 
   // One spec per build: the prepared one plus its check settings.
@@ -139,37 +152,49 @@ export async function runCheck(deps: BuildDeps, p: PreparedBuild, opts: CheckOpt
   try {
     // One nix call for all of them (it takes one --expr): an attribute set of the builds' slugs.
     const expr = `{ ${specFiles.map((f, k) => `b${k} = ${buildExpr(config, f, "slug")};`).join(" ")} }`;
-    const results = await nix.build(
-      [{ expr, attrs: specFiles.map((_, k) => `b${k}`) }],
-      {
-        ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
-        ...(opts.signal ? { signal: opts.signal } : {}),
-        onLogLine: (drvPath, line) => {
-          const m = /-check(\d+)$/.exec(derivationName(drvPath));
-          if (m && opts.onLog) opts.onLog(Number(m[1]), line);
-        },
+    const results = await nix.build([{ expr, attrs: specFiles.map((_, k) => `b${k}`) }], {
+      ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+      ...(opts.signal ? { signal: opts.signal } : {}),
+      // Side by side: the builds are independent, and this is where a check's time goes.
+      maxJobs: Math.max(1, Math.min(specFiles.length, availableParallelism())),
+      onLogLine: (drvPath, line) => {
+        const m = /-check(\d+)$/.exec(derivationName(drvPath));
+        if (m && opts.onLog) opts.onLog(Number(m[1]), line);
       },
-    );
+    });
     // nix reports the results in its own order: each derivation's name ends in its build's index.
-    const byIndex = new Map(results.map((r) => [Number(/-check(\d+)$/.exec(derivationName(r.drvPath))?.[1]), r]));
+    const byIndex = new Map(
+      results.map((r) => [Number(/-check(\d+)$/.exec(derivationName(r.drvPath))?.[1]), r]),
+    );
     outputs = indexes.map((i) => byIndex.get(i)?.outputs.out ?? "");
   } catch (err) {
     if (opts.signal?.aborted || !isKilnError(err)) throw err;
     const tail = (err as { logTail?: string[] }).logTail;
     return report({
       verdict: "build_failed",
-      error: { code: err.code, message: err.message, ...(err.hint ? { hint: err.hint } : {}), ...(tail ? { logTail: tail } : {}) },
+      error: {
+        code: err.code,
+        message: err.message,
+        ...(err.hint ? { hint: err.hint } : {}),
+        ...(tail ? { logTail: tail } : {}),
+      },
     });
   }
   for (const [k, out] of outputs.entries()) {
     const dir = nix.realPath(out);
     const info = buildFileSchema.parse(JSON.parse(await readFile(join(dir, "build.json"), "utf8")));
-    (builds[k] as CheckBuild).slug = { sha256: info.slug.sha256, bytes: info.slug.bytes, path: join(dir, "slug.tgz") };
+    (builds[k] as CheckBuild).slug = {
+      sha256: info.slug.sha256,
+      bytes: info.slug.bytes,
+      path: join(dir, "slug.tgz"),
+    };
   }
 
   // Compare every fresh build with the reference.
   step("comparing the slugs");
-  const reference = against ? { file: opts.against?.file as string, sha256: against.sha256 } : builds[0]?.slug;
+  const reference = against
+    ? { file: opts.against?.file as string, sha256: against.sha256 }
+    : builds[0]?.slug;
   const refSettings = against ? settingsFor(table, [], 0) : (settings.get(0) as CheckSettings);
   const comparisons: Comparison[] = [];
   for (const b of builds) {
@@ -194,7 +219,12 @@ export async function runCheck(deps: BuildDeps, p: PreparedBuild, opts: CheckOpt
   for (const c of comparisons)
     for (const d of c.differences)
       for (const cause of d.causes) {
-        const e = causes.get(cause.id) ?? { id: cause.id, title: cause.title, hint: CAUSE_HINTS[cause.id], files: [] };
+        const e = causes.get(cause.id) ?? {
+          id: cause.id,
+          title: cause.title,
+          hint: CAUSE_HINTS[cause.id],
+          files: [],
+        };
         if (!e.files.includes(d.path)) e.files.push(d.path);
         causes.set(cause.id, e);
       }
@@ -212,7 +242,10 @@ export async function explainSlugs(
   bFile: string,
   ctx: CauseContext,
 ): Promise<ExplainedDifference[]> {
-  const [ea, eb] = await Promise.all([readTarEntries(await readFile(aFile)), readTarEntries(await readFile(bFile))]);
+  const [ea, eb] = await Promise.all([
+    readTarEntries(await readFile(aFile)),
+    readTarEntries(await readFile(bFile)),
+  ]);
   const da = new Map(ea.map((e) => [e.path, e.data]));
   const db = new Map(eb.map((e) => [e.path, e.data]));
   const out: ExplainedDifference[] = [];

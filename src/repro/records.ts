@@ -5,7 +5,7 @@
 import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { type CheckSummary, manifestSchema } from "../builds/records.js";
-import { writeFileAtomic, withFileLock } from "../util/fs.js";
+import { withFileLock, writeFileAtomic } from "../util/fs.js";
 import type { CheckReport } from "./check.js";
 
 export function checkSummary(r: CheckReport): CheckSummary {

@@ -22,9 +22,14 @@ export function formatReport(r: CheckReport, opts: { detailLines?: number } = {}
         : "could not be checked: a build failed";
   lines.push(`kiln check: ${r.app} ${verdict} (${r.seconds.toFixed(1)} s, check ${r.id.slice(0, 8)})`);
   lines.push(`  variations  ${r.variations.length ? r.variations.join(", ") : "(none)"}`);
-  if (r.against) lines.push(`  against     ${r.against.label}: ${formatBytes(r.against.bytes)} ${short(r.against.sha256)}`);
+  if (r.against)
+    lines.push(
+      `  against     ${r.against.label}: ${formatBytes(r.against.bytes)} ${short(r.against.sha256)}`,
+    );
   for (const b of r.builds) {
-    const what = b.varied.length ? b.varied.map((v) => `${v.name}=${v.value}`).join(" ") : "ordinary settings";
+    const what = b.varied.length
+      ? b.varied.map((v) => `${v.name}=${v.value}`).join(" ")
+      : "ordinary settings";
     lines.push(`  build ${b.index}     ${b.slug ? short(b.slug.sha256) : "(not built)"}  ${what}`);
   }
   if (r.error) {
@@ -59,14 +64,17 @@ function formatComparison(r: CheckReport, c: Comparison, opts: { detailLines?: n
     for (const cause of d.causes) lines.push(`    cause: ${cause.title} — ${cause.because}`);
     const detail = d.detail.split("\n");
     for (const l of detail.slice(0, max)) lines.push(`    ${l}`);
-    if (detail.length > max) lines.push(`    … ${detail.length - max} more lines (kiln check --json has them all)`);
+    if (detail.length > max)
+      lines.push(`    … ${detail.length - max} more lines (kiln check --json has them all)`);
   }
   return lines;
 }
 
 const xml = (s: string) =>
-  s.replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c] as string)
+  s
+    .replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c] as string)
     // XML 1.0 cannot carry most control characters, even escaped.
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: matching them is the point
     .replace(/[\u0000-\u0008\u000b\u000c\u000e-\u001f]/g, "?");
 
 /**

@@ -55,7 +55,7 @@ export function selectVariations(
   for (const n of [...(opts.only ?? []), ...(opts.skip ?? [])]) {
     if (!names.includes(n)) {
       throw new KilnError({
-        code: "unknown_variation",
+        code: "invalid_variation",
         message: `there is no variation "${n}"`,
         hint: `the variations are: ${names.join(", ")}`,
       });

@@ -84,4 +84,19 @@ export const MIGRATIONS: string[] = [
   `
   ALTER TABLE builds ADD COLUMN release INTEGER NOT NULL DEFAULT 1 CHECK (release IN (0, 1));
   `,
+  // 3: reproducibility checks of builds (kiln check; POST …/builds/{id}/checks).
+  `
+  CREATE TABLE checks (
+    id           TEXT PRIMARY KEY,
+    build_id     TEXT NOT NULL REFERENCES builds(id) ON DELETE CASCADE,
+    status       TEXT NOT NULL CHECK (status IN ('running', 'reproducible', 'not_reproducible', 'build_failed', 'error')),
+    error        TEXT,
+    builds       INTEGER NOT NULL,
+    variations   TEXT NOT NULL,
+    created_at   TEXT NOT NULL,
+    finished_at  TEXT,
+    report_path  TEXT
+  );
+  CREATE INDEX checks_by_build ON checks (build_id, created_at);
+  `,
 ];

@@ -4,7 +4,11 @@ import { join } from "node:path";
 import { execa } from "execa";
 import { beforeAll, describe, expect, it } from "vitest";
 import { listTarGz } from "../../src/archive/tar.js";
-import { type BuildResult, buildApp, checkBuildReproducible } from "../../src/builds/build.js";
+import { type BuildResult, buildApp } from "../../src/builds/build.js";
+import { buildSpecSchema } from "../../src/builds/records.js";
+import { runCheck } from "../../src/repro/check.js";
+import { formatReport } from "../../src/repro/report.js";
+import { loadVariations, variationNames } from "../../src/repro/variations.js";
 import { ensureSeed } from "../../src/seed/seed.js";
 import { buildStacks } from "../../src/stacks/stacks.js";
 import { kiln, NODE_WEB_GREETING, projectDir, testContext } from "../helpers.js";
@@ -81,7 +85,7 @@ describe("kiln build: the fixture apps", () => {
   ];
 
   for (const c of cases) {
-    it(`${c.name}: builds, rebuilds byte-identical, and the slug serves HTTP 200 on stack-run`, async () => {
+    it(`${c.name}: builds, passes kiln check with every variation, and the slug serves HTTP 200 on stack-run`, async () => {
       const r = await buildApp(t, { appDir: fixture(c.name) });
       built.set(c.name, r);
       expect(r.app).toBe(c.name);
@@ -94,8 +98,20 @@ describe("kiln build: the fixture apps", () => {
       // Nothing in the output refers to the store (slugs run on stack-run alone).
       const [info] = await t.nix.pathInfo([r.outPath]);
       expect(info?.references).toEqual([]);
-      // Rebuilt from scratch (dependencies and slug): the same bytes.
-      await checkBuildReproducible(t, r.specFile);
+      // Rebuilt from scratch (dependencies and slug) with every variation of kiln check on
+      // (build path, clock, TZ, locale, umask, host, user, CPUs, env, file order): the same bytes.
+      const spec = buildSpecSchema.parse(JSON.parse(await readFile(r.specFile, "utf8")));
+      const check = await runCheck(
+        t,
+        { app: r.app, spec },
+        {
+          builds: 1,
+          variations: variationNames(await loadVariations(projectDir)),
+          against: { label: "the ordinary build", file: r.slug.path },
+        },
+      );
+      expect(check.verdict, formatReport(check).join("\n")).toBe("reproducible");
+      expect(check.builds[0]?.varied.length).toBe(check.variations.length);
       const [res] = await runSlugWeb(runStack, r.slug.path, r.release.processTypes.web ?? "");
       expect(res?.status).toBe(200);
       c.expect(res?.body ?? "");
