@@ -28,6 +28,7 @@ const APT_PACKAGES = [
     why: "compiles the dynos' seccomp filter",
   },
   { pkg: "util-linux", cmd: "setpriv", why: "drops dynos to their app's uid (setpriv, prlimit, nsenter)" },
+  { pkg: "diffoscope-minimal", cmd: "diffoscope", why: "kiln check's HTML report of differing slugs" },
 ];
 
 function step(msg) {

@@ -8,9 +8,9 @@
  *   verdict  reproducible (exit 0) · not_reproducible (1) · build_failed (2)
  */
 import { randomUUID } from "node:crypto";
-import { readFile, stat } from "node:fs/promises";
+import { mkdir, readFile, stat } from "node:fs/promises";
 import { availableParallelism } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { readTarEntries } from "../archive/tar.js";
 import { type BuildDeps, buildExpr, type PreparedBuild } from "../builds/build.js";
 import { buildFileSchema, buildSpecSchema } from "../builds/records.js";
@@ -20,6 +20,7 @@ import { derivationName } from "../nix/events.js";
 import { hashFile, writeFileAtomic } from "../util/fs.js";
 import { CAUSE_HINTS, type Cause, type CauseContext, type CauseId, nameCauses } from "./causes.js";
 import { compareEntries, diffArchives, type FileDifference } from "./diff.js";
+import { diffoscopeHtml } from "./diffoscope.js";
 import { type CheckSettings, loadVariations, settingsFor, variedIn } from "./variations.js";
 
 export type Verdict = "reproducible" | "not_reproducible" | "build_failed";
@@ -62,6 +63,8 @@ export interface Comparison {
   identical: boolean;
   /** The differing files, archives' members flattened (path `outer.tgz//member`). */
   differences: ExplainedDifference[];
+  /** diffoscope's HTML report of the two slugs, where diffoscope is installed. */
+  diffoscope?: string;
 }
 
 export interface CheckReport {
@@ -212,6 +215,15 @@ export async function runCheck(
         b: settings.get(b.index) as CheckSettings,
         labels: { a: against ? against.label : "build 0", b: `build ${b.index}` },
       });
+      const html = join(config.dataDir, "checks", `${id}-build${b.index}.html`);
+      await mkdir(dirname(html), { recursive: true });
+      const written = await diffoscopeHtml(
+        refFile,
+        b.slug.path,
+        html,
+        opts.signal ? { signal: opts.signal } : {},
+      );
+      if (written) c.diffoscope = written;
     }
     comparisons.push(c);
   }

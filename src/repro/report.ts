@@ -58,6 +58,7 @@ function formatComparison(r: CheckReport, c: Comparison, opts: { detailLines?: n
   const lines = [
     `${buildLabel(r, c.build)} differs from ${buildLabel(r, c.reference)} in ${n} file${n === 1 ? "" : "s"}:`,
   ];
+  if (c.diffoscope) lines.push(`  diffoscope's report: ${c.diffoscope}`);
   const max = opts.detailLines ?? 20;
   for (const d of c.differences) {
     lines.push(`  ${d.path}  (${d.kind}: ${side(d.a)} vs ${side(d.b)})`);

@@ -89,6 +89,10 @@ describe("kiln check: one deliberately non-reproducible fixture per cause", () =
     expect(d?.kind).toBe("text");
     expect(d?.detail).toMatch(/^-built at \d{4}-/m);
     expect(d?.detail).toMatch(/^\+built at \d{4}-/m);
+    // diffoscope (installed by npm run setup) wrote its HTML report next to kiln's.
+    const html = results.get("date-now")?.report.comparisons[0]?.diffoscope ?? "";
+    expect(html).toMatch(/-build1\.html$/);
+    expect(readFileSync(html, "utf8")).toContain("build-info.txt");
     const j = results.get("build-path")?.report.comparisons[0]?.differences[0];
     expect(j?.kind).toBe("json");
     expect(j?.detail).toContain('.root: "/app" → "/tmp/build_8f3e1c/app"');
