@@ -51,6 +51,7 @@
         # kiln check: an ordinary and a varied build (every variation on) must be byte-identical.
         repro-static-site = repro.fixture "static-site" "static";
         repro-procfile-shell = repro.fixture "procfile-shell" "procfile";
+        repro-node-web = repro.fixture "node-web" "nodejs";
         repro-kiln = repro.check "kiln" stages.stage2Spec;
       };
     };

@@ -32,8 +32,8 @@ let
       declared = builtins.head (builtins.split "\n" (builtins.readFile (src + "/buildpacks/${name}/VERSION")));
     in
     { inherit name path; version = "${declared}+${hashPart path}"; };
-  # One of kiln's fixture apps with a shipped buildpack and no npm dependencies (pure evaluation
-  # needs every tarball in the store already; kiln check DIR does not).
+  # One of kiln's fixture apps with a shipped buildpack. Pure evaluation needs an app's npm
+  # tarballs in the store already (node-web's: `npm run setup` builds it); kiln check DIR does not.
   fixtureSpec = app: buildpack:
     let source = builtins.path { path = src + "/test/fixtures/apps/${app}"; name = "kiln-source"; }; in {
       inherit app source tools;
@@ -42,7 +42,8 @@ let
       slugMaxBytes = 500 * 1024 * 1024;
       env = { };
       buildpacks = [ (shipped buildpack) ];
-      dependencies = null;
+      dependencies =
+        if builtins.pathExists (source + "/package-lock.json") then { buildpackIndex = 0; registry = null; } else null;
     };
   # Succeeds only when the ordinary build and the varied one are byte-identical.
   check = name: spec:

@@ -166,7 +166,7 @@ export function nameCauses(d: FileDifference, ctx: CauseContext, texts?: { a: st
     const zones = [...da, ...db].some((s) => ZONE.test(s));
     const offset =
       a.faketime !== b.faketime
-        ? ` (the clocks were set ${a.faketime || "+0"} and ${b.faketime || "+0"})`
+        ? ` (${labels.a}'s clock ${a.faketime ? `ran ${a.faketime}` : "was right"}, ${labels.b}'s ${b.faketime ? `ran ${b.faketime}` : "was right"})`
         : "";
     if (!sameInstants && (gap > 26 * 3600_000 || !zones || a.tz === b.tz))
       add("timestamp", `the differing parts are times: ${da[0]} vs ${db[0]}${offset}`);

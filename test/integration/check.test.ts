@@ -14,7 +14,7 @@ import { type ControlPlane, startControlPlane } from "../../src/api/controlPlane
 import { manifestSchema } from "../../src/builds/records.js";
 import type { CheckReport } from "../../src/repro/check.js";
 import { formatReport } from "../../src/repro/report.js";
-import { loadVariations, variationNames } from "../../src/repro/variations.js";
+import { loadVariations, settingsFor, variationNames } from "../../src/repro/variations.js";
 import { kiln, projectDir, testContext } from "../helpers.js";
 
 const nonrepro = (name: string) => join(projectDir, "test", "fixtures", "nonrepro", name);
@@ -101,6 +101,15 @@ describe("kiln check: one deliberately non-reproducible fixture per cause", () =
 
 describe("kiln check: a reproducible app, bad input, --against", () => {
   const t = testContext();
+
+  it("the Nix side (nix/check, the flake's repro checks) varies exactly what kiln check's build 1 does", async () => {
+    const expr = `(import ${projectDir}/nix/check { src = ${projectDir}; tools = null; compare = null; }).settingsFor`;
+    const table = await loadVariations(projectDir);
+    for (const index of [0, 1, 2])
+      expect(await t.nix.eval({ expr: `${expr} ${index}` })).toEqual(
+        settingsFor(table, variationNames(table), index),
+      );
+  });
 
   it("passes static-site with every variation (exit 0) and records the check in its manifest", async () => {
     const built = await kiln(["build", "-q", "--json", app("static-site")]);

@@ -44,7 +44,15 @@ describe("flake.nix", () => {
       "--apply",
       "builtins.attrNames",
     ]);
-    expect(JSON.parse(checks.stdout)).toContain("fixed-point");
+    expect(JSON.parse(checks.stdout)).toEqual(
+      expect.arrayContaining([
+        "fixed-point",
+        "repro-static-site",
+        "repro-procfile-shell",
+        "repro-node-web",
+        "repro-kiln",
+      ]),
+    );
     // Builds the stages (cached after setup's bootstrap) and the fixed-point check itself.
     const check = await execa("nix", [...NIX, "flake", "check", projectDir], { reject: false });
     expect(check.stderr).not.toContain("error:");
@@ -58,6 +66,18 @@ describe("flake.nix", () => {
     expect(readFileSync(join(fp.stdout, "report.txt"), "utf8")).toMatch(
       /^the stage2 and stage3 slugs are byte-identical \(sha256 [0-9a-f]{64}\)$/m,
     );
+    // kiln check in pure Nix: each fixture's and kiln's own ordinary and fully varied builds.
+    for (const name of ["static-site", "procfile-shell", "node-web", "kiln"]) {
+      const out = await execa("nix", [
+        ...NIX,
+        "eval",
+        "--raw",
+        `${projectDir}#checks.x86_64-linux.repro-${name}.outPath`,
+      ]);
+      expect(readFileSync(join(out.stdout, "report.txt"), "utf8")).toMatch(
+        /^the ordinary and varied slugs are byte-identical \(sha256 [0-9a-f]{64}\)$/m,
+      );
+    }
   });
 
   it("`nix run .#kiln -- --help` runs kiln as built by itself (stage2)", async () => {

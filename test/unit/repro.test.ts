@@ -1,3 +1,5 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { type CauseContext, nameCauses } from "../../src/repro/causes.js";
 import type { CheckReport } from "../../src/repro/check.js";
@@ -45,6 +47,12 @@ describe("variations", () => {
     const two = settingsFor(table, all, 2);
     expect(two.buildDir).not.toBe(varied.buildDir);
     expect(two.faketime).toBe("+13y");
+  });
+
+  it("kiln check --help lists every variation by name", () => {
+    const help = readFileSync(join(projectDir, "src", "cli", "checkCommands.ts"), "utf8");
+    const line = /Variations \(all on by default[^\n]*\n {2}([^\n]+)/.exec(help)?.[1] ?? "";
+    expect(line.trim().split(/\s+/)).toEqual(all);
   });
 
   it("selects by name and refuses names it does not know, listing the ones it does", () => {
