@@ -32,6 +32,7 @@ interface CheckFlags {
   buildpack?: string[];
   env?: string[];
   builds?: number;
+  jobs?: number;
   vary?: string[];
   skip?: string[];
   against?: string;
@@ -53,6 +54,9 @@ export function registerCheckCommands(program: Command, ctx: ContextFactory): vo
       new Option("-n, --builds <n>", "fresh builds to make (default 2, or 1 with --against)").argParser(
         positive("--builds"),
       ),
+    )
+    .addOption(
+      new Option("-j, --jobs <n>", "builds at once (default: one per core)").argParser(positive("--jobs")),
     )
     .option("--vary <names>", "only these variations (comma-separated, repeatable; default: all)", list)
     .option("--skip <names>", "switch these variations off (comma-separated, repeatable)", list)
@@ -149,6 +153,7 @@ Examples:
       );
       return runCheck(c, prepared, {
         builds: Math.round(builds),
+        ...(opts.jobs ? { jobs: Math.round(opts.jobs) } : {}),
         variations,
         ...(against ? { against } : {}),
         onStep: c.progress.step,

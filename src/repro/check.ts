@@ -40,6 +40,8 @@ export interface CheckOptions {
   /** Names from nix/build/variations.json, switched on. */
   variations: string[];
   against?: Against;
+  /** Builds at once (default: as many as there are cores, up to the number of builds). */
+  jobs?: number;
   onLog?: (build: number, line: string) => void;
   onProgress?: BuildOptions["onProgress"];
   onStep?: (message: string) => void;
@@ -159,7 +161,7 @@ export async function runCheck(
       ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
       ...(opts.signal ? { signal: opts.signal } : {}),
       // Side by side: the builds are independent, and this is where a check's time goes.
-      maxJobs: Math.max(1, Math.min(specFiles.length, availableParallelism())),
+      maxJobs: Math.max(1, Math.min(specFiles.length, opts.jobs ?? availableParallelism())),
       onLogLine: (drvPath, line) => {
         const m = /-check(\d+)$/.exec(derivationName(drvPath));
         if (m && opts.onLog) opts.onLog(Number(m[1]), line);
