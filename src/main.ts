@@ -70,7 +70,8 @@ export async function main(argv: string[]): Promise<number> {
     const f = formatError(err);
     if (json) process.stdout.write(`${JSON.stringify(f.json, null, 2)}\n`);
     process.stderr.write(`${f.text}\n`);
-    return 1;
+    // Usage errors exit 2, as commander's own do (and kiln check keeps 1 for "not reproducible").
+    return f.json.error.code === "usage" ? 2 : 1;
   }
 }
 

@@ -33,6 +33,7 @@ interface CheckFlags {
   env?: string[];
   builds?: number;
   jobs?: number;
+  bisect?: boolean;
   vary?: string[];
   skip?: string[];
   against?: string;
@@ -60,6 +61,7 @@ export function registerCheckCommands(program: Command, ctx: ContextFactory): vo
     )
     .option("--vary <names>", "only these variations (comma-separated, repeatable; default: all)", list)
     .option("--skip <names>", "switch these variations off (comma-separated, repeatable)", list)
+    .option("--bisect", "when slugs differ, build once per variation (it alone on) to say which changes what")
     .option(
       "--against <build-id|file>",
       "compare with a recorded build (needs --app) or a slug.tgz from elsewhere",
@@ -83,6 +85,7 @@ Exit status: 0 reproducible, 1 not reproducible, 2 a build failed or the input w
 Examples:
   kiln check ./my-app                          two builds, every variation
   kiln check ./my-app --vary time,tz -n 3      three builds, only clock and time zone
+  kiln check ./my-app --bisect                 and, if they differ, which variation changes which file
   kiln check ./my-app --against slug.tgz       a rebuild against a slug built on another machine
   kiln check --app my-app --against BUILD_ID   on the server: a rebuild against a recorded build`,
     )
@@ -154,6 +157,7 @@ Examples:
       return runCheck(c, prepared, {
         builds: Math.round(builds),
         ...(opts.jobs ? { jobs: Math.round(opts.jobs) } : {}),
+        ...(opts.bisect ? { bisect: true } : {}),
         variations,
         ...(against ? { against } : {}),
         onStep: c.progress.step,

@@ -58,7 +58,7 @@ export const CAUSE_HINTS: Record<CauseId, string> = {
   "cpu-count": "make the output independent of NIX_BUILD_CORES / the number of CPUs",
   umask: "set permissions explicitly (chmod) instead of inheriting the umask",
   "archive-metadata": "write archives deterministically: sorted members, fixed mtime, no owner names",
-  unknown: "run kiln check --vary NAME for one variation at a time to find which one changes it",
+  unknown: "run kiln check --bisect to see which variation, alone, changes it",
 };
 
 export interface CauseContext {

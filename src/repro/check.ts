@@ -8,12 +8,12 @@
  *   verdict  reproducible (exit 0) · not_reproducible (1) · build_failed (2)
  */
 import { randomUUID } from "node:crypto";
-import { mkdir, readFile, stat } from "node:fs/promises";
+import { mkdir, readFile, rm, stat } from "node:fs/promises";
 import { availableParallelism } from "node:os";
 import { dirname, join } from "node:path";
 import { readTarEntries } from "../archive/tar.js";
 import { type BuildDeps, buildExpr, type PreparedBuild } from "../builds/build.js";
-import { buildFileSchema, buildSpecSchema } from "../builds/records.js";
+import { type BuildSpec, buildFileSchema, buildSpecSchema } from "../builds/records.js";
 import { isKilnError, KilnError } from "../errors.js";
 import type { BuildOptions } from "../nix/driver.js";
 import { derivationName } from "../nix/events.js";
@@ -21,7 +21,13 @@ import { hashFile, writeFileAtomic } from "../util/fs.js";
 import { CAUSE_HINTS, type Cause, type CauseContext, type CauseId, nameCauses } from "./causes.js";
 import { compareEntries, diffArchives, type FileDifference } from "./diff.js";
 import { diffoscopeHtml } from "./diffoscope.js";
-import { type CheckSettings, loadVariations, settingsFor, variedIn } from "./variations.js";
+import {
+  type CheckSettings,
+  loadVariations,
+  settingsFor,
+  type VariationTable,
+  variedIn,
+} from "./variations.js";
 
 export type Verdict = "reproducible" | "not_reproducible" | "build_failed";
 export const EXIT_CODES: Record<Verdict, number> = { reproducible: 0, not_reproducible: 1, build_failed: 2 };
@@ -42,6 +48,11 @@ export interface CheckOptions {
   against?: Against;
   /** Builds at once (default: as many as there are cores, up to the number of builds). */
   jobs?: number;
+  /**
+   * When slugs differ: one more build per variation, with only that one on, to say which
+   * variation changes which file (reprotest's auto-build).
+   */
+  bisect?: boolean;
   onLog?: (build: number, line: string) => void;
   onProgress?: BuildOptions["onProgress"];
   onStep?: (message: string) => void;
@@ -56,6 +67,18 @@ export interface CheckBuild {
 
 export interface ExplainedDifference extends Omit<FileDifference, "members"> {
   causes: Cause[];
+  /** With --bisect: the variations that change this file when varied alone. */
+  changedBy?: string[];
+}
+
+/** With --bisect: what one variation alone does to the slug. */
+export interface BisectResult {
+  variation: string;
+  value: string;
+  identical: boolean;
+  /** The files it changes (flattened as in differences). */
+  files: string[];
+  error?: string;
 }
 
 export interface Comparison {
@@ -80,6 +103,8 @@ export interface CheckReport {
   builds: CheckBuild[];
   against?: { label: string; sha256: string; bytes: number };
   comparisons: Comparison[];
+  /** With --bisect, when the slugs differ: each variation alone. */
+  bisect?: BisectResult[];
   /** Each cause found, with the files it explains and what to do. */
   causes: { id: CauseId; title: string; hint: string; files: string[] }[];
   /** Why the check could not build (verdict build_failed). */
@@ -93,7 +118,7 @@ export async function runCheck(
   opts: CheckOptions,
 ): Promise<CheckReport> {
   const started = new Date();
-  const { nix, config } = deps;
+  const { config } = deps;
   const table = await loadVariations(config.projectDir);
   const id = opts.id ?? randomUUID();
   const step = opts.onStep ?? (() => {});
@@ -138,40 +163,17 @@ export async function runCheck(
     };
   }
 
-  // One spec per build: the prepared one plus its check settings.
-  const specFiles: string[] = [];
-  for (const i of indexes) {
-    const spec = buildSpecSchema.parse({
-      ...p.spec,
-      check: { nonce: `${id}-${i}`, index: i, settings: settings.get(i) },
-    });
-    const file = join(config.dataDir, "specs", `check-${id}-${i}.json`);
-    await writeFileAtomic(file, `${JSON.stringify(spec, null, 2)}\n`);
-    specFiles.push(file);
-  }
-
   step(
     `building ${opts.builds} time${opts.builds === 1 ? "" : "s"} with ${opts.variations.length ? opts.variations.join(", ") : "no variations"} (nothing from the cache)`,
   );
-  let outputs: string[];
+  let slugs: SlugFile[];
   try {
-    // One nix call for all of them (it takes one --expr): an attribute set of the builds' slugs.
-    const expr = `{ ${specFiles.map((f, k) => `b${k} = ${buildExpr(config, f, "slug")};`).join(" ")} }`;
-    const results = await nix.build([{ expr, attrs: specFiles.map((_, k) => `b${k}`) }], {
-      ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
-      ...(opts.signal ? { signal: opts.signal } : {}),
-      // Side by side: the builds are independent, and this is where a check's time goes.
-      maxJobs: Math.max(1, Math.min(specFiles.length, opts.jobs ?? availableParallelism())),
-      onLogLine: (drvPath, line) => {
-        const m = /-check(\d+)$/.exec(derivationName(drvPath));
-        if (m && opts.onLog) opts.onLog(Number(m[1]), line);
-      },
-    });
-    // nix reports the results in its own order: each derivation's name ends in its build's index.
-    const byIndex = new Map(
-      results.map((r) => [Number(/-check(\d+)$/.exec(derivationName(r.drvPath))?.[1]), r]),
+    slugs = await buildJobs(
+      deps,
+      p.spec,
+      indexes.map((i) => ({ index: i, nonce: `${id}-${i}`, settings: settings.get(i) as CheckSettings })),
+      opts,
     );
-    outputs = indexes.map((i) => byIndex.get(i)?.outputs.out ?? "");
   } catch (err) {
     if (opts.signal?.aborted || !isKilnError(err)) throw err;
     const tail = (err as { logTail?: string[] }).logTail;
@@ -185,15 +187,7 @@ export async function runCheck(
       },
     });
   }
-  for (const [k, out] of outputs.entries()) {
-    const dir = nix.realPath(out);
-    const info = buildFileSchema.parse(JSON.parse(await readFile(join(dir, "build.json"), "utf8")));
-    (builds[k] as CheckBuild).slug = {
-      sha256: info.slug.sha256,
-      bytes: info.slug.bytes,
-      path: join(dir, "slug.tgz"),
-    };
-  }
+  for (const [k, slug] of slugs.entries()) (builds[k] as CheckBuild).slug = slug;
 
   // Compare every fresh build with the reference.
   step("comparing the slugs");
@@ -229,6 +223,14 @@ export async function runCheck(
     }
     comparisons.push(c);
   }
+  let bisect: BisectResult[] | undefined;
+  if (opts.bisect && reference && comparisons.some((c) => !c.identical)) {
+    const refFile = "file" in reference ? reference.file : reference.path;
+    bisect = await bisectVariations(deps, p.spec, { id, table, refFile, refSha256: reference.sha256 }, opts);
+    for (const c of comparisons)
+      for (const d of c.differences)
+        d.changedBy = bisect.filter((r) => r.files.includes(d.path)).map((r) => r.variation);
+  }
   const causes = new Map<CauseId, { id: CauseId; title: string; hint: string; files: string[] }>();
   for (const c of comparisons)
     for (const d of c.differences)
@@ -246,8 +248,111 @@ export async function runCheck(
     verdict: comparisons.every((c) => c.identical) ? "reproducible" : "not_reproducible",
     ...(against ? { against } : {}),
     comparisons,
+    ...(bisect ? { bisect } : {}),
     causes: [...causes.values()],
   });
+}
+
+interface SlugFile {
+  sha256: string;
+  bytes: number;
+  path: string;
+}
+
+/**
+ * Builds the prepared spec once per job, each its own derivations (the nonce), in one nix call
+ * (it takes one --expr: an attribute set of the slugs), up to `jobs` at once.
+ */
+async function buildJobs(
+  deps: BuildDeps,
+  base: BuildSpec,
+  jobs: { index: number; nonce: string; settings: CheckSettings }[],
+  opts: CheckOptions,
+): Promise<SlugFile[]> {
+  const { config, nix } = deps;
+  const specFiles: string[] = [];
+  try {
+    for (const j of jobs) {
+      const spec = buildSpecSchema.parse({
+        ...base,
+        check: { nonce: j.nonce, index: j.index, settings: j.settings },
+      });
+      const file = join(config.dataDir, "specs", `check-${j.nonce}.json`);
+      await mkdir(dirname(file), { recursive: true });
+      await writeFileAtomic(file, `${JSON.stringify(spec, null, 2)}\n`);
+      specFiles.push(file);
+    }
+    const expr = `{ ${specFiles.map((f, k) => `b${k} = ${buildExpr(config, f, "slug")};`).join(" ")} }`;
+    const results = await nix.build([{ expr, attrs: specFiles.map((_, k) => `b${k}`) }], {
+      ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+      ...(opts.signal ? { signal: opts.signal } : {}),
+      // Side by side: the builds are independent, and this is where a check's time goes.
+      maxJobs: Math.max(1, Math.min(jobs.length, opts.jobs ?? availableParallelism())),
+      onLogLine: (drvPath, line) => {
+        const m = /-check(\d+)$/.exec(derivationName(drvPath));
+        if (m && opts.onLog) opts.onLog(Number(m[1]), line);
+      },
+    });
+    // nix reports the results in its own order: each derivation's name ends in its build's index.
+    const byIndex = new Map(
+      results.map((r) => [Number(/-check(\d+)$/.exec(derivationName(r.drvPath))?.[1]), r]),
+    );
+    const out: SlugFile[] = [];
+    for (const j of jobs) {
+      const o = byIndex.get(j.index)?.outputs.out;
+      if (!o) throw new KilnError({ code: "internal", message: `nix gave no slug for build ${j.index}` });
+      const dir = nix.realPath(o);
+      const info = buildFileSchema.parse(JSON.parse(await readFile(join(dir, "build.json"), "utf8")));
+      out.push({ sha256: info.slug.sha256, bytes: info.slug.bytes, path: join(dir, "slug.tgz") });
+    }
+    return out;
+  } finally {
+    // They were for this nix call only (the report records the settings).
+    await Promise.all(specFiles.map((f) => rm(f, { force: true })));
+  }
+}
+
+/** One build per switched-on variation with only that one varied, each compared with the reference. */
+async function bisectVariations(
+  deps: BuildDeps,
+  base: BuildSpec,
+  ctx: { id: string; table: VariationTable; refFile: string; refSha256: string },
+  opts: CheckOptions,
+): Promise<BisectResult[]> {
+  // Indexes from 100 name the derivations (and their log lines) apart from the check's own builds.
+  const jobs = opts.variations.map((v, k) => ({
+    variation: v,
+    index: 100 + k,
+    nonce: `${ctx.id}-only-${v}`,
+    settings: settingsFor(ctx.table, [v], 1),
+  }));
+  opts.onStep?.(`bisecting: ${jobs.length} more builds, one variation each`);
+  let slugs: SlugFile[];
+  try {
+    slugs = await buildJobs(deps, base, jobs, opts);
+  } catch (err) {
+    if (opts.signal?.aborted || !isKilnError(err)) throw err;
+    return jobs.map((j) => ({
+      variation: j.variation,
+      value: "",
+      identical: false,
+      files: [],
+      error: err.message,
+    }));
+  }
+  const out: BisectResult[] = [];
+  for (const [k, j] of jobs.entries()) {
+    const slug = slugs[k] as SlugFile;
+    const value = variedIn(ctx.table, j.settings)[0]?.value ?? "";
+    const identical = slug.sha256 === ctx.refSha256;
+    const files = identical
+      ? []
+      : (await explainSlugs(ctx.refFile, slug.path, { a: settingsFor(ctx.table, [], 0), b: j.settings })).map(
+          (d) => d.path,
+        );
+    out.push({ variation: j.variation, value, identical, files });
+  }
+  return out;
 }
 
 /** Every differing file of two slugs, archive members flattened, each with its likely causes. */

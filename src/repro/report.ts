@@ -49,6 +49,21 @@ export function formatReport(r: CheckReport, opts: { detailLines?: number } = {}
       lines.push(`  ${c.title}: ${c.files.join(", ")}`, `    fix: ${c.hint}`);
     }
   }
+  if (r.bisect) {
+    lines.push("", "each variation alone (--bisect):");
+    const changing = r.bisect.filter((b) => !b.identical);
+    for (const b of changing)
+      lines.push(
+        b.error
+          ? `  ${b.variation}: could not build (${b.error.split("\n")[0]})`
+          : `  ${b.variation}${b.value ? ` (${b.value})` : ""} changes ${b.files.length ? b.files.join(", ") : "the archive only"}`,
+      );
+    const quiet = r.bisect.filter((b) => b.identical).map((b) => b.variation);
+    if (quiet.length)
+      lines.push(
+        `  ${changing.length ? "the others" : "none of them"} (${quiet.join(", ")}) change nothing alone`,
+      );
+  }
   for (const c of r.comparisons.filter((x) => !x.identical)) lines.push("", ...formatComparison(r, c, opts));
   return lines;
 }
@@ -63,6 +78,16 @@ function formatComparison(r: CheckReport, c: Comparison, opts: { detailLines?: n
   for (const d of c.differences) {
     lines.push(`  ${d.path}  (${d.kind}: ${side(d.a)} vs ${side(d.b)})`);
     for (const cause of d.causes) lines.push(`    cause: ${cause.title} — ${cause.because}`);
+    if (d.changedBy && r.bisect) {
+      const every = r.bisect.length > 1 && d.changedBy.length === r.bisect.length;
+      lines.push(
+        every
+          ? "    changed by: every build, whatever varies (the time of the build, or randomness)"
+          : d.changedBy.length
+            ? `    changed by: ${d.changedBy.join(", ")} (varied alone)`
+            : "    changed by: no single variation (it takes several together)",
+      );
+    }
     const detail = d.detail.split("\n");
     for (const l of detail.slice(0, max)) lines.push(`    ${l}`);
     if (detail.length > max)

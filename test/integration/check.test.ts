@@ -84,6 +84,34 @@ describe("kiln check: one deliberately non-reproducible fixture per cause", () =
     });
   }
 
+  it("--bisect says which variations, alone, change the file", async () => {
+    const r = await kiln([
+      "check",
+      "-q",
+      "--json",
+      "--bisect",
+      "--vary",
+      "time,tz,locale,hostname",
+      nonrepro("tz"),
+    ]);
+    expect(r.exitCode, r.all).toBe(1);
+    const report = JSON.parse(r.stdout) as CheckReport;
+    // Date#toString names the zone in the locale's language ("Koordineeritud maailmaaeg" in
+    // Estonian): the fixture depends on LANG as well as TZ, and only an experiment shows it.
+    expect(report.bisect?.map((b) => [b.variation, b.identical])).toEqual([
+      ["time", true],
+      ["tz", false],
+      ["locale", false],
+      ["hostname", true],
+    ]);
+    expect(report.bisect?.find((b) => b.variation === "tz")?.files).toEqual(["app/release-date.txt"]);
+    expect(report.comparisons[0]?.differences[0]?.changedBy).toEqual(["tz", "locale"]);
+    const text = formatReport(report).join("\n");
+    expect(text).toContain("tz (Pacific/Kiritimati) changes app/release-date.txt");
+    expect(text).toContain("the others (time, hostname) change nothing alone");
+    expect(text).toContain("changed by: tz, locale (varied alone)");
+  });
+
   it("the text diff shows both sides of the difference", () => {
     const d = results.get("date-now")?.report.comparisons[0]?.differences[0];
     expect(d?.kind).toBe("text");
@@ -139,6 +167,9 @@ describe("kiln check: a reproducible app, bad input, --against", () => {
     expect(unknown.exitCode).toBe(2);
     expect(unknown.stderr).toMatch(/there is no variation "moon-phase"/);
     expect(unknown.stderr).toMatch(/hint: the variations are: build-path, time, tz/);
+    const zero = await kiln(["check", "--builds", "0", app("static-site")]);
+    expect(zero.exitCode).toBe(2);
+    expect(zero.stderr).toMatch(/--builds must be a positive number/);
     const one = await kiln(["check", "--builds", "1", app("static-site")]);
     expect(one.exitCode).toBe(2);
     expect(one.stderr).toMatch(/at least 2 builds/);

@@ -14,6 +14,13 @@ import {
   startBuild,
   succeedBuild,
 } from "../../src/store/builds.js";
+import {
+  createCheck,
+  failInterruptedChecks,
+  finishCheck,
+  getCheck,
+  listChecks,
+} from "../../src/store/checks.js";
 import { migrate, openStore, STORE_FILE } from "../../src/store/db.js";
 import { getFormation, scaleFormation } from "../../src/store/formation.js";
 import { MIGRATIONS } from "../../src/store/migrations.js";
@@ -49,7 +56,16 @@ describe("the state file", () => {
         name: string;
       }[]
     ).map((t) => t.name);
-    expect(tables).toEqual(["apps", "builds", "config_vars", "dynos", "formation", "releases", "tokens"]);
+    expect(tables).toEqual([
+      "apps",
+      "builds",
+      "checks",
+      "config_vars",
+      "dynos",
+      "formation",
+      "releases",
+      "tokens",
+    ]);
   });
 
   it("refuses a file from a newer kiln instead of changing it", () => {
@@ -128,6 +144,29 @@ describe("the state file", () => {
     expect(pendingBuilds(db).map((b) => b.id)).toEqual([queued.id]);
     expect(getBuild(db, done.id).status).toBe("succeeded");
     expect(getBuild(db, queued.id).logPath).toBe(`/logs/${queued.id}`);
+  });
+
+  it("records checks of a build: running to one verdict, interrupted ones as errors, gone with the build", () => {
+    const { db } = fresh();
+    const app = createApp(db, "a");
+    const b = createBuild(db, {
+      appId: app.id,
+      sourceSha256: "b".repeat(64),
+      sourcePath: "/x",
+      logPath: (id) => id,
+    });
+    const one = createCheck(db, { buildId: b.id, builds: 1, variations: ["tz", "time"] });
+    const two = createCheck(db, { buildId: b.id, builds: 2, variations: [] });
+    expect(one).toMatchObject({ status: "running", builds: 1, variations: ["tz", "time"], reportPath: null });
+    finishCheck(db, one.id, "not_reproducible", "/r.json");
+    finishCheck(db, one.id, "reproducible", "/other.json"); // a verdict is final
+    expect(getCheck(db, one.id)).toMatchObject({ status: "not_reproducible", reportPath: "/r.json" });
+    expect(failInterruptedChecks(db)).toBe(1);
+    expect(getCheck(db, two.id)).toMatchObject({ status: "error", error: "interrupted: the server stopped" });
+    expect(listChecks(db, b.id).map((c) => c.id)).toEqual([one.id, two.id]);
+    expect(() => getCheck(db, "nope")).toThrow(/no check nope/);
+    deleteApp(db, app.id);
+    expect(listChecks(db, b.id)).toEqual([]);
   });
 
   it("validates scaling", () => {
