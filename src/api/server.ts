@@ -569,10 +569,7 @@ export function createApi(deps: ApiDeps): FastifyInstance {
     },
   );
   api.delete<{ Params: { app: string; id: string } }>("/v1/apps/:app/builds/:id", async (req) => {
-    const app = getApp(db, req.params.app);
-    const b = getBuild(db, req.params.id);
-    if (b.appId !== app.id)
-      throw new KilnError({ code: "unknown_build", message: `no build ${req.params.id} in ${app.name}` });
+    const { app, b } = appBuild(req.params.app, req.params.id);
     if (!deps.queue.cancel(b.id) && b.status !== "pending") {
       throw new KilnError({ code: "conflict", message: `build ${b.id} is ${b.status}: nothing to cancel` });
     }
@@ -583,10 +580,7 @@ export function createApi(deps: ApiDeps): FastifyInstance {
   });
   // The build's output: what it printed so far, then live until it ends (text, chunked).
   api.get<{ Params: { app: string; id: string } }>("/v1/apps/:app/builds/:id/output", async (req, reply) => {
-    const app = getApp(db, req.params.app);
-    const b = getBuild(db, req.params.id);
-    if (b.appId !== app.id)
-      throw new KilnError({ code: "unknown_build", message: `no build ${req.params.id} in ${app.name}` });
+    const { b } = appBuild(req.params.app, req.params.id);
     reply.raw.writeHead(200, { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" });
     const closed = new AbortController();
     req.raw.on("close", () => closed.abort());

@@ -4,18 +4,18 @@
  * (`--app A --against BUILD_ID`), where the check is recorded with the build.
  * Exit codes: 0 reproducible, 1 not reproducible, 2 could not build (or bad input).
  */
-import { stat, writeFile } from "node:fs/promises";
+import { writeFile } from "node:fs/promises";
 import { resolve } from "node:path";
 import { type Command, Option } from "commander";
 import { prepareBuild, withBuildTmp } from "../builds/build.js";
 import { KilnError } from "../errors.js";
-import { type CheckReport, EXIT_CODES, runCheck } from "../repro/check.js";
+import { type CheckReport, EXIT_CODES, resolveAgainst, runCheck } from "../repro/check.js";
 import { recordInManifest, saveCheckReport } from "../repro/records.js";
 import { formatJunit, formatReport } from "../repro/report.js";
 import { loadVariations, selectVariations } from "../repro/variations.js";
 import { collect, parseEnv, positive } from "./args.js";
 import { createClient } from "./client.js";
-import type { ContextFactory } from "./context.js";
+import type { AppContext, ContextFactory } from "./context.js";
 import { formatError, printJson, printLines } from "./output.js";
 
 const BUILD_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -96,7 +96,7 @@ Examples:
         report =
           opts.against && BUILD_ID.test(opts.against)
             ? await checkOnServer(opts, c.config.dataDir)
-            : await checkLocally(dir, opts, cmd);
+            : await checkLocally(c, dir, opts, !!cmd.optsWithGlobals().quiet);
       } catch (err) {
         if (c.signal.aborted) throw err;
         // Bad input or a failed preparation: "could not check", never "not reproducible".
@@ -114,24 +114,19 @@ Examples:
       process.exitCode = EXIT_CODES[report.verdict];
     });
 
-  async function checkLocally(dir: string, opts: CheckFlags, cmd: Command): Promise<CheckReport> {
-    const c = ctx(cmd.optsWithGlobals(), opts);
+  async function checkLocally(
+    c: AppContext,
+    dir: string,
+    opts: CheckFlags,
+    quiet: boolean,
+  ): Promise<CheckReport> {
     const table = await loadVariations(c.config.projectDir);
     const variations = selectVariations(table, {
       ...(opts.vary ? { only: opts.vary } : {}),
       ...(opts.skip ? { skip: opts.skip } : {}),
     });
-    let against: { label: string; file: string } | undefined;
-    if (opts.against) {
-      const file = resolve(opts.against);
-      if (!(await stat(file).catch(() => undefined))?.isFile())
-        throw new KilnError({
-          code: "invalid_against",
-          message: `--against ${opts.against}: no such file, and not a build id`,
-          hint: "give a slug.tgz (e.g. from another machine), or a build id (kiln builds --app APP) with --app",
-        });
-      against = { label: opts.against, file };
-    }
+    // Checked (and hashed) before anything is built.
+    const against = opts.against ? await resolveAgainst(resolve(opts.against), opts.against) : undefined;
     const builds = opts.builds ?? (against ? 1 : 2);
     if (!against && builds < 2)
       throw new KilnError({
@@ -139,7 +134,6 @@ Examples:
         message: "a check needs at least 2 builds to compare",
         hint: "use --builds 2 or more, or --against a slug to compare one build with",
       });
-    const quiet = !!cmd.optsWithGlobals().quiet;
     const report = await withBuildTmp(c.config, async (tmp) => {
       const prepared = await prepareBuild(
         c,

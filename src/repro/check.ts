@@ -11,9 +11,9 @@ import { randomUUID } from "node:crypto";
 import { mkdir, readFile, rm, stat } from "node:fs/promises";
 import { availableParallelism } from "node:os";
 import { dirname, join } from "node:path";
-import { readTarEntries } from "../archive/tar.js";
+import { readTarEntries, type TarMember } from "../archive/tar.js";
 import { type BuildDeps, buildExpr, type PreparedBuild } from "../builds/build.js";
-import { type BuildSpec, buildFileSchema, buildSpecSchema } from "../builds/records.js";
+import { type BuildSpec, buildFileSchema, buildSpecSchema, type CheckSummary } from "../builds/records.js";
 import { isKilnError, KilnError } from "../errors.js";
 import type { BuildOptions } from "../nix/driver.js";
 import { derivationName } from "../nix/events.js";
@@ -29,13 +29,27 @@ import {
   variedIn,
 } from "./variations.js";
 
-export type Verdict = "reproducible" | "not_reproducible" | "build_failed";
+export type Verdict = CheckSummary["verdict"];
 export const EXIT_CODES: Record<Verdict, number> = { reproducible: 0, not_reproducible: 1, build_failed: 2 };
 
 /** A slug to compare the fresh builds with: a file from elsewhere, or a recorded build's. */
 export interface Against {
   label: string;
   file: string;
+  sha256: string;
+  bytes: number;
+}
+
+/** Checks that `file` is a file and hashes it: before anything is built (bad input changes nothing). */
+export async function resolveAgainst(file: string, label: string): Promise<Against> {
+  const st = await stat(file).catch(() => undefined);
+  if (!st?.isFile())
+    throw new KilnError({
+      code: "invalid_against",
+      message: `--against ${label}: no such file, and not a build id`,
+      hint: "give a slug.tgz (e.g. from another machine), or a build id (kiln builds --app APP) with --app",
+    });
+  return { label, file, sha256: await hashFile(file, "sha256"), bytes: st.size };
 }
 
 export interface CheckOptions {
@@ -147,22 +161,7 @@ export async function runCheck(
     };
   };
 
-  let against: CheckReport["against"];
-  if (opts.against) {
-    const st = await stat(opts.against.file).catch(() => undefined);
-    if (!st?.isFile())
-      throw new KilnError({
-        code: "invalid_against",
-        message: `${opts.against.file} is not a file`,
-        hint: "give a slug.tgz (from kiln build, or another machine's), or a build id with --app",
-      });
-    against = {
-      label: opts.against.label,
-      sha256: await hashFile(opts.against.file, "sha256"),
-      bytes: st.size,
-    };
-  }
-
+  const against = opts.against;
   step(
     `building ${opts.builds} time${opts.builds === 1 ? "" : "s"} with ${opts.variations.length ? opts.variations.join(", ") : "no variations"} (nothing from the cache)`,
   );
@@ -191,9 +190,10 @@ export async function runCheck(
 
   // Compare every fresh build with the reference.
   step("comparing the slugs");
-  const reference = against
-    ? { file: opts.against?.file as string, sha256: against.sha256 }
-    : builds[0]?.slug;
+  const build0 = builds[0]?.slug;
+  const reference = against ?? (build0 ? { file: build0.path, sha256: build0.sha256 } : undefined);
+  // Each slug is read once, however many comparisons (and bisect builds) it takes part in.
+  const entries = memoEntries();
   const refSettings = against ? settingsFor(table, [], 0) : (settings.get(0) as CheckSettings);
   const comparisons: Comparison[] = [];
   for (const b of builds) {
@@ -205,12 +205,17 @@ export async function runCheck(
       differences: [],
     };
     if (!c.identical) {
-      const refFile = "file" in reference ? reference.file : reference.path;
-      c.differences = await explainSlugs(refFile, b.slug.path, {
-        a: refSettings,
-        b: settings.get(b.index) as CheckSettings,
-        labels: { a: against ? against.label : "build 0", b: `build ${b.index}` },
-      });
+      const refFile = reference.file;
+      c.differences = await explainSlugs(
+        refFile,
+        b.slug.path,
+        {
+          a: refSettings,
+          b: settings.get(b.index) as CheckSettings,
+          labels: { a: against ? against.label : "build 0", b: `build ${b.index}` },
+        },
+        entries,
+      );
       const html = join(config.dataDir, "checks", `${id}-build${b.index}.html`);
       await mkdir(dirname(html), { recursive: true });
       const written = await diffoscopeHtml(
@@ -225,8 +230,12 @@ export async function runCheck(
   }
   let bisect: BisectResult[] | undefined;
   if (opts.bisect && reference && comparisons.some((c) => !c.identical)) {
-    const refFile = "file" in reference ? reference.file : reference.path;
-    bisect = await bisectVariations(deps, p.spec, { id, table, refFile, refSha256: reference.sha256 }, opts);
+    bisect = await bisectVariations(
+      deps,
+      p.spec,
+      { id, table, refFile: reference.file, refSha256: reference.sha256, entries },
+      opts,
+    );
     for (const c of comparisons)
       for (const d of c.differences)
         d.changedBy = bisect.filter((r) => r.files.includes(d.path)).map((r) => r.variation);
@@ -246,7 +255,7 @@ export async function runCheck(
       }
   return report({
     verdict: comparisons.every((c) => c.identical) ? "reproducible" : "not_reproducible",
-    ...(against ? { against } : {}),
+    ...(against ? { against: { label: against.label, sha256: against.sha256, bytes: against.bytes } } : {}),
     comparisons,
     ...(bisect ? { bisect } : {}),
     causes: [...causes.values()],
@@ -316,7 +325,13 @@ async function buildJobs(
 async function bisectVariations(
   deps: BuildDeps,
   base: BuildSpec,
-  ctx: { id: string; table: VariationTable; refFile: string; refSha256: string },
+  ctx: {
+    id: string;
+    table: VariationTable;
+    refFile: string;
+    refSha256: string;
+    entries: SlugEntries;
+  },
   opts: CheckOptions,
 ): Promise<BisectResult[]> {
   // Indexes from 100 name the derivations (and their log lines) apart from the check's own builds.
@@ -347,12 +362,32 @@ async function bisectVariations(
     const identical = slug.sha256 === ctx.refSha256;
     const files = identical
       ? []
-      : (await explainSlugs(ctx.refFile, slug.path, { a: settingsFor(ctx.table, [], 0), b: j.settings })).map(
-          (d) => d.path,
-        );
+      : (
+          await explainSlugs(
+            ctx.refFile,
+            slug.path,
+            { a: settingsFor(ctx.table, [], 0), b: j.settings },
+            ctx.entries,
+          )
+        ).map((d) => d.path);
     out.push({ variation: j.variation, value, identical, files });
   }
   return out;
+}
+
+/** A slug's members by file, each slug read once. */
+type SlugEntries = (file: string) => Promise<TarMember[]>;
+
+function memoEntries(): SlugEntries {
+  const read = new Map<string, Promise<TarMember[]>>();
+  return (file) => {
+    let got = read.get(file);
+    if (!got) {
+      got = readFile(file).then(readTarEntries);
+      read.set(file, got);
+    }
+    return got;
+  };
 }
 
 /** Every differing file of two slugs, archive members flattened, each with its likely causes. */
@@ -360,11 +395,9 @@ export async function explainSlugs(
   aFile: string,
   bFile: string,
   ctx: CauseContext,
+  entries: SlugEntries = memoEntries(),
 ): Promise<ExplainedDifference[]> {
-  const [ea, eb] = await Promise.all([
-    readTarEntries(await readFile(aFile)),
-    readTarEntries(await readFile(bFile)),
-  ]);
+  const [ea, eb] = await Promise.all([entries(aFile), entries(bFile)]);
   const da = new Map(ea.map((e) => [e.path, e.data]));
   const db = new Map(eb.map((e) => [e.path, e.data]));
   const out: ExplainedDifference[] = [];

@@ -12,7 +12,7 @@ import type { Nix } from "../nix/driver.js";
 import type { BuildRecord } from "../store/builds.js";
 import { type CheckRecord, createCheck, failCheck, finishCheck } from "../store/checks.js";
 import type { Db } from "../store/db.js";
-import { runCheck } from "./check.js";
+import { resolveAgainst, runCheck } from "./check.js";
 import { recordInManifest, saveCheckReport } from "./records.js";
 import { loadVariations, selectVariations } from "./variations.js";
 
@@ -77,7 +77,7 @@ export function createCheckRunner(deps: { config: Config; log: Logger; nix: Nix;
               id: record.id,
               builds,
               variations,
-              against: { label: `build ${build.id.slice(0, 8)}`, file: slugFile },
+              against: await resolveAgainst(slugFile, `build ${build.id.slice(0, 8)}`),
               signal: stop.signal,
             },
           );

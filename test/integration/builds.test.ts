@@ -6,7 +6,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { listTarGz } from "../../src/archive/tar.js";
 import { type BuildResult, buildApp } from "../../src/builds/build.js";
 import { buildSpecSchema } from "../../src/builds/records.js";
-import { runCheck } from "../../src/repro/check.js";
+import { resolveAgainst, runCheck } from "../../src/repro/check.js";
 import { formatReport } from "../../src/repro/report.js";
 import { loadVariations, variationNames } from "../../src/repro/variations.js";
 import { ensureSeed } from "../../src/seed/seed.js";
@@ -107,7 +107,7 @@ describe("kiln build: the fixture apps", () => {
         {
           builds: 1,
           variations: variationNames(await loadVariations(projectDir)),
-          against: { label: "the ordinary build", file: r.slug.path },
+          against: await resolveAgainst(r.slug.path, "the ordinary build"),
         },
       );
       expect(check.verdict, formatReport(check).join("\n")).toBe("reproducible");
