@@ -77,21 +77,34 @@ export function cgroupDir(host: CgroupHost, c: Controller, id: string): string |
   return h ? join(h.mount, "kiln", id) : undefined;
 }
 
+/**
+ * Where kiln's cgroups live under each hierarchy: dynos under `kiln/`, builds under `kiln-builds/`
+ * (a dyno reconcile never judges a build's cgroup, and the other way round).
+ */
+export type CgroupParent = "kiln" | "kiln-builds";
+
 /** v2 only passes controllers down where every ancestor enables them in cgroup.subtree_control. */
-async function enableV2(mount: string, controllers: Controller[]): Promise<void> {
+async function enableV2(mount: string, controllers: Controller[], parent: CgroupParent): Promise<void> {
   const want = controllers.map((c) => `+${c}`).join(" ");
   await writeFile(join(mount, "cgroup.subtree_control"), want);
-  await mkdir(join(mount, "kiln"), { recursive: true });
-  await writeFile(join(mount, "kiln", "cgroup.subtree_control"), want);
+  await mkdir(join(mount, parent), { recursive: true });
+  await writeFile(join(mount, parent, "cgroup.subtree_control"), want);
 }
 
-export async function createDynoCgroup(host: CgroupHost, id: string, size: DynoSize): Promise<DynoCgroup> {
+/** The limits of `size` in a new cgroup `PARENT/ID` of every hierarchy kiln can use. */
+export async function createDynoCgroup(
+  host: CgroupHost,
+  id: string,
+  size: Pick<DynoSize, "memoryBytes" | "pids" | "cpus" | "name">,
+  opts: { parent?: CgroupParent } = {},
+): Promise<DynoCgroup> {
+  const parent = opts.parent ?? "kiln";
   const limits: Limit[] = [];
   const dirs = new Map<Controller, string>();
   const v2 = CONTROLLERS.filter((c) => host.controllers[c]?.version === 2);
   const v2Mount = v2.length ? host.controllers[v2[0] as Controller]?.mount : undefined;
   let v2Error: string | undefined;
-  if (v2Mount) await enableV2(v2Mount, v2).catch((e: Error) => (v2Error = e.message));
+  if (v2Mount) await enableV2(v2Mount, v2, parent).catch((e: Error) => (v2Error = e.message));
 
   const settings: Record<Controller, { value: string; v1: [string, string][]; v2: [string, string][] }> = {
     memory: {
@@ -132,7 +145,7 @@ export async function createDynoCgroup(host: CgroupHost, id: string, size: DynoS
       limits.push({ name: c, value: s.value, enforced: false, by: `cgroup v2: ${v2Error}` });
       continue;
     }
-    const dir = join(h.mount, "kiln", id);
+    const dir = join(h.mount, parent, id);
     try {
       await mkdir(dir, { recursive: true });
       dirs.set(c, dir);
