@@ -32,6 +32,11 @@ export const configSchema = z.object({
   /** Cores a single Nix build may use (NIX_BUILD_CORES); 0 means all. */
   buildCores: z.number().int().min(0).default(0),
   /**
+   * Test-only (KILN_TEST_DYNO_PAUSE): a dyno's start stops for good at this step, after writing
+   * DATA_DIR/test-pause.json, so a test can kill kiln exactly there.
+   */
+  testDynoPause: z.enum(["spawned", "cgroups", "before-go", "after-go"]).optional(),
+  /**
    * When kiln's control plane runs as an app on a kiln platform (src/bootstrap): the dyno
    * manager's API, `unix:/PATH` (a socket granted to this app alone) or a URL, and its admin
    * token. Every release built here is handed to it, so it runs the app's dynos.
@@ -85,6 +90,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, overrides: Partial<Config> = 
     nixBinDir: env.KILN_NIX_BIN_DIR || undefined,
     logLevel: env.KILN_LOG_LEVEL || undefined,
     buildCores: env.KILN_BUILD_CORES ? Number(env.KILN_BUILD_CORES) : undefined,
+    testDynoPause: env.KILN_TEST_DYNO_PAUSE || undefined,
     adminToken: env.KILN_ADMIN_TOKEN || undefined,
     platformUrl: env.KILN_PLATFORM_URL || undefined,
     platformToken: env.KILN_PLATFORM_TOKEN || undefined,

@@ -3,7 +3,7 @@
  * the app starts (bwrap waits on --block-fd until kiln has done both), stream its output, tell
  * when it listens, stop it gracefully, and say exactly how it ended.
  */
-import { chmod, chown, type FileHandle, mkdir, open, rm } from "node:fs/promises";
+import { chmod, chown, type FileHandle, mkdir, open, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Readable, Writable } from "node:stream";
 import { KilnError } from "../errors.js";
@@ -20,6 +20,7 @@ import {
   OUTBOUND_RESOLV_CONF,
 } from "./sandbox.js";
 import type { DynoSize } from "./sizes.js";
+import { pauseAt, type TestPause } from "./testPause.js";
 
 export interface DynoSpec {
   /** Unique per run: names the cgroups and the run directory. */
@@ -49,6 +50,8 @@ export interface DynoSpec {
   /** config.runDir: per-dyno directories with the relay's socket. */
   runDir: string;
   bwrap?: string;
+  /** Test-only: stop the start at one step (see testPause.ts). */
+  testPause?: TestPause;
 }
 
 export interface DynoExit {
@@ -132,6 +135,7 @@ export async function startDyno(spec: DynoSpec): Promise<RunningDyno> {
         ...(spec.outbound ? ["pipe" as const] : []), // DYNO_FDS.resolvConf
       ],
     });
+    await pauseAt(spec.testPause, "spawned", { runId: spec.id, launcherPid: proc.pid });
     // The child has its own copies now.
     for (const h of handles.splice(0)) await h.close();
     const startedAt = new Date();
@@ -186,11 +190,17 @@ export async function startDyno(spec: DynoSpec): Promise<RunningDyno> {
     const initPid = early;
     try {
       // Before the app runs: its cgroups and (if asked for) its way out.
+      if (spec.testPause?.step === "cgroups" && cgroup.dirs[0]) {
+        await writeFile(join(cgroup.dirs[0], "cgroup.procs"), String(initPid));
+        await pauseAt(spec.testPause, "cgroups", { runId: spec.id, launcherPid: proc.pid, initPid });
+      }
       await cgroup.addProcess(initPid);
       if (spec.outbound) outbound = await startOutbound({ pid: initPid });
+      await pauseAt(spec.testPause, "before-go", { runId: spec.id, launcherPid: proc.pid, initPid });
       // Let the app start; the way in is set up while it boots (nothing is routed to a dyno
       // before it listens anyway).
       blockPipe.end("go");
+      await pauseAt(spec.testPause, "after-go", { runId: spec.id, launcherPid: proc.pid, initPid });
       if (spec.port !== undefined) {
         relay = await startRelay({
           pid: initPid,

@@ -5,6 +5,7 @@
  */
 import { randomInt } from "node:crypto";
 import { readFile } from "node:fs/promises";
+import { join } from "node:path";
 import { KilnError } from "../errors.js";
 import { buildStacks, type StackDeps } from "../stacks/stacks.js";
 import { type CgroupHost, detectCgroups } from "./cgroups.js";
@@ -15,6 +16,7 @@ import { compiledSeccomp } from "./seccomp.js";
 import { dynoSize } from "./sizes.js";
 import { type RunnableSlug, unpackSlug } from "./slug.js";
 import { type RestartPolicy, type Supervised, type SuperviseOptions, superviseDyno } from "./supervisor.js";
+import type { TestPause } from "./testPause.js";
 import { appUid } from "./uids.js";
 
 export interface DynoRuntime {
@@ -31,6 +33,8 @@ export interface DynoRuntime {
    * CAP_SYS_RESOURCE, which root in a container often lacks), so bigger sizes are capped to it.
    */
   maxOpenFiles: number;
+  /** Test-only: see testPause.ts. */
+  testPause?: TestPause;
 }
 
 /** This process's hard RLIMIT_NOFILE, from /proc/self/limits. */
@@ -64,6 +68,9 @@ export async function prepareDynoRuntime(deps: StackDeps & { signal?: AbortSigna
     cgroups,
     reconciled: await reconcileDynos({ dataDir, runDir, cgroups }),
     maxOpenFiles: await hardOpenFilesLimit(),
+    ...(deps.config.testDynoPause
+      ? { testPause: { step: deps.config.testDynoPause, marker: join(dataDir, "test-pause.json") } }
+      : {}),
   };
 }
 
@@ -137,6 +144,7 @@ export async function launchDyno(rt: DynoRuntime, opts: LaunchOptions): Promise<
       seccompFile: rt.seccompFile,
       cgroups: rt.cgroups,
       runDir: rt.runDir,
+      ...(rt.testPause ? { testPause: rt.testPause } : {}),
     },
     type,
     sizeName,

@@ -1,0 +1,135 @@
+/**
+ * kill -9 of kiln at each step of a dyno's start (issue 19): a real `kiln run` child, stopped at
+ * the step by the test-only KILN_TEST_DYNO_PAUSE switch, then SIGKILLed. After the next kiln
+ * starts, nothing of that dyno may be alive, no cgroup or run directory of it may be left, and a
+ * decoy process that the dead dyno's record names (as a reused pid would be) must survive.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { chmodSync, mkdtempSync } from "node:fs";
+import { readdir, readFile, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { buildApp } from "../../src/builds/build.js";
+import { detectCgroups } from "../../src/dyno/cgroups.js";
+import { processStartTime, sameProcess } from "../../src/dyno/procfs.js";
+import { type RunnableSlug, resolveSlug } from "../../src/dyno/slug.js";
+import { readDynoRecords, stateDir } from "../../src/dyno/state.js";
+import { ensureSeed } from "../../src/seed/seed.js";
+import { exists } from "../../src/util/fs.js";
+import { kiln, kilnBin, projectDir, testContext } from "../helpers.js";
+
+async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 60_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Live (not zombie) host processes of a uid. */
+export async function processesOf(uid: number): Promise<number[]> {
+  const out: number[] = [];
+  for (const p of await readdir("/proc")) {
+    if (!/^\d+$/.test(p)) continue;
+    const status = await readFile(`/proc/${p}/status`, "utf8").catch(() => "");
+    if (new RegExp(`^Uid:\\s+${uid}\\s`, "m").test(status) && !/^State:\s+Z/m.test(status))
+      out.push(Number(p));
+  }
+  return out;
+}
+
+/** Every directory named `name` at most `depth` levels below `root`. */
+export async function findDirs(root: string, name: string, depth = 3): Promise<string[]> {
+  const out: string[] = [];
+  for (const e of await readdir(root, { withFileTypes: true }).catch(() => [])) {
+    if (!e.isDirectory()) continue;
+    const p = join(root, e.name);
+    if (e.name === name) out.push(p);
+    else if (depth > 1) out.push(...(await findDirs(p, name, depth - 1)));
+  }
+  return out;
+}
+
+const STEPS = ["spawned", "cgroups", "before-go", "after-go"] as const;
+
+describe("kill -9 of kiln while a dyno starts", () => {
+  const dataDir = mkdtempSync(join(tmpdir(), "kiln-dynokill-"));
+  chmodSync(dataDir, 0o711);
+  const t = testContext({ dataDir });
+  const env = { KILN_DATA_DIR: dataDir, KILN_RUN_DIR: t.config.runDir };
+  let slug: RunnableSlug;
+  const decoys: ChildProcess[] = [];
+
+  beforeAll(async () => {
+    await ensureSeed(t);
+    const r = await buildApp(t, { appDir: join(projectDir, "test", "fixtures", "apps", "procfile-shell") });
+    slug = await resolveSlug({ nix: t.nix, dataDir }, r.manifestPath);
+  });
+
+  afterAll(() => {
+    for (const d of decoys) d.kill("SIGKILL");
+  });
+
+  it.each(STEPS)("at %s: the next kiln leaves nothing of the dyno and kills nothing else", async (step) => {
+    const marker = join(dataDir, "test-pause.json");
+    await writeFile(marker, "").catch(() => {});
+    const child = spawn("node", [kilnBin, "run", slug.app, "-q"], {
+      env: { ...process.env, ...env, KILN_TEST_DYNO_PAUSE: step },
+      stdio: "ignore",
+    });
+    const gone = new Promise((r) => child.once("exit", r));
+    const paused = await until(`the start to pause at ${step}`, async () => {
+      const text = await readFile(marker, "utf8").catch(() => "");
+      return text.trim()
+        ? (JSON.parse(text) as { runId: string; launcherPid?: number; initPid?: number })
+        : undefined;
+    });
+    const rec = (await readDynoRecords(dataDir)).find((r) => r.supervisor.pid === child.pid);
+    expect(rec).toBeDefined();
+    if (!rec) return;
+    const pids = [paused.launcherPid, paused.initPid].filter((p): p is number => p !== undefined);
+    const starts = await Promise.all(pids.map(async (p) => [p, await processStartTime(p)] as const));
+
+    // A process outside kiln that the dead dyno's record names, as a reused pid would be.
+    const decoy = spawn("sleep", ["1000"], { stdio: "ignore" });
+    decoys.push(decoy);
+    const decoyPid = decoy.pid as number;
+    const decoyStart = await processStartTime(decoyPid);
+    child.kill("SIGKILL");
+    await gone;
+    const file = join(stateDir(dataDir), `${rec.id}.json`);
+    const onDisk = JSON.parse(await readFile(file, "utf8")) as Record<string, unknown>;
+    await writeFile(file, JSON.stringify({ ...onDisk, pid: decoyPid, initPid: decoyPid }));
+
+    // The next start of kiln (a one-off dyno of the same app).
+    const next = await kiln(["run", slug.app, "--", "true"], { env });
+    expect(next.exitCode).toBe(0);
+
+    const left = await until(
+      "the dyno's processes to be gone",
+      async () => ((await processesOf(rec.uid)).length === 0 ? [] : undefined),
+      5000,
+    ).catch(async () => processesOf(rec.uid));
+    const detail = await Promise.all(
+      left.map((p) => readFile(`/proc/${p}/cmdline`, "utf8").catch(() => "?")),
+    );
+    expect({ left, detail }).toEqual({ left: [], detail: [] });
+    for (const [p, s] of starts)
+      expect({ pid: p, alive: await sameProcess(p, s) }).toEqual({ pid: p, alive: false });
+
+    const cgroups = await detectCgroups();
+    const mounts = [...new Set(Object.values(cgroups.controllers).map((h) => h.mount))];
+    const leftCgroups = (
+      await Promise.all(mounts.map((m) => findDirs(join(m, "kiln"), paused.runId)))
+    ).flat();
+    expect(leftCgroups).toEqual([]);
+    expect(await findDirs(t.config.runDir, paused.runId)).toEqual([]);
+    expect(await exists(file)).toBe(false);
+
+    expect(await sameProcess(decoyPid, decoyStart)).toBe(true);
+    decoy.kill("SIGKILL");
+  });
+});
