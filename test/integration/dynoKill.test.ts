@@ -6,7 +6,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { chmodSync, mkdtempSync } from "node:fs";
-import { readdir, readFile, writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -17,6 +17,7 @@ import { type RunnableSlug, resolveSlug } from "../../src/dyno/slug.js";
 import { readDynoRecords, stateDir } from "../../src/dyno/state.js";
 import { ensureSeed } from "../../src/seed/seed.js";
 import { exists } from "../../src/util/fs.js";
+import { findDirs, processesOf } from "../dynoHelpers.js";
 import { kiln, kilnBin, projectDir, testContext } from "../helpers.js";
 
 async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 60_000): Promise<T> {
@@ -27,30 +28,6 @@ async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 60_
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
   }
-}
-
-/** Live (not zombie) host processes of a uid. */
-export async function processesOf(uid: number): Promise<number[]> {
-  const out: number[] = [];
-  for (const p of await readdir("/proc")) {
-    if (!/^\d+$/.test(p)) continue;
-    const status = await readFile(`/proc/${p}/status`, "utf8").catch(() => "");
-    if (new RegExp(`^Uid:\\s+${uid}\\s`, "m").test(status) && !/^State:\s+Z/m.test(status))
-      out.push(Number(p));
-  }
-  return out;
-}
-
-/** Every directory named `name` at most `depth` levels below `root`. */
-export async function findDirs(root: string, name: string, depth = 3): Promise<string[]> {
-  const out: string[] = [];
-  for (const e of await readdir(root, { withFileTypes: true }).catch(() => [])) {
-    if (!e.isDirectory()) continue;
-    const p = join(root, e.name);
-    if (e.name === name) out.push(p);
-    else if (depth > 1) out.push(...(await findDirs(p, name, depth - 1)));
-  }
-  return out;
 }
 
 const STEPS = ["spawned", "cgroups", "before-go", "after-go"] as const;
