@@ -1,11 +1,12 @@
 /**
  * Per-dyno cgroups for memory, pids and CPU, on cgroup v1 (one hierarchy per controller, as on these
  * machines) or v2 (one unified tree, as on most hosts today), chosen per controller by what the host
- * mounts. Every dyno gets `kiln/<dyno id>` under each hierarchy it uses. What could not be set up is
- * reported, never silently dropped: `kiln ps` shows it.
+ * mounts. Every dyno gets `kiln/<instance>/<run id>` under each hierarchy it uses (the instance is
+ * the kiln data directory it belongs to, see instance.ts: one kiln's reconcile never judges
+ * another's). What could not be set up is reported, never silently dropped: `kiln ps` shows it.
  */
 import { mkdir, readdir, readFile, rmdir, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { exists } from "../util/fs.js";
 import type { DynoSize } from "./sizes.js";
 
@@ -20,7 +21,7 @@ export interface CgroupHost {
 }
 
 export interface Limit {
-  name: "memory" | "pids" | "cpu" | "tmp" | "open-files" | "core-dumps";
+  name: "memory" | "pids" | "cpu" | "tmp" | "shm" | "open-files" | "core-dumps";
   value: string;
   enforced: boolean;
   /** What enforces it, or why nothing does. */
@@ -83,12 +84,30 @@ export function cgroupDir(host: CgroupHost, c: Controller, id: string): string |
  */
 export type CgroupParent = "kiln" | "kiln-builds";
 
-/** v2 only passes controllers down where every ancestor enables them in cgroup.subtree_control. */
-async function enableV2(mount: string, controllers: Controller[], parent: CgroupParent): Promise<void> {
+/**
+ * v2 only passes controllers down where every ancestor enables them in cgroup.subtree_control
+ * (`id` may itself be nested: `INSTANCE/RUN`).
+ */
+async function enableV2(
+  mount: string,
+  controllers: Controller[],
+  parent: CgroupParent,
+  id: string,
+): Promise<void> {
   const want = controllers.map((c) => `+${c}`).join(" ");
   await writeFile(join(mount, "cgroup.subtree_control"), want);
-  await mkdir(join(mount, parent), { recursive: true });
-  await writeFile(join(mount, parent, "cgroup.subtree_control"), want);
+  const levels: string[] = [parent];
+  for (let d = dirname(id); d !== "." && d !== "/"; d = dirname(d)) levels.splice(1, 0, join(parent, d));
+  for (const level of levels) {
+    await mkdir(join(mount, level), { recursive: true });
+    await writeFile(join(mount, level, "cgroup.subtree_control"), want);
+  }
+}
+
+/** The directories createDynoCgroup makes for `id`, known before it makes them (for the record). */
+export function dynoCgroupDirs(host: CgroupHost, id: string, opts: { parent?: CgroupParent } = {}): string[] {
+  const mounts = new Set(Object.values(host.controllers).map((h) => h.mount));
+  return [...mounts].map((m) => join(m, opts.parent ?? "kiln", id));
 }
 
 /** The limits of `size` in a new cgroup `PARENT/ID` of every hierarchy kiln can use. */
@@ -104,7 +123,7 @@ export async function createDynoCgroup(
   const v2 = CONTROLLERS.filter((c) => host.controllers[c]?.version === 2);
   const v2Mount = v2.length ? host.controllers[v2[0] as Controller]?.mount : undefined;
   let v2Error: string | undefined;
-  if (v2Mount) await enableV2(v2Mount, v2, parent).catch((e: Error) => (v2Error = e.message));
+  if (v2Mount) await enableV2(v2Mount, v2, parent, id).catch((e: Error) => (v2Error = e.message));
 
   const settings: Record<Controller, { value: string; v1: [string, string][]; v2: [string, string][] }> = {
     memory: {
@@ -210,10 +229,15 @@ function parsePids(text: string): number[] {
     .filter((n) => Number.isInteger(n) && n > 0);
 }
 
-/** SIGKILLs every process left in the directories, waits for them to go, then removes them. */
+/**
+ * SIGKILLs every process left in the directories (cgroup.kill where v2 has it: atomic, no pid
+ * read and then signalled), waits for them to go, then removes them. Throws if one stays busy.
+ */
 export async function removeCgroupDirs(dirs: string[]): Promise<void> {
   for (const dir of dirs) {
-    for (let attempt = 0; attempt < 50; attempt++) {
+    if (!(await exists(dir))) continue;
+    await writeFile(join(dir, "cgroup.kill"), "1").catch(() => {});
+    for (let attempt = 0; attempt < 250; attempt++) {
       const pids = parsePids(await readFile(join(dir, "cgroup.procs"), "utf8").catch(() => ""));
       if (pids.length === 0) break;
       for (const pid of pids) {
@@ -231,12 +255,12 @@ export async function removeCgroupDirs(dirs: string[]): Promise<void> {
   }
 }
 
-/** Dyno ids with a cgroup directory on this host (for reconciling after a crash). */
-export async function listDynoCgroups(host: CgroupHost): Promise<Map<string, string[]>> {
+/** Run ids with a cgroup directory under `kiln/<instance>/` (for reconciling after a crash). */
+export async function listDynoCgroups(host: CgroupHost, instance: string): Promise<Map<string, string[]>> {
   const out = new Map<string, string[]>();
   const mounts = new Set(Object.values(host.controllers).map((h) => h.mount));
   for (const mount of mounts) {
-    const base = join(mount, "kiln");
+    const base = join(mount, "kiln", instance);
     for (const e of await readdir(base, { withFileTypes: true }).catch(() => [])) {
       if (!e.isDirectory()) continue;
       out.set(e.name, [...(out.get(e.name) ?? []), join(base, e.name)]);

@@ -1,16 +1,18 @@
 /**
- * One dyno run: start the locked-down sandbox, put it in its cgroups and wire its network before
- * the app starts (bwrap waits on --block-fd until kiln has done both), stream its output, tell
+ * One dyno run: record it, start the locked-down sandbox inside its cgroups, wire its network
+ * before the app starts (a gate in the sandbox waits for this run's token), stream its output, tell
  * when it listens, stop it gracefully, and say exactly how it ended.
  */
-import { chmod, chown, type FileHandle, mkdir, open, rm, writeFile } from "node:fs/promises";
+import type { StdioOptions } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { chmod, chown, type FileHandle, mkdir, open, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Readable, Writable } from "node:stream";
 import { KilnError } from "../errors.js";
 import { forEachLine, type LongProcess, spawnProcess } from "../process/run.js";
-import { type CgroupHost, createDynoCgroup, type Limit } from "./cgroups.js";
+import { type CgroupHost, createDynoCgroup, type DynoCgroup, dynoCgroupDirs, type Limit } from "./cgroups.js";
 import { type Relay, startOutbound, startRelay } from "./network.js";
-import { descendants, listensOn, signalName } from "./procfs.js";
+import { descendants, listensOn, processGroup, processStartTime, signalName } from "./procfs.js";
 import {
   assertReachable,
   DYNO_FDS,
@@ -50,6 +52,10 @@ export interface DynoSpec {
   /** config.runDir: per-dyno directories with the relay's socket. */
   runDir: string;
   bwrap?: string;
+  /** Names this kiln's cgroups and run directories (instance.ts). */
+  instance: string;
+  /** Called before anything is made or started: the supervisor writes the run into its record. */
+  beforeSpawn?: (run: { runId: string; cgroupDirs: string[]; runDir: string }) => Promise<void>;
   /** Test-only: stop the start at one step (see testPause.ts). */
   testPause?: TestPause;
 }
@@ -64,10 +70,13 @@ export interface DynoExit {
 
 export interface RunningDyno {
   spec: DynoSpec;
-  /** Host pid of the launcher (prlimit → setpriv → bwrap, one process). */
+  /** Host pid of the launcher (bash → prlimit → setpriv → bwrap, one process). */
   pid: number;
   /** Host pid of the sandbox's pid 1. */
   initPid: number;
+  /** Their start times (processStartTime): a pid reused later is not them. */
+  pidStartTime?: number;
+  initStartTime?: number;
   relay: Relay | undefined;
   limits: Limit[];
   cgroupDirs: string[];
@@ -92,22 +101,36 @@ const parseStatusDoc = (doc: unknown): { childPid?: number; exitCode?: number } 
 };
 
 export async function startDyno(spec: DynoSpec): Promise<RunningDyno> {
-  const dynoRun = join(spec.runDir, spec.id);
+  const instanceRun = join(spec.runDir, spec.instance);
+  const dynoRun = join(instanceRun, spec.id);
+  const cgroupId = `${spec.instance}/${spec.id}`;
+  // On disk before anything exists: whatever kiln leaves behind if it dies from here on, the next
+  // kiln finds by this record (its cgroups, its run directory).
+  await spec.beforeSpawn?.({
+    runId: spec.id,
+    cgroupDirs: dynoCgroupDirs(spec.cgroups, cgroupId),
+    runDir: dynoRun,
+  });
   // Traversable (not listable) by the apps' uids; each dyno's own directory is its uid's alone.
-  await mkdir(spec.runDir, { recursive: true });
-  await chmod(spec.runDir, 0o711);
+  for (const d of [spec.runDir, instanceRun]) {
+    await mkdir(d, { recursive: true });
+    await chmod(d, 0o711);
+  }
   await mkdir(dynoRun, { mode: 0o700 });
   const handles: FileHandle[] = [];
-  const cgroup = await createDynoCgroup(spec.cgroups, spec.id, spec.size);
+  let cgroup: DynoCgroup | undefined;
   let relay: Relay | undefined;
   let outbound: LongProcess | undefined;
   const cleanup = async () => {
     await relay?.stop().catch(() => {});
     outbound?.child.kill("SIGKILL");
-    await cgroup.remove().catch(() => {});
+    // Everything still in the dyno's cgroups (the relay's connections included) goes with them.
+    await cgroup?.remove().catch(() => {});
     await rm(dynoRun, { recursive: true, force: true });
   };
   try {
+    cgroup = await createDynoCgroup(spec.cgroups, cgroupId, spec.size);
+    const cgroupDirs = cgroup.dirs;
     // The relay's socket directory belongs to the app's uid (the relay runs as it); root reaches in.
     await chown(dynoRun, spec.uid, spec.uid);
     const seccomp = await open(spec.seccompFile, "r");
@@ -115,25 +138,32 @@ export async function startDyno(spec: DynoSpec): Promise<RunningDyno> {
     await assertReachable(spec.stackDir);
     await assertReachable(spec.slugDir);
 
+    const stdio: StdioOptions = [
+      spec.attach ? "inherit" : "ignore",
+      spec.attach ? "inherit" : "pipe",
+      spec.attach ? "inherit" : "pipe",
+      "pipe", // DYNO_FDS.args
+      "pipe", // DYNO_FDS.status
+      "pipe", // DYNO_FDS.gate
+      seccomp.fd,
+      ...(spec.outbound ? ["pipe" as const] : []), // DYNO_FDS.resolvConf
+    ];
     const launcher = dynoLauncher({
       uid: spec.uid,
       size: spec.size,
       command: spec.command,
+      cgroupDirs,
+      keepFds: stdio.length,
       ...(spec.bwrap ? { bwrap: spec.bwrap } : {}),
+      ...(spec.testPause?.step === "cgroups"
+        ? { pause: { marker: spec.testPause.marker, runId: spec.id } }
+        : {}),
     });
-    const io = spec.attach ? "inherit" : "pipe";
+    // This run's token: the gate in the sandbox runs the command only once it reads it.
+    const token = randomBytes(16).toString("hex");
     const proc = spawnProcess(launcher.file, launcher.args, {
-      env: spec.env,
-      stdio: [
-        spec.attach ? "inherit" : "ignore",
-        io,
-        io,
-        "pipe", // DYNO_FDS.args
-        "pipe", // DYNO_FDS.status
-        "pipe", // DYNO_FDS.block
-        seccomp.fd,
-        ...(spec.outbound ? ["pipe" as const] : []), // DYNO_FDS.resolvConf
-      ],
+      env: { ...spec.env, KILN_GATE: token },
+      stdio,
     });
     await pauseAt(spec.testPause, "spawned", { runId: spec.id, launcherPid: proc.pid });
     // The child has its own copies now.
@@ -142,7 +172,7 @@ export async function startDyno(spec: DynoSpec): Promise<RunningDyno> {
     const fds = proc.child.stdio as unknown as (Readable & Writable)[];
     const argsPipe = fds[DYNO_FDS.args] as Writable;
     const statusPipe = fds[DYNO_FDS.status] as Readable;
-    const blockPipe = fds[DYNO_FDS.block] as Writable;
+    const gatePipe = fds[DYNO_FDS.gate] as Writable;
     const options = dynoBwrapOptions({
       uid: spec.uid,
       hostname: spec.name,
@@ -189,34 +219,33 @@ export async function startDyno(spec: DynoSpec): Promise<RunningDyno> {
     }
     const initPid = early;
     try {
-      // Before the app runs: its cgroups and (if asked for) its way out.
-      if (spec.testPause?.step === "cgroups" && cgroup.dirs[0]) {
-        await writeFile(join(cgroup.dirs[0], "cgroup.procs"), String(initPid));
-        await pauseAt(spec.testPause, "cgroups", { runId: spec.id, launcherPid: proc.pid, initPid });
-      }
-      await cgroup.addProcess(initPid);
-      if (spec.outbound) outbound = await startOutbound({ pid: initPid });
+      // Before the app runs: its way out (if asked for) and its way in, both in its cgroups, so an
+      // app that exits at once is reported by its exit, not by a relay that found no namespace.
       await pauseAt(spec.testPause, "before-go", { runId: spec.id, launcherPid: proc.pid, initPid });
-      // Let the app start; the way in is set up while it boots (nothing is routed to a dyno
-      // before it listens anyway).
-      blockPipe.end("go");
-      await pauseAt(spec.testPause, "after-go", { runId: spec.id, launcherPid: proc.pid, initPid });
+      if (spec.outbound) outbound = await startOutbound({ pid: initPid, cgroupDirs });
       if (spec.port !== undefined) {
         relay = await startRelay({
           pid: initPid,
           uid: spec.uid,
           socket: join(dynoRun, "web.sock"),
           port: spec.port,
+          cgroupDirs,
         });
       }
+      gatePipe.end(`${token}\n`);
+      await pauseAt(spec.testPause, "after-go", { runId: spec.id, launcherPid: proc.pid, initPid });
     } catch (err) {
       proc.child.kill("SIGKILL");
       await proc.exited;
       throw err;
     }
+    const [pidStartTime, initStartTime] = await Promise.all([
+      processStartTime(proc.pid),
+      processStartTime(initPid),
+    ]);
 
     const exited = proc.exited.then(async (end): Promise<DynoExit> => {
-      const oomKills = await cgroup.oomKills();
+      const oomKills = (await cgroup?.oomKills()) ?? 0;
       await cleanup();
       const code = exitCode ?? end.exitCode;
       let signal = end.signal ?? undefined;
@@ -250,9 +279,17 @@ export async function startDyno(spec: DynoSpec): Promise<RunningDyno> {
       spec,
       pid: proc.pid,
       initPid,
+      ...(pidStartTime !== undefined ? { pidStartTime } : {}),
+      ...(initStartTime !== undefined ? { initStartTime } : {}),
       relay,
       limits: [
         ...cgroup.limits,
+        {
+          name: "shm",
+          value: `${Math.round(spec.size.tmpBytes / 1048576)} MiB`,
+          enforced: true,
+          by: "tmpfs size",
+        },
         {
           name: "tmp",
           value: `${Math.round(spec.size.tmpBytes / 1048576)} MiB`,
@@ -262,7 +299,7 @@ export async function startDyno(spec: DynoSpec): Promise<RunningDyno> {
         { name: "open-files", value: String(spec.size.openFiles), enforced: true, by: "RLIMIT_NOFILE" },
         { name: "core-dumps", value: "off", enforced: true, by: "RLIMIT_CORE 0" },
       ],
-      cgroupDirs: cgroup.dirs,
+      cgroupDirs,
       startedAt,
       exited,
       async waitListening(timeoutMs) {
@@ -283,8 +320,11 @@ export async function startDyno(spec: DynoSpec): Promise<RunningDyno> {
         if (!ended) {
           // Every process but the sandbox's own pid 1 (bwrap's reaper), like Heroku's SIGTERM to
           // all processes of the dyno. bwrap does not forward signals, so kiln signals them itself.
-          const pids = (await cgroup.processes()) ?? (await descendants(initPid));
+          // Not the dyno's relay and NAT: they keep it reachable until the app is gone.
+          const helpers = new Set([relay?.process.pid, outbound?.pid].filter((p) => p !== undefined));
+          const pids = (await cgroup?.processes()) ?? (await descendants(initPid));
           for (const pid of pids.filter((p) => p !== initPid)) {
+            if (helpers.has(pid) || helpers.has((await processGroup(pid)) ?? -1)) continue;
             try {
               process.kill(pid, "SIGTERM");
             } catch {
@@ -302,7 +342,7 @@ export async function startDyno(spec: DynoSpec): Promise<RunningDyno> {
         }
         return exited;
       },
-      memoryBytes: () => cgroup.memoryBytes(),
+      memoryBytes: async () => cgroup?.memoryBytes(),
     };
   } catch (err) {
     for (const h of handles) await h.close().catch(() => {});

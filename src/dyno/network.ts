@@ -22,7 +22,7 @@ import { pipeline } from "node:stream";
 import { KilnError } from "../errors.js";
 import { type LongProcess, spawnProcess } from "../process/run.js";
 import { exists } from "../util/fs.js";
-import { dropToUid } from "./sandbox.js";
+import { dropToUid, enterCgroups } from "./sandbox.js";
 
 export interface Relay {
   socket: string;
@@ -30,16 +30,23 @@ export interface Relay {
   stop(): Promise<void>;
 }
 
-/** Starts the relay for a dyno whose init has host pid `pid`; resolves when the socket exists. */
+/**
+ * Starts the relay for a dyno whose init has host pid `pid`; resolves when the socket exists. It
+ * runs in the dyno's cgroups (it is the dyno's traffic, and whatever cleans up the dyno takes it).
+ */
 export async function startRelay(opts: {
   pid: number;
   uid: number;
   socket: string;
   port: number;
+  cgroupDirs: string[];
 }): Promise<Relay> {
+  const enter = enterCgroups({ dirs: opts.cgroupDirs, keepFds: 3 });
   const proc = spawnProcess(
-    "nsenter",
+    enter.file,
     [
+      ...enter.args,
+      "nsenter",
       `--net=/proc/${opts.pid}/ns/net`,
       "--",
       // The parent-death signal is set after the uid change (which clears it): the relay dies
@@ -81,10 +88,13 @@ export async function startRelay(opts: {
 }
 
 /** Gives the dyno whose init has host pid `pid` outbound network access; resolves when it is up. */
-export async function startOutbound(opts: { pid: number }): Promise<LongProcess> {
+export async function startOutbound(opts: { pid: number; cgroupDirs: string[] }): Promise<LongProcess> {
+  const enter = enterCgroups({ dirs: opts.cgroupDirs, keepFds: 4 });
   const proc = spawnProcess(
-    "setpriv",
+    enter.file,
     [
+      ...enter.args,
+      "setpriv",
       "--pdeathsig=KILL",
       "--",
       "slirp4netns",

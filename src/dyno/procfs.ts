@@ -58,3 +58,10 @@ export async function rssBytes(pid: number): Promise<number | undefined> {
   const kb = /^VmRSS:\s+(\d+) kB$/m.exec(text)?.[1];
   return kb ? Number(kb) * 1024 : undefined;
 }
+
+/** Field 5 of /proc/PID/stat: the process group. */
+export async function processGroup(pid: number): Promise<number | undefined> {
+  const text = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
+  const v = Number(text.slice(text.lastIndexOf(")") + 2).split(" ")[2]);
+  return Number.isFinite(v) && text ? v : undefined;
+}

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { KilnError } from "../errors.js";
 import { buildStacks, type StackDeps } from "../stacks/stacks.js";
 import { type CgroupHost, detectCgroups } from "./cgroups.js";
+import { instanceId } from "./instance.js";
 import type { AppLog } from "./logs.js";
 import { type ReconcileReport, reconcileDynos } from "./reconcile.js";
 import { type DynoGrant, dynoEnv } from "./sandbox.js";
@@ -22,6 +23,8 @@ import { appUid } from "./uids.js";
 export interface DynoRuntime {
   dataDir: string;
   runDir: string;
+  /** This kiln's name for its cgroups and run directories (instance.ts). */
+  instance: string;
   stackDir: string;
   seccompFile: string;
   cgroups: CgroupHost;
@@ -63,6 +66,7 @@ export async function prepareDynoRuntime(deps: StackDeps & { signal?: AbortSigna
   return {
     dataDir,
     runDir,
+    instance: instanceId(dataDir),
     stackDir: deps.nix.realPath(stack.storePath),
     seccompFile: await compiledSeccomp({ dataDir, projectDir }),
     cgroups,
@@ -144,6 +148,7 @@ export async function launchDyno(rt: DynoRuntime, opts: LaunchOptions): Promise<
       seccompFile: rt.seccompFile,
       cgroups: rt.cgroups,
       runDir: rt.runDir,
+      instance: rt.instance,
       ...(rt.testPause ? { testPause: rt.testPause } : {}),
     },
     type,

@@ -2,15 +2,20 @@
  * The dyno lockdown: bwrap's arguments and the host-side wrappers around it.
  *
  * kiln runs as root, so the chain that starts a dyno first drops everything root has:
- *   prlimit (open files, no core dumps)
+ *   bash (root, on the host: closes every descriptor kiln inherited, then moves itself into the
+ *     dyno's cgroups, so nothing of the dyno ever runs outside them, even if kiln dies right here)
+ *   → prlimit (open files, no core dumps)
  *   → setpriv (the app's own unprivileged uid, no supplementary groups, no new privileges)
  *   → bwrap, unprivileged, in new user/pid/ipc/uts/cgroup/network/mount namespaces, all
  *     capabilities dropped, no further user namespaces, seccomp, a new session, killed with its
  *     parent; the run stack read-only at /, the slug read-only at /app, a size-capped /tmp, a
- *     minimal /dev, a fresh /proc (bwrap makes /proc/sys read-only) and no /sys.
+ *     minimal /dev, a size-capped /dev/shm, a fresh /proc (bwrap makes /proc/sys read-only), no /sys
+ *   → the gate (sh inside the sandbox): runs the command only once it has read this run's token
+ *     from kiln. If kiln is gone before that (EOF on the pipe) the gate exits and the sandbox with
+ *     it; bwrap's own --block-fd would take EOF as "go".
  *
  * bwrap reads its options from a pipe (--args), so /proc/1/cmdline inside shows only
- * `bwrap --args 3 -- sh -c … COMMAND` (no host paths), and the environment (config vars included) is passed as the environment,
+ * `bwrap --args 3 -- sh -c … COMMAND` (no host paths, no token), and the environment (config vars included) is passed as the environment,
  * never on a command line a host user could read with ps. bwrap runs as the app's uid, so the
  * stack and the slug must be reachable by it (see assertReachable).
  */
@@ -23,7 +28,7 @@ import type { DynoSize } from "./sizes.js";
 export const DYNO_FDS = {
   args: 3,
   status: 4,
-  block: 5,
+  gate: 5,
   seccomp: 6,
   resolvConf: 7,
 } as const;
@@ -38,6 +43,55 @@ export const OUTBOUND_RESOLV_CONF = "nameserver 10.0.2.3\n";
  */
 export const PROFILE_LOADER =
   'for f in /app/.profile.d/*.sh; do [ -f "$f" ] && . "$f"; done; exec sh -c "$0"';
+
+/**
+ * The gate in front of the profile loader: exec only after reading this run's token (expected in
+ * $KILN_GATE, which the app never sees) from DYNO_FDS.gate; EOF or anything else ends the sandbox.
+ * kiln's descriptors (the gate, bwrap's status pipe) are closed before the app runs.
+ */
+export const GATE = `read -r t <&${DYNO_FDS.gate} && [ -n "$KILN_GATE" ] && [ "$t" = "$KILN_GATE" ] || exit 125; unset KILN_GATE t; exec 3<&- 4<&- 5<&- 6<&- 7<&-; ${PROFILE_LOADER}`;
+
+/** The exit code of a gate that was not given the token (kiln died before "go"). */
+export const GATE_REFUSED = 125;
+
+/**
+ * Root's first step on the host, in front of every process kiln starts for a dyno (the sandbox,
+ * its relay, its outbound NAT): close every descriptor from `keep` up (Node passes descriptors kiln
+ * inherited without close-on-exec to every child), write its own pid into each cgroup, exec the
+ * rest. Args: KEEP [--pause MARKER RUN_ID] DIR… -- COMMAND…; the pause is test-only (testPause.ts):
+ * after the first cgroup it writes the marker and waits until kiln is gone.
+ */
+const ENTER_SCRIPT = [
+  "keep=$1; shift",
+  'for f in /proc/$$/fd/*; do n=${f##*/}; if [ "$n" -ge "$keep" ]; then exec {n}>&-; fi; done',
+  'pause=; if [ "$1" = --pause ]; then pause=$2; run=$3; shift 3; fi',
+  'while [ "$1" != -- ]; do echo $$ > "$1/cgroup.procs" || exit 125; shift',
+  '  if [ -n "$pause" ]; then',
+  `    printf '{"step":"cgroups","runId":"%s","launcherPid":%s}\\n' "$run" $$ > "$pause"`,
+  "    while kill -0 $PPID 2>/dev/null; do sleep 0.05; done; pause=",
+  "  fi",
+  "done",
+  'shift; exec "$@"',
+].join("\n");
+
+export function enterCgroups(opts: {
+  dirs: string[];
+  keepFds: number;
+  pause?: { marker: string; runId: string };
+}): { file: string; args: string[] } {
+  return {
+    file: "bash",
+    args: [
+      "-c",
+      ENTER_SCRIPT,
+      "kiln-enter",
+      String(opts.keepFds),
+      ...(opts.pause ? ["--pause", opts.pause.marker, opts.pause.runId] : []),
+      ...opts.dirs,
+      "--",
+    ],
+  };
+}
 
 /**
  * What one app (and no other) is granted beyond the lockdown: the platform's own app (kiln hosted
@@ -85,6 +139,11 @@ export function dynoBwrapOptions(opts: {
     "/proc",
     "--dev",
     "/dev",
+    // POSIX shared memory, capped like /tmp (bwrap's /dev would leave it an unbounded tmpfs).
+    "--size",
+    String(opts.size.tmpBytes),
+    "--tmpfs",
+    "/dev/shm",
     "--size",
     String(opts.size.tmpBytes),
     "--tmpfs",
@@ -99,8 +158,6 @@ export function dynoBwrapOptions(opts: {
     String(DYNO_FDS.seccomp),
     "--json-status-fd",
     String(DYNO_FDS.status),
-    "--block-fd",
-    String(DYNO_FDS.block),
     "--chdir",
     "/app",
   ];
@@ -126,14 +183,31 @@ export function dropToUid(uid: number, extra: string[] = []): string[] {
 }
 
 /** The host-side chain in front of bwrap (which reads the options above from fd 3). */
-export function dynoLauncher(opts: { uid: number; size: DynoSize; command: string; bwrap?: string }): {
+export function dynoLauncher(opts: {
+  uid: number;
+  size: DynoSize;
+  command: string;
+  bwrap?: string;
+  /** The dyno's cgroups, entered before anything else runs. */
+  cgroupDirs: string[];
+  /** Descriptors below this are kiln's pipes to the sandbox; every other one is closed. */
+  keepFds: number;
+  pause?: { marker: string; runId: string };
+}): {
   file: string;
   args: string[];
 } {
   const nofile = String(opts.size.openFiles);
+  const enter = enterCgroups({
+    dirs: opts.cgroupDirs,
+    keepFds: opts.keepFds,
+    ...(opts.pause ? { pause: opts.pause } : {}),
+  });
   return {
-    file: "prlimit",
+    file: enter.file,
     args: [
+      ...enter.args,
+      "prlimit",
       `--nofile=${nofile}:${nofile}`,
       "--core=0:0",
       "--",
@@ -144,7 +218,7 @@ export function dynoLauncher(opts: { uid: number; size: DynoSize; command: strin
       "--",
       "sh",
       "-c",
-      PROFILE_LOADER,
+      GATE,
       opts.command,
     ],
   };

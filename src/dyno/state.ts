@@ -4,10 +4,10 @@
  * (The control plane keeps the same records in SQLite; the files let separate kiln processes see
  * each other's dynos.)
  */
-import { mkdir, readdir, readFile, rm } from "node:fs/promises";
+import { mkdir, readdir, readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
-import { writeFileAtomic } from "../util/fs.js";
+import { pidAlive, writeFileAtomic } from "../util/fs.js";
 
 export const DYNO_STATES = ["starting", "up", "crashed", "stopping", "down"] as const;
 export type DynoStateName = (typeof DYNO_STATES)[number];
@@ -25,10 +25,16 @@ export const dynoRecordSchema = z.object({
   since: z.string(),
   /** The kiln process supervising the dyno, and its start time (a reused pid is not it). */
   supervisor: z.object({ pid: z.number().int(), startTime: z.number().optional() }),
-  /** The current run's id (names its cgroups and run directory) and host pids: launcher, pid 1. */
+  /**
+   * The current run's id (names its cgroups and run directory), written before the run starts;
+   * once it runs, its host pids (launcher, pid 1) with their start times.
+   */
   runId: z.string().optional(),
+  runDir: z.string().optional(),
   pid: z.number().int().optional(),
+  pidStartTime: z.number().optional(),
   initPid: z.number().int().optional(),
+  initStartTime: z.number().optional(),
   cgroupDirs: z.array(z.string()),
   url: z.string().optional(),
   restarts: z.number().int(),
@@ -74,4 +80,23 @@ export async function readDynoRecords(dataDir: string): Promise<DynoRecord[]> {
     }
   }
   return out.sort((a, b) => (a.app === b.app ? a.name.localeCompare(b.name) : a.app.localeCompare(b.app)));
+}
+
+/**
+ * Removes the temporary files of atomic writes torn by a crash (`NAME.tmp-PID-TIME`): those whose
+ * writer is gone, or that are older than any write takes. Returns how many.
+ */
+export async function sweepTornRecords(dataDir: string): Promise<number> {
+  const dir = stateDir(dataDir);
+  let removed = 0;
+  for (const f of await readdir(dir).catch(() => [] as string[])) {
+    const m = /\.tmp-(\d+)-\d+$/.exec(f);
+    if (!m) continue;
+    const file = join(dir, f);
+    const age = Date.now() - ((await stat(file).catch(() => undefined))?.mtimeMs ?? Date.now());
+    if (pidAlive(Number(m[1])) && age < 60_000) continue;
+    await rm(file, { force: true });
+    removed++;
+  }
+  return removed;
 }

@@ -27,7 +27,7 @@ export const DEFAULT_BOOT_TIMEOUT_MS = 60_000;
 export const DEFAULT_STOP_TIMEOUT_MS = 30_000;
 
 export interface SuperviseOptions {
-  dyno: Omit<DynoSpec, "id" | "onOutput">;
+  dyno: Omit<DynoSpec, "id" | "onOutput" | "beforeSpawn">;
   type: string;
   sizeName: string;
   slugSha256: string;
@@ -82,12 +82,15 @@ export async function superviseDyno(opts: SuperviseOptions): Promise<Supervised>
     limits: [],
   };
   let writes = Promise.resolve();
-  const persist = () => {
+  /** Rejects when the record could not be written (the queue goes on). */
+  const persistOrThrow = () => {
     const snapshot = structuredClone(rec);
     opts.onRecord?.(snapshot);
-    writes = writes.then(() => writeDynoRecord(opts.dataDir, snapshot)).catch(() => {});
-    return writes;
+    const write = writes.then(() => writeDynoRecord(opts.dataDir, snapshot));
+    writes = write.catch(() => {});
+    return write;
   };
+  const persist = () => persistOrThrow().catch(() => {});
   const setState = (state: DynoStateName) => {
     if (rec.state !== state) say(`State changed from ${rec.state} to ${state}`);
     rec.state = state;
@@ -110,15 +113,30 @@ export async function superviseDyno(opts: SuperviseOptions): Promise<Supervised>
           ...opts.dyno,
           id,
           onOutput: (_stream, line) => opts.log.write(`app[${name}]`, line),
+          // Nothing of the run exists before its record says where it will be.
+          beforeSpawn: async (r) => {
+            Object.assign(rec, { runId: r.runId, runDir: r.runDir, cgroupDirs: r.cgroupDirs });
+            for (const k of ["pid", "pidStartTime", "initPid", "initStartTime"] as const) delete rec[k];
+            await persistOrThrow();
+          },
         });
       } catch (err) {
+        const reason = `failed to start: ${(err as Error).message}`;
         say(`Failed to start: ${(err as Error).message}`);
-        setState(opts.restart ? "crashed" : "down");
-        await persist();
-        if (!opts.restart) throw err;
-        last = { code: null, oom: false, reason: `failed to start: ${(err as Error).message}` };
+        clearRun();
+        rec.lastExit = { code: null, oom: false, reason, at: new Date().toISOString() };
+        last = { code: null, oom: false, reason };
+        if (!opts.restart || stopping) {
+          setState("down");
+          await persist();
+          if (!opts.restart) {
+            await removeDynoRecord(opts.dataDir, rec.id);
+            throw err;
+          }
+          break;
+        }
         crashes++;
-        await pause(backoffDelay(opts.restart, crashes));
+        await crashed(backoffDelay(opts.restart, crashes), crashes);
         continue;
       }
       const d = running;
@@ -128,6 +146,8 @@ export async function superviseDyno(opts: SuperviseOptions): Promise<Supervised>
         runId: id,
         pid: d.pid,
         initPid: d.initPid,
+        ...(d.pidStartTime !== undefined ? { pidStartTime: d.pidStartTime } : {}),
+        ...(d.initStartTime !== undefined ? { initStartTime: d.initStartTime } : {}),
         cgroupDirs: d.cgroupDirs,
         limits: d.limits,
       });
@@ -163,28 +183,34 @@ export async function superviseDyno(opts: SuperviseOptions): Promise<Supervised>
         reason: exit.reason,
         at: new Date().toISOString(),
       };
-      delete rec.pid;
-      delete rec.initPid;
-      delete rec.runId;
-      rec.cgroupDirs = [];
+      clearRun();
       if (exit.oom)
         say("Error R15 (Memory quota vastly exceeded): the kernel's OOM killer stopped the process");
       say(`Process ${exit.reason}`);
       if (stopping || !opts.restart) break;
       crashes = opts.restart && ranMs >= opts.restart.stableMs ? 1 : crashes + 1;
-      const delay = backoffDelay(opts.restart, crashes);
-      rec.restarts++;
-      rec.nextRestartAt = new Date(Date.now() + delay).toISOString();
-      setState("crashed");
-      say(`Restarting in ${formatDelay(delay)} (crash ${crashes} in a row)`);
-      await persist();
-      await pause(delay);
-      delete rec.nextRestartAt;
+      await crashed(backoffDelay(opts.restart, crashes), crashes);
     }
     setState("down");
     await persist();
     await removeDynoRecord(opts.dataDir, rec.id);
     return last;
+  };
+
+  const clearRun = () => {
+    for (const k of ["pid", "pidStartTime", "initPid", "initStartTime", "runId", "runDir"] as const)
+      delete rec[k];
+    rec.cgroupDirs = [];
+  };
+  /** Every crash, whether the run ended or never started: counted, announced, waited out. */
+  const crashed = async (delay: number, inARow: number) => {
+    rec.restarts++;
+    rec.nextRestartAt = new Date(Date.now() + delay).toISOString();
+    setState("crashed");
+    say(`Restarting in ${formatDelay(delay)} (crash ${inARow} in a row)`);
+    await persist();
+    await pause(delay);
+    delete rec.nextRestartAt;
   };
 
   const pause = (ms: number) =>

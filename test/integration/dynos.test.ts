@@ -123,6 +123,7 @@ describe("dynos", () => {
       "memory",
       "open-files",
       "pids",
+      "shm",
       "tmp",
     ]);
     await d.stop();

@@ -50,7 +50,13 @@ describe("the dyno lockdown's bwrap options", () => {
   it("keeps the environment off every command line", () => {
     const env = dynoEnv({ dyno: "web.1", port: 5000, releaseVars: {}, configVars: { API_TOKEN: "s3cret" } });
     expect(env.API_TOKEN).toBe("s3cret");
-    const launcher = dynoLauncher({ uid: 400001, size, command: "node server.js" });
+    const launcher = dynoLauncher({
+      uid: 400001,
+      size,
+      command: "node server.js",
+      cgroupDirs: [],
+      keepFds: 7,
+    });
     expect([...launcher.args, ...opts].join(" ")).not.toContain("s3cret");
     expect(launcher.args).toContain("--no-new-privs");
     expect(launcher.args).toContain("--core=0:0");
