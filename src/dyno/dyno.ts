@@ -323,7 +323,8 @@ export async function startDyno(spec: DynoSpec): Promise<RunningDyno> {
           // Not the dyno's relay and NAT: they keep it reachable until the app is gone.
           const helpers = new Set([relay?.process.pid, outbound?.pid].filter((p) => p !== undefined));
           const pids = (await cgroup?.processes()) ?? (await descendants(initPid));
-          for (const pid of pids.filter((p) => p !== initPid)) {
+          // Nor the launcher (the outer bwrap, in the cgroups too): it reports how the app ended.
+          for (const pid of pids.filter((p) => p !== initPid && p !== proc.pid)) {
             if (helpers.has(pid) || helpers.has((await processGroup(pid)) ?? -1)) continue;
             try {
               process.kill(pid, "SIGTERM");

@@ -144,6 +144,9 @@ export function dynoBwrapOptions(opts: {
     String(opts.size.tmpBytes),
     "--tmpfs",
     "/dev/shm",
+    // bwrap's /dev is a tmpfs the app's uid owns: nothing of the app's belongs there.
+    "--remount-ro",
+    "/dev",
     "--size",
     String(opts.size.tmpBytes),
     "--tmpfs",
