@@ -4,7 +4,7 @@
  * reported by its exit code, every crash counted and announced.
  */
 import { spawn } from "node:child_process";
-import { chmodSync, mkdtempSync, openSync, readlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, readlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
@@ -64,18 +64,30 @@ describe("what a dyno gets from the host", () => {
   it("gets none of the descriptors kiln inherited without close-on-exec", async () => {
     const secretFile = join(dataDir, "inherited-fd");
     writeFileSync(secretFile, "kiln's parent left this open\n");
-    const fd = openSync(secretFile, "r");
-    const child = spawn("node", [kilnBin, "run", slug.app, "--", "ls /proc/self/fd; sleep 1"], {
-      env: { ...process.env, KILN_DATA_DIR: dataDir },
-      // fd 7 (where an outbound dyno's resolv.conf goes) and 9: both left open in kiln.
-      stdio: ["ignore", "pipe", "pipe", "ignore", "ignore", "ignore", "ignore", fd, "ignore", fd],
-    });
+    // kiln's parent leaves fd 200 open without close-on-exec (as a shell's `200<file` does).
+    const child = spawn(
+      "bash",
+      [
+        "-c",
+        'exec 200<"$0"; exec node "$1" run "$2" -- "ls /proc/self/fd; sleep 1"',
+        secretFile,
+        kilnBin,
+        slug.app,
+      ],
+      { env: { ...process.env, KILN_DATA_DIR: dataDir }, stdio: ["ignore", "pipe", "pipe"] },
+    );
     let out = "";
     (child.stdout as Readable).on("data", (d) => (out += d));
     (child.stderr as Readable).on("data", (d) => (out += d));
-    // Control: kiln itself really holds them (what Node passes to every child it spawns).
-    expect(readlinkSync(`/proc/${child.pid}/fd/9`)).toBe(secretFile);
-    expect(readlinkSync(`/proc/${child.pid}/fd/7`)).toBe(secretFile);
+    // Control: kiln itself really holds it (and Node passes such a descriptor to every child).
+    const held = await until("kiln to hold fd 200", () => {
+      try {
+        return readlinkSync(`/proc/${child.pid}/fd/200`);
+      } catch {
+        return undefined;
+      }
+    });
+    expect(held).toBe(secretFile);
     const code = await new Promise((r) => child.once("exit", r));
     expect({ code, out }).toMatchObject({ code: 0 });
     const fds = out.split(/\s+/).filter((w) => /^\d+$/.test(w));
@@ -132,5 +144,29 @@ describe("what a dyno gets from the host", () => {
     ).toBeGreaterThanOrEqual(3);
     expect(d.record().restarts).toBeGreaterThanOrEqual(3);
     expect(d.record().lastExit?.code).toBe(3);
+  });
+
+  it("counts and announces every restart of a dyno that cannot even start", async () => {
+    const log = await openAppLog(dataDir, slug.app);
+    // A stack that is not there: every start fails before the sandbox exists.
+    const broken = { ...rt, grants: { [slug.app]: { stackDir: join(dataDir, "no-such-stack"), binds: [] } } };
+    const d = await launchDyno(broken, {
+      slug,
+      type: "worker",
+      restart: { initialDelayMs: 100, maxDelayMs: 200, stableMs: 60_000 },
+      log,
+    });
+    running.push(d);
+    await until("three restarts", () => (d.record().restarts >= 3 ? true : undefined), 30_000);
+    await d.stop();
+    const lines = log
+      .recent()
+      .filter((l) => l.src === "kiln[worker.1]")
+      .map((l) => l.line);
+    expect(lines.filter((l) => l.startsWith("Failed to start: ")).length).toBeGreaterThanOrEqual(3);
+    expect(
+      lines.filter((l) => /^Restarting in [\d.]+ s \(crash \d+ in a row\)$/.test(l)).length,
+    ).toBeGreaterThanOrEqual(3);
+    expect(d.record().lastExit?.reason).toMatch(/^failed to start: /);
   });
 });
