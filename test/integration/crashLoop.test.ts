@@ -5,7 +5,7 @@
  * SQLite's integrity check passes. Rounds: CRASH_ROUNDS (default 30).
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { chmodSync, mkdtempSync, readFileSync } from "node:fs";
+import { appendFileSync, chmodSync, mkdtempSync, readFileSync } from "node:fs";
 import { cp, mkdtemp, readdir, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -51,7 +51,10 @@ describe("kill -9 of kiln serve, again and again", () => {
         stdio: ["ignore", "ignore", "pipe"],
       },
     );
-    server.stderr?.on("data", (d) => (log += d));
+    server.stderr?.on("data", (d) => {
+      log += d;
+      appendFileSync(join(dataDir, "serve.log"), d);
+    });
     const deadline = Date.now() + 120_000;
     while (!log.includes("kiln API on")) {
       if (Date.now() > deadline || server.exitCode !== null)
@@ -144,8 +147,20 @@ describe("kill -9 of kiln serve, again and again", () => {
     const uid = (
       JSON.parse(readFileSync(join(dataDir, "dynos", "uids.json"), "utf8")) as Record<string, number>
     )[APP] as number;
+    // A graceful stop, given a minute; if it hangs, kill -9 and the next kiln's clean-up instead.
     server.kill("SIGTERM");
-    await stopped(server);
+    const shutdownHung = await Promise.race([
+      stopped(server).then(() => false),
+      new Promise<boolean>((r) => setTimeout(r, 60_000, true)),
+    ]);
+    if (shutdownHung) {
+      server.kill("SIGKILL");
+      await stopped(server);
+      expect(
+        (await kiln(["ps", "--reconcile"], { env: { KILN_DATA_DIR: dataDir, KILN_RUN_DIR: runDir } }))
+          .exitCode,
+      ).toBe(0);
+    }
 
     const survivors = await processesOf(uid);
     const cgroups = await detectCgroups();
@@ -177,6 +192,7 @@ describe("kill -9 of kiln serve, again and again", () => {
       leftRunDirs: runDirs.length,
       tempFiles: temps.length,
       integrity,
+      shutdownHung,
     };
     console.log(`crash loop: ${JSON.stringify(summary)}`);
     expect(summary).toMatchObject({

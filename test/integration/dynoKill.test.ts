@@ -11,8 +11,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildApp } from "../../src/builds/build.js";
-import { detectCgroups } from "../../src/dyno/cgroups.js";
+import { createDynoCgroup, detectCgroups } from "../../src/dyno/cgroups.js";
+import { instanceId } from "../../src/dyno/instance.js";
 import { processStartTime, sameProcess } from "../../src/dyno/procfs.js";
+import { reconcileDynos } from "../../src/dyno/reconcile.js";
+import { dynoSize } from "../../src/dyno/sizes.js";
 import { type RunnableSlug, resolveSlug } from "../../src/dyno/slug.js";
 import { readDynoRecords, stateDir } from "../../src/dyno/state.js";
 import { ensureSeed } from "../../src/seed/seed.js";
@@ -60,9 +63,11 @@ describe("kill -9 of kiln while a dyno starts", () => {
     const gone = new Promise((r) => child.once("exit", r));
     const paused = await until(`the start to pause at ${step}`, async () => {
       const text = await readFile(marker, "utf8").catch(() => "");
-      return text.trim()
-        ? (JSON.parse(text) as { runId: string; launcherPid?: number; initPid?: number })
-        : undefined;
+      try {
+        return JSON.parse(text) as { runId: string; launcherPid?: number; initPid?: number };
+      } catch {
+        return undefined; // not written yet (or half of it)
+      }
     });
     const rec = (await readDynoRecords(dataDir)).find((r) => r.supervisor.pid === child.pid);
     expect(rec).toBeDefined();
@@ -108,5 +113,34 @@ describe("kill -9 of kiln while a dyno starts", () => {
 
     expect(await sameProcess(decoyPid, decoyStart)).toBe(true);
     decoy.kill("SIGKILL");
+  });
+
+  it("judges only this kiln's own cgroups: another instance's dyno and a build live on", async () => {
+    const cgroups = await detectCgroups();
+    const size = dynoSize("basic");
+    const other = instanceId(mkdtempSync(join(tmpdir(), "kiln-other-")));
+    const mine = instanceId(dataDir);
+    const theirs = await createDynoCgroup(cgroups, `${other}/web.1-theirs`, size);
+    const build = await createDynoCgroup(cgroups, `b-${process.pid}`, size, { parent: "kiln-builds" });
+    const orphan = await createDynoCgroup(cgroups, `${mine}/web.1-orphan`, size);
+    const sleeper = async (cg: { addProcess(pid: number): Promise<void> }) => {
+      const p = spawn("sleep", ["1000"], { stdio: "ignore" });
+      decoys.push(p);
+      await cg.addProcess(p.pid as number);
+      return [p.pid as number, await processStartTime(p.pid as number)] as const;
+    };
+    const [theirsPid, theirsStart] = await sleeper(theirs);
+    const [buildPid, buildStart] = await sleeper(build);
+    const [orphanPid, orphanStart] = await sleeper(orphan);
+    const report = await reconcileDynos({ dataDir, runDir: t.config.runDir, cgroups });
+    expect(report.errors).toEqual([]);
+    expect(await sameProcess(theirsPid, theirsStart)).toBe(true);
+    expect(await sameProcess(buildPid, buildStart)).toBe(true);
+    // In this kiln's tree with no record naming it: nobody owns it.
+    expect(await sameProcess(orphanPid, orphanStart)).toBe(false);
+    for (const d of orphan.dirs) expect(await exists(d)).toBe(false);
+    for (const d of [...theirs.dirs, ...build.dirs]) expect(await exists(d)).toBe(true);
+    await theirs.remove();
+    await build.remove();
   });
 });
