@@ -63,6 +63,7 @@ export const GATE_REFUSED = 125;
  */
 const ENTER_SCRIPT = [
   "keep=$1; shift",
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: a shell parameter expansion
   'for f in /proc/$$/fd/*; do n=${f##*/}; if [ "$n" -ge "$keep" ]; then exec {n}>&-; fi; done',
   'pause=; if [ "$1" = --pause ]; then pause=$2; run=$3; shift 3; fi',
   'while [ "$1" != -- ]; do echo $$ > "$1/cgroup.procs" || exit 125; shift',
