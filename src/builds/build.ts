@@ -34,6 +34,7 @@ import { toNix } from "../nix/escape.js";
 import { derivationName } from "../nix/events.js";
 import { run } from "../process/run.js";
 import { readSeedLock } from "../seed/lock.js";
+import { readTextBeneath } from "../source/beneath.js";
 import { snapshotDir } from "../source/snapshot.js";
 import { buildStacks } from "../stacks/stacks.js";
 import { writeFileAtomic } from "../util/fs.js";
@@ -65,6 +66,11 @@ export interface BuildRequest {
   app?: string;
   /** Buildpack names or paths; else the app's .buildpacks file; else detection. */
   buildpacks?: string[];
+  /**
+   * Who handed kiln the source: the operator's own directory (default; its .buildpacks may name any
+   * path), or a tenant's upload, whose .buildpacks may name shipped buildpacks or paths inside it.
+   */
+  sourceFrom?: "operator" | "tenant";
   env?: Record<string, string>;
   slugMaxBytes?: number;
   /** Live build output, one line at a time, with its phase. */
@@ -172,7 +178,7 @@ export async function prepareBuild(deps: BuildDeps, req: BuildRequest, tmp: stri
   step("snapshotting the source");
   const snapshot = join(tmp, "kiln-source");
   const srcStats = await snapshotDir(appDir, snapshot);
-  const pkgText = await readFile(join(snapshot, "package.json"), "utf8").catch(() => undefined);
+  const pkgText = await readTextBeneath(snapshot, "package.json");
   const pkg = pkgText === undefined ? undefined : parsePackageJson(pkgText);
   const app = appNameFrom(req.app, pkg?.name, appDir);
   const source = await nix.addPath(snapshot);
@@ -183,18 +189,18 @@ export async function prepareBuild(deps: BuildDeps, req: BuildRequest, tmp: stri
     ...(req.onProgress ? { onProgress: req.onProgress } : {}),
   });
   if (!stack) throw new KilnError({ code: "internal", message: "no build stack" });
-  const named =
-    req.buildpacks && req.buildpacks.length > 0 ? req.buildpacks : await appBuildpackList(snapshot);
+  const fromCaller = req.buildpacks && req.buildpacks.length > 0 ? req.buildpacks : undefined;
+  const fromApp = fromCaller ? undefined : await appBuildpackList(snapshot);
   const stored: StoredBuildpack[] = [];
-  if (named) {
-    for (const ref of named)
-      stored.push(
-        await storeBuildpack(
-          nix,
-          await resolveBuildpackRef(config, ref, named === req.buildpacks ? process.cwd() : appDir),
-          tmp,
-        ),
-      );
+  if (fromCaller) {
+    for (const ref of fromCaller)
+      stored.push(await storeBuildpack(nix, await resolveBuildpackRef(config, ref, process.cwd()), tmp));
+  } else if (fromApp) {
+    // An uploaded source's .buildpacks is the tenant's: shipped buildpacks or paths inside the app.
+    for (const { ref, line } of fromApp) {
+      const scope = req.sourceFrom === "tenant" ? { kind: "app" as const, root: snapshot, line } : appDir;
+      stored.push(await storeBuildpack(nix, await resolveBuildpackRef(config, ref, scope), tmp));
+    }
   } else {
     const tried: string[] = [];
     for (const name of SHIPPED_BUILDPACKS) {
@@ -224,13 +230,14 @@ export async function prepareBuild(deps: BuildDeps, req: BuildRequest, tmp: stri
 
   // 3. Inputs kiln can check before building.
   const seedLock = await readSeedLock(config.projectDir);
-  const procfileText = await readFile(join(snapshot, "Procfile"), "utf8").catch(() => undefined);
+  const procfileText = await readTextBeneath(snapshot, "Procfile");
   if (procfileText !== undefined) {
     const p = parseProcfile(procfileText);
     if (p.errors.length > 0) {
       throw new KilnError({
         code: "invalid_procfile",
-        message: `the Procfile is malformed:\n${p.errors.map((e) => `  line ${e.line}: ${e.reason}${e.text ? `: ${e.text.trim()}` : ""}`).join("\n")}`,
+        // Line and reason, never the line's text: what kiln read from a tenant's tree is not echoed.
+        message: `the Procfile is malformed:\n${p.errors.map((e) => `  line ${e.line}: ${e.reason}`).join("\n")}`,
         hint: "each line is `name: command`, e.g. `web: node server.js`",
       });
     }
@@ -245,7 +252,7 @@ export async function prepareBuild(deps: BuildDeps, req: BuildRequest, tmp: stri
         message: "the nodejs buildpack needs a package.json",
         hint: "add one (npm init)",
       });
-    const lockText = await readFile(join(snapshot, "package-lock.json"), "utf8").catch(() => undefined);
+    const lockText = await readTextBeneath(snapshot, "package-lock.json", { maxBytes: 64 * 1024 * 1024 });
     const lock = lockText === undefined ? undefined : parsePackageLock(lockText);
     validateNodeApp(pkg, lock, seedLock.node.version);
     if (lock && lockText !== undefined) {
