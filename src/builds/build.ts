@@ -260,9 +260,13 @@ export async function prepareBuild(deps: BuildDeps, req: BuildRequest, tmp: stri
       // Checked here for readable errors; nix/build/node-deps.nix makes the same plan from the
       // source's lock (and the dependencies' input files), so pure evaluation can make it too.
       const reg = await registry;
-      const plan = planDependencies(lock, reg);
+      const plan = planDependencies(lock, reg, { allow: config.fetchAllow });
       step(`planning ${plan.tarballs.length} dependency tarballs`);
-      dependencies = { buildpackIndex: nodeIndex, registry: reg.endsWith("/") ? reg : `${reg}/` };
+      dependencies = {
+        buildpackIndex: nodeIndex,
+        registry: reg.endsWith("/") ? reg : `${reg}/`,
+        allow: config.fetchAllow,
+      };
     }
   }
 
