@@ -27,6 +27,8 @@ export interface UntrustedLimits {
   maxEntries: number;
   /** Most inflated bytes per compressed byte (past the first RATIO_GRACE_BYTES). */
   maxRatio?: number;
+  /** setuid/setgid bits: stripped (sources), or refused (slugs: kiln's packer never writes them). */
+  specialModes?: "strip" | "refuse";
 }
 
 export const DEFAULT_MAX_ENTRIES = 200_000;
@@ -80,6 +82,8 @@ function rules(limits: UntrustedLimits) {
       refuse(rawPath, `takes the archive over ${limits.maxEntries} entries`);
     else if (total > limits.maxBytes)
       refuse(rawPath, `takes the unpacked source over ${Math.round(limits.maxBytes / 1048576)} MiB`);
+    else if (limits.specialModes === "refuse" && ((entry.mode ?? 0) & 0o6000) !== 0)
+      refuse(rawPath, "has the setuid or setgid bit");
     else if (type === "SymbolicLink") {
       const target = entry.linkpath ?? "";
       const lexical = normalize(`${dirname(path)}/${target}`);

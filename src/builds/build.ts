@@ -9,7 +9,7 @@
  *   record the manifest, root the slug against garbage collection
  */
 import { createHash } from "node:crypto";
-import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
 import { parseProcfile } from "../builder/procfile.js";
 import { detectBuildpack, detectBuildpackInNix } from "../buildpacks/detect.js";
@@ -37,7 +37,7 @@ import { readSeedLock } from "../seed/lock.js";
 import { readTextBeneath } from "../source/beneath.js";
 import { snapshotDir } from "../source/snapshot.js";
 import { buildStacks } from "../stacks/stacks.js";
-import { writeFileAtomic } from "../util/fs.js";
+import { hashFile, writeFileAtomic } from "../util/fs.js";
 import {
   type BuildSpec,
   buildFileSchema,
@@ -339,6 +339,18 @@ async function realiseBuild(
   // 5. Records.
   const outDir = nix.realPath(outPath);
   const buildFile = buildFileSchema.parse(JSON.parse(await readFile(join(outDir, "build.json"), "utf8")));
+  // The slug's hash is the host's own, of the registered (now immutable) store path: what the build
+  // reports is at most a cross-check, and a mismatch means something changed the slug after it was
+  // packed, so the build fails.
+  const slugFile = join(outDir, "slug.tgz");
+  const [slugSha256, slugStat] = await Promise.all([hashFile(slugFile, "sha256"), stat(slugFile)]);
+  if (slugSha256 !== buildFile.slug.sha256 || slugStat.size !== buildFile.slug.bytes) {
+    throw new KilnError({
+      code: "slug_tampered",
+      message: `the slug the build left (sha256 ${slugSha256}, ${slugStat.size} bytes) is not the one it packed (sha256 ${buildFile.slug.sha256}): something changed it after packing`,
+      hint: "a process the build started kept running and rewrote its output; make the buildpack wait for what it starts",
+    });
+  }
   const release = releaseFileSchema.parse(JSON.parse(await readFile(join(outDir, "release.json"), "utf8")));
   const [stackInfo, toolsInfo] = await nix.pathInfo([p.stackPath, tools.path]);
   const manifest = manifestSchema.parse({
@@ -355,7 +367,7 @@ async function realiseBuild(
     tools: { path: tools.path, narHash: toolsInfo?.narHash },
     source: { narHash: source.narHash, files: srcStats.files, bytes: srcStats.bytes },
     lockfile,
-    slug: { path: join(outPath, "slug.tgz"), ...buildFile.slug },
+    slug: { path: join(outPath, "slug.tgz"), ...buildFile.slug, sha256: slugSha256, bytes: slugStat.size },
     derivation: result.drvPath,
     processTypes: release.processTypes,
     configVars: release.configVars,
@@ -363,7 +375,7 @@ async function realiseBuild(
   });
   const manifestDir = join(config.dataDir, "builds", app);
   await mkdir(manifestDir, { recursive: true });
-  const manifestPath = join(manifestDir, `${buildFile.slug.sha256}.json`);
+  const manifestPath = join(manifestDir, `${slugSha256}.json`);
   await writeFileAtomic(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`);
   await nix.addRoot(outPath, `slug-${app}`);
   // kiln check rebuilds a build from its source: keep the newest one's.
@@ -372,7 +384,7 @@ async function realiseBuild(
     app,
     specFile,
     // The file on this machine (in a chroot store it is not at its store path).
-    slug: { path: join(outDir, "slug.tgz"), sha256: buildFile.slug.sha256, bytes: buildFile.slug.bytes },
+    slug: { path: slugFile, sha256: slugSha256, bytes: slugStat.size },
     release,
     manifest,
     manifestPath,
