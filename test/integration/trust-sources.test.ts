@@ -249,6 +249,7 @@ describe("a gzip bomb through a spawned `kiln serve`", () => {
     const status = readFileSync(`/proc/${child?.pid}/status`, "utf8");
     const hwmKiB = Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1]);
     // A Node server with fastify and SQLite peaks near 100 MiB; inflating the bomb would be GiBs.
+    console.info(`kiln serve peak RSS (VmHWM) after the bomb: ${Math.round(hwmKiB / 1024)} MiB`);
     expect(hwmKiB).toBeGreaterThan(0);
     expect(hwmKiB).toBeLessThan(400 * 1024);
   });
