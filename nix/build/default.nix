@@ -53,6 +53,7 @@ let
   nodeDeps = import ./node-deps.nix {
     inherit source;
     registry = spec.dependencies.registry or null;
+    allow = spec.dependencies.allow or [ ];
     busybox = common.builder;
   };
 

@@ -12,10 +12,15 @@
 # registry: where tarballs are fetched from when they are not in the store yet, from npm's own
 # configuration at run time; pure (flake) evaluation passes null, and then a missing tarball fails
 # with a message naming the command that puts it into the store.
-{ source, registry, busybox }:
+#
+# allow: more origins (scheme://host[:port]) the operator lets tarballs come from (KILN_FETCH_ALLOW).
+# A lock's `resolved` URL on any other origin is refused with a `throw` naming the entry: Nix's
+# fetcher runs on the host's network, so such a URL could reach the host's loopback services or
+# other apps' dynos. With no registry (pure evaluation) nothing is fetched from the lock at all.
+{ source, registry, busybox, allow ? [ ] }:
 let
-  inherit (builtins) attrNames elem filter fromJSON head length listToAttrs readFile replaceStrings
-    stringLength substring toJSON;
+  inherit (builtins) attrNames concatStringsSep elem filter fromJSON head length listToAttrs match
+    readFile replaceStrings stringLength substring toJSON;
 
   lock = fromJSON (readFile "${source}/package-lock.json");
   pkg = fromJSON (readFile "${source}/package.json");
@@ -49,6 +54,21 @@ let
         s512 = filter (hasPrefix "sha512-") hs;
     in if s512 != [ ] then head s512 else head hs;
 
+  # As JavaScript's URL#origin: scheme and host lower-cased, no user info, no default port.
+  lower = replaceStrings
+    [ "A" "B" "C" "D" "E" "F" "G" "H" "I" "J" "K" "L" "M" "N" "O" "P" "Q" "R" "S" "T" "U" "V" "W" "X" "Y" "Z" ]
+    [ "a" "b" "c" "d" "e" "f" "g" "h" "i" "j" "k" "l" "m" "n" "o" "p" "q" "r" "s" "t" "u" "v" "w" "x" "y" "z" ];
+  originOf = url:
+    let m = match "([hH][tT][tT][pP][sS]?)://([^/?#@]*@)?([^/?#]*).*" url;
+    in if m == null then null
+    else let
+      scheme = lower (builtins.elemAt m 0);
+      host = lower (builtins.elemAt m 2);
+      bare = if scheme == "https" then (let h = match "(.*):443" host; in if h == null then host else head h)
+        else (let h = match "(.*):80" host; in if h == null then host else head h);
+    in "${scheme}://${bare}";
+  origins = filter (o: o != null) (map originOf ((if registry == null then [ ] else [ registry ]) ++ allow));
+
   keys = filter (k: k != "") (attrNames lock.packages);
   entry = k: lock.packages.${k};
   skipped = k: let e = entry k; in (e.link or false) || (e.inBundle or false);
@@ -61,12 +81,15 @@ let
       name = nameOf k e;
       resolved = e.resolved or "";
       fromLock = hasPrefix "https://" resolved || hasPrefix "http://" resolved;
+      allowed = elem (originOf resolved) origins;
       conventional = "${name}/-/${lastSegment name}-${e.version}.tgz";
     in {
       name = storeName name e.version;
       integrity = sha512Of e.integrity;
       url =
-        if fromLock then resolved
+        if fromLock && registry != null then
+          (if allowed then resolved
+           else throw "package-lock.json: ${k}: its resolved URL is not on the registry's origin (${concatStringsSep ", " origins}); kiln fetches dependencies from the registry and KILN_FETCH_ALLOW only")
         else if registry != null then "${registry}${conventional}"
         else "kiln-missing-tarball:${storeName name e.version} is not in the Nix store; run `npm run setup` (or `kiln bootstrap`) first: they are fetched with npm's registry";
       offline = "${offlineRegistry}${conventional}";

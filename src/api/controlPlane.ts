@@ -213,6 +213,7 @@ export async function startControlPlane(
     queue,
     logs,
     maxSourceBytes: opts.maxSourceBytes ?? DEFAULT_MAX_SOURCE_BYTES,
+    fetchAllow: deps.config.fetchAllow,
     ...(dynoControl ? { dynos: dynoControl } : {}),
     ...(handoff ? { platform: handoff } : {}),
     checks,

@@ -53,6 +53,8 @@ export interface ApiDeps {
   queue: BuildQueue;
   logs: BuildLogs;
   maxSourceBytes: number;
+  /** Origins a source_blob may come from besides public https (KILN_FETCH_ALLOW). */
+  fetchAllow?: readonly string[];
   /** Dynos, when this server runs them: the formation follows every release and scale. */
   dynos?: DynoControl;
   /** Where the router serves an app, when this server routes. */
@@ -495,6 +497,7 @@ export function createApi(deps: ApiDeps): FastifyInstance {
         : await fetchSourceBlob(parse(sourceBlobBody, req.body).source_blob, {
             file,
             maxBytes: deps.maxSourceBytes,
+            allow: deps.fetchAllow ?? [],
           });
       // A hostile or broken archive is refused now (422), before anything is queued or unpacked.
       try {

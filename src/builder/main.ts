@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { copyWritable, exists } from "./fsx.js";
 import { packSlug, SlugTooLargeError } from "./pack.js";
 import { parseProcfile } from "./procfile.js";
+import { killLeftovers } from "./reap.js";
 import { mergeReleases, parseReleaseYaml, type ReleaseInfo } from "./release.js";
 import { applySlugignore } from "./slugignore.js";
 import { runPhase, say } from "./spawn.js";
@@ -130,6 +131,12 @@ async function build(spec: SandboxSpec): Promise<void> {
     await writeFile(join(appDir, ".kiln-build-time"), `${new Date().toISOString()}\n`);
     say("pack", "test switch: wrote the current time into .kiln-build-time (this slug is not reproducible)");
   }
+  const killed = await killLeftovers();
+  if (killed > 0)
+    say(
+      "pack",
+      `stopped ${killed} process${killed === 1 ? "" : "es"} the build left running, before packing`,
+    );
   say("pack", "packing the slug");
   const slug = await packSlug(appDir, join(out, "slug.tgz"), {
     mtime: spec.sourceDateEpoch,

@@ -6,6 +6,7 @@
 import semver from "semver";
 import { z } from "zod";
 import { KilnError } from "../errors.js";
+import { allowedOrigins, originOf } from "../source/origins.js";
 import { parseJsonWith } from "../util/json.js";
 
 const depMap = z.record(z.string(), z.string());
@@ -120,8 +121,16 @@ export function tarballStoreName(name: string, version: string): string {
  * conventional tarball path); refuses what cannot be pinned. nix/build/node-deps.nix makes the same
  * plan for the build (and the lock's offline copy, whose `resolved` point at kiln.invalid).
  */
-export function planDependencies(lock: PackageLock, registry: string): { tarballs: Tarball[] } {
+export function planDependencies(
+  lock: PackageLock,
+  registry: string,
+  opts: { allow?: readonly string[] } = {},
+): { tarballs: Tarball[] } {
   const problems: string[] = [];
+  // Tarballs come from the registry (and the operator's allow-list) alone: a lock's `resolved`
+  // elsewhere (host loopback, a private address, another port) would be fetched by Nix on the
+  // host's network.
+  const origins = allowedOrigins(registry, opts.allow ?? []);
   const byName = new Map<string, Tarball>();
   const reg = registry.endsWith("/") ? registry : `${registry}/`;
   for (const [key, entry] of Object.entries(lock.packages)) {
@@ -151,6 +160,13 @@ export function planDependencies(lock: PackageLock, registry: string): { tarball
       problems.push(`${key}: ${resolved} is plain http without an integrity hash`);
       continue;
     }
+    const fromLock = resolved !== undefined && /^https?:\/\//.test(resolved);
+    if (fromLock && !origins.includes(originOf(resolved) ?? "")) {
+      problems.push(
+        `${key}: its resolved URL is not on the registry's origin (${origins.join(", ")}); kiln fetches dependencies from the registry and KILN_FETCH_ALLOW only`,
+      );
+      continue;
+    }
     if (!entry.integrity || !entry.version) {
       problems.push(
         `${key}: no ${entry.integrity ? "version" : "integrity"} in the lock, so it cannot be pinned`,
@@ -166,10 +182,7 @@ export function planDependencies(lock: PackageLock, registry: string): { tarball
       continue;
     }
     const basename = name.slice(name.lastIndexOf("/") + 1);
-    const url =
-      resolved && /^https?:\/\//.test(resolved)
-        ? resolved
-        : `${reg}${name}/-/${basename}-${entry.version}.tgz`;
+    const url = fromLock ? resolved : `${reg}${name}/-/${basename}-${entry.version}.tgz`;
     const storeName = tarballStoreName(name, entry.version);
     const t: Tarball = { name: storeName, url, integrity };
     const prior = byName.get(storeName);

@@ -3,11 +3,12 @@
  * none) and third-party ones given by path. Each goes into the store content-addressed; its version
  * is its VERSION file (or "unversioned") plus that NAR hash.
  */
-import { readFile, stat } from "node:fs/promises";
+import { stat } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
 import type { Config } from "../config/config.js";
 import { KilnError } from "../errors.js";
 import type { Nix } from "../nix/driver.js";
+import { fsLookup, readTextBeneath, resolveBeneath } from "../source/beneath.js";
 import { snapshotDir } from "../source/snapshot.js";
 
 /** Detection order when an app names no buildpack (Heroku's: the first that detects wins). */
@@ -25,9 +26,29 @@ export interface StoredBuildpack extends BuildpackRef {
   version: string;
 }
 
+/**
+ * Where a buildpack ref may point: the operator's own `-b PATH` (and `kiln build DIR`'s .buildpacks)
+ * anywhere on the host; an uploaded source's .buildpacks only at shipped buildpacks or at a
+ * directory inside the app itself (resolved beneath it), never at a host path.
+ */
+export type BuildpackRefScope = { kind: "host"; cwd: string } | { kind: "app"; root: string; line: number };
+
 /** A shipped buildpack's name, or a path to a buildpack directory (absolute, ./ or ../). */
-export async function resolveBuildpackRef(config: Config, ref: string, cwd: string): Promise<BuildpackRef> {
+export async function resolveBuildpackRef(
+  config: Config,
+  ref: string,
+  scope: string | BuildpackRefScope,
+): Promise<BuildpackRef> {
+  const where: BuildpackRefScope = typeof scope === "string" ? { kind: "host", cwd: scope } : scope;
   const isPath = ref.includes("/") || ref.startsWith(".");
+  if (!isPath && where.kind === "app" && !(SHIPPED_BUILDPACKS as readonly string[]).includes(ref)) {
+    // Named by line, not quoted: the text came from the tenant's tree.
+    throw new KilnError({
+      code: "unknown_buildpack",
+      message: `.buildpacks line ${where.line} names no shipped buildpack`,
+      hint: `shipped: ${SHIPPED_BUILDPACKS.join(", ")}; or a buildpack directory inside the app (./buildpacks/x)`,
+    });
+  }
   if (!isPath) {
     if (!(SHIPPED_BUILDPACKS as readonly string[]).includes(ref)) {
       throw new KilnError({
@@ -38,13 +59,28 @@ export async function resolveBuildpackRef(config: Config, ref: string, cwd: stri
     }
     return { name: ref, dir: join(config.projectDir, "buildpacks", ref), shipped: true };
   }
-  const dir = resolve(cwd, ref);
+  let dir: string;
+  if (where.kind === "host") dir = resolve(where.cwd, ref);
+  else {
+    const res = ref.startsWith("/") ? undefined : await resolveBeneath(fsLookup(where.root), ref);
+    if (!res?.ok || res.kind !== "dir") {
+      throw new KilnError({
+        code: "unsafe_buildpack",
+        message: `.buildpacks line ${where.line} names a path that is not a directory inside the app`,
+        hint: "an uploaded app may name shipped buildpacks (nodejs, static, procfile) or a buildpack directory inside the app; the operator can add others with kiln build -b PATH",
+      });
+    }
+    dir = join(where.root, res.path);
+  }
   for (const prog of ["detect", "compile", "release"]) {
     const st = await stat(join(dir, "bin", prog)).catch(() => undefined);
     if (!st?.isFile() || (st.mode & 0o111) === 0) {
       throw new KilnError({
         code: "invalid_buildpack",
-        message: `${ref} is not a buildpack: ${join(dir, "bin", prog)} is missing or not executable`,
+        message:
+          where.kind === "host"
+            ? `${ref} is not a buildpack: ${join(dir, "bin", prog)} is missing or not executable`
+            : `.buildpacks line ${where.line} is not a buildpack: its bin/${prog} is missing or not executable`,
         hint: "a buildpack has executable bin/detect, bin/compile and bin/release",
       });
     }
@@ -57,21 +93,20 @@ export async function storeBuildpack(nix: Nix, ref: BuildpackRef, work: string):
   const copy = join(work, `kiln-buildpack-${ref.name}`);
   await snapshotDir(ref.dir, copy);
   const { path, narHash } = await nix.addPath(copy);
-  const declared = await readFile(join(ref.dir, "VERSION"), "utf8").then(
-    (t) => t.trim().split("\n")[0] ?? "",
-    () => "",
-  );
+  // Read from the stored copy, whose links were checked against the buildpack's root.
+  const declared =
+    ((await readTextBeneath(copy, "VERSION", { maxBytes: 4096 })) ?? "").trim().split("\n")[0] ?? "";
   return { ...ref, path, narHash, version: `${declared || "unversioned"}+${narHash.slice(7, 19)}` };
 }
 
 /** Buildpacks an app names for itself: one per line in `.buildpacks` (names or paths relative to the app). */
-export async function appBuildpackList(appDir: string): Promise<string[] | undefined> {
-  const text = await readFile(join(appDir, ".buildpacks"), "utf8").catch(() => undefined);
+export async function appBuildpackList(appDir: string): Promise<{ ref: string; line: number }[] | undefined> {
+  const text = await readTextBeneath(appDir, ".buildpacks", { maxBytes: 64 * 1024 });
   if (text === undefined) return undefined;
   const list = text
     .split(/\r?\n/)
-    .map((l) => l.trim())
-    .filter((l) => l && !l.startsWith("#"));
+    .map((l, i) => ({ ref: l.trim(), line: i + 1 }))
+    .filter((l) => l.ref && !l.ref.startsWith("#"));
   if (list.length === 0) {
     throw new KilnError({
       code: "invalid_app",

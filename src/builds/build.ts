@@ -9,7 +9,7 @@
  *   record the manifest, root the slug against garbage collection
  */
 import { createHash } from "node:crypto";
-import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
 import { parseProcfile } from "../builder/procfile.js";
 import { detectBuildpack, detectBuildpackInNix } from "../buildpacks/detect.js";
@@ -34,9 +34,10 @@ import { toNix } from "../nix/escape.js";
 import { derivationName } from "../nix/events.js";
 import { run } from "../process/run.js";
 import { readSeedLock } from "../seed/lock.js";
+import { readTextBeneath } from "../source/beneath.js";
 import { snapshotDir } from "../source/snapshot.js";
 import { buildStacks } from "../stacks/stacks.js";
-import { writeFileAtomic } from "../util/fs.js";
+import { hashFile, writeFileAtomic } from "../util/fs.js";
 import {
   type BuildSpec,
   buildFileSchema,
@@ -65,6 +66,11 @@ export interface BuildRequest {
   app?: string;
   /** Buildpack names or paths; else the app's .buildpacks file; else detection. */
   buildpacks?: string[];
+  /**
+   * Who handed kiln the source: the operator's own directory (default; its .buildpacks may name any
+   * path), or a tenant's upload, whose .buildpacks may name shipped buildpacks or paths inside it.
+   */
+  sourceFrom?: "operator" | "tenant";
   env?: Record<string, string>;
   slugMaxBytes?: number;
   /** Live build output, one line at a time, with its phase. */
@@ -172,7 +178,7 @@ export async function prepareBuild(deps: BuildDeps, req: BuildRequest, tmp: stri
   step("snapshotting the source");
   const snapshot = join(tmp, "kiln-source");
   const srcStats = await snapshotDir(appDir, snapshot);
-  const pkgText = await readFile(join(snapshot, "package.json"), "utf8").catch(() => undefined);
+  const pkgText = await readTextBeneath(snapshot, "package.json");
   const pkg = pkgText === undefined ? undefined : parsePackageJson(pkgText);
   const app = appNameFrom(req.app, pkg?.name, appDir);
   const source = await nix.addPath(snapshot);
@@ -183,18 +189,18 @@ export async function prepareBuild(deps: BuildDeps, req: BuildRequest, tmp: stri
     ...(req.onProgress ? { onProgress: req.onProgress } : {}),
   });
   if (!stack) throw new KilnError({ code: "internal", message: "no build stack" });
-  const named =
-    req.buildpacks && req.buildpacks.length > 0 ? req.buildpacks : await appBuildpackList(snapshot);
+  const fromCaller = req.buildpacks && req.buildpacks.length > 0 ? req.buildpacks : undefined;
+  const fromApp = fromCaller ? undefined : await appBuildpackList(snapshot);
   const stored: StoredBuildpack[] = [];
-  if (named) {
-    for (const ref of named)
-      stored.push(
-        await storeBuildpack(
-          nix,
-          await resolveBuildpackRef(config, ref, named === req.buildpacks ? process.cwd() : appDir),
-          tmp,
-        ),
-      );
+  if (fromCaller) {
+    for (const ref of fromCaller)
+      stored.push(await storeBuildpack(nix, await resolveBuildpackRef(config, ref, process.cwd()), tmp));
+  } else if (fromApp) {
+    // An uploaded source's .buildpacks is the tenant's: shipped buildpacks or paths inside the app.
+    for (const { ref, line } of fromApp) {
+      const scope = req.sourceFrom === "tenant" ? { kind: "app" as const, root: snapshot, line } : appDir;
+      stored.push(await storeBuildpack(nix, await resolveBuildpackRef(config, ref, scope), tmp));
+    }
   } else {
     const tried: string[] = [];
     for (const name of SHIPPED_BUILDPACKS) {
@@ -224,13 +230,14 @@ export async function prepareBuild(deps: BuildDeps, req: BuildRequest, tmp: stri
 
   // 3. Inputs kiln can check before building.
   const seedLock = await readSeedLock(config.projectDir);
-  const procfileText = await readFile(join(snapshot, "Procfile"), "utf8").catch(() => undefined);
+  const procfileText = await readTextBeneath(snapshot, "Procfile");
   if (procfileText !== undefined) {
     const p = parseProcfile(procfileText);
     if (p.errors.length > 0) {
       throw new KilnError({
         code: "invalid_procfile",
-        message: `the Procfile is malformed:\n${p.errors.map((e) => `  line ${e.line}: ${e.reason}${e.text ? `: ${e.text.trim()}` : ""}`).join("\n")}`,
+        // Line and reason, never the line's text: what kiln read from a tenant's tree is not echoed.
+        message: `the Procfile is malformed:\n${p.errors.map((e) => `  line ${e.line}: ${e.reason}`).join("\n")}`,
         hint: "each line is `name: command`, e.g. `web: node server.js`",
       });
     }
@@ -245,7 +252,7 @@ export async function prepareBuild(deps: BuildDeps, req: BuildRequest, tmp: stri
         message: "the nodejs buildpack needs a package.json",
         hint: "add one (npm init)",
       });
-    const lockText = await readFile(join(snapshot, "package-lock.json"), "utf8").catch(() => undefined);
+    const lockText = await readTextBeneath(snapshot, "package-lock.json", { maxBytes: 64 * 1024 * 1024 });
     const lock = lockText === undefined ? undefined : parsePackageLock(lockText);
     validateNodeApp(pkg, lock, seedLock.node.version);
     if (lock && lockText !== undefined) {
@@ -253,9 +260,13 @@ export async function prepareBuild(deps: BuildDeps, req: BuildRequest, tmp: stri
       // Checked here for readable errors; nix/build/node-deps.nix makes the same plan from the
       // source's lock (and the dependencies' input files), so pure evaluation can make it too.
       const reg = await registry;
-      const plan = planDependencies(lock, reg);
+      const plan = planDependencies(lock, reg, { allow: config.fetchAllow });
       step(`planning ${plan.tarballs.length} dependency tarballs`);
-      dependencies = { buildpackIndex: nodeIndex, registry: reg.endsWith("/") ? reg : `${reg}/` };
+      dependencies = {
+        buildpackIndex: nodeIndex,
+        registry: reg.endsWith("/") ? reg : `${reg}/`,
+        allow: config.fetchAllow,
+      };
     }
   }
 
@@ -328,6 +339,18 @@ async function realiseBuild(
   // 5. Records.
   const outDir = nix.realPath(outPath);
   const buildFile = buildFileSchema.parse(JSON.parse(await readFile(join(outDir, "build.json"), "utf8")));
+  // The slug's hash is the host's own, of the registered (now immutable) store path: what the build
+  // reports is at most a cross-check, and a mismatch means something changed the slug after it was
+  // packed, so the build fails.
+  const slugFile = join(outDir, "slug.tgz");
+  const [slugSha256, slugStat] = await Promise.all([hashFile(slugFile, "sha256"), stat(slugFile)]);
+  if (slugSha256 !== buildFile.slug.sha256 || slugStat.size !== buildFile.slug.bytes) {
+    throw new KilnError({
+      code: "slug_tampered",
+      message: `the slug the build left (sha256 ${slugSha256}, ${slugStat.size} bytes) is not the one it packed (sha256 ${buildFile.slug.sha256}): something changed it after packing`,
+      hint: "a process the build started kept running and rewrote its output; make the buildpack wait for what it starts",
+    });
+  }
   const release = releaseFileSchema.parse(JSON.parse(await readFile(join(outDir, "release.json"), "utf8")));
   const [stackInfo, toolsInfo] = await nix.pathInfo([p.stackPath, tools.path]);
   const manifest = manifestSchema.parse({
@@ -344,7 +367,7 @@ async function realiseBuild(
     tools: { path: tools.path, narHash: toolsInfo?.narHash },
     source: { narHash: source.narHash, files: srcStats.files, bytes: srcStats.bytes },
     lockfile,
-    slug: { path: join(outPath, "slug.tgz"), ...buildFile.slug },
+    slug: { path: join(outPath, "slug.tgz"), ...buildFile.slug, sha256: slugSha256, bytes: slugStat.size },
     derivation: result.drvPath,
     processTypes: release.processTypes,
     configVars: release.configVars,
@@ -352,7 +375,7 @@ async function realiseBuild(
   });
   const manifestDir = join(config.dataDir, "builds", app);
   await mkdir(manifestDir, { recursive: true });
-  const manifestPath = join(manifestDir, `${buildFile.slug.sha256}.json`);
+  const manifestPath = join(manifestDir, `${slugSha256}.json`);
   await writeFileAtomic(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`);
   await nix.addRoot(outPath, `slug-${app}`);
   // kiln check rebuilds a build from its source: keep the newest one's.
@@ -361,7 +384,7 @@ async function realiseBuild(
     app,
     specFile,
     // The file on this machine (in a chroot store it is not at its store path).
-    slug: { path: join(outDir, "slug.tgz"), sha256: buildFile.slug.sha256, bytes: buildFile.slug.bytes },
+    slug: { path: slugFile, sha256: slugSha256, bytes: slugStat.size },
     release,
     manifest,
     manifestPath,

@@ -21,7 +21,12 @@ export const buildSpecSchema = z.object({
   tools: storePath,
   /** nix/build/node-deps.nix plans the tarballs from the source's lock; the registry is npm's. */
   dependencies: z
-    .object({ buildpackIndex: z.number().int().nonnegative(), registry: z.string().url() })
+    .object({
+      buildpackIndex: z.number().int().nonnegative(),
+      registry: z.string().url(),
+      /** More origins tarballs may come from (KILN_FETCH_ALLOW); node-deps.nix refuses all others. */
+      allow: z.array(z.string()).default([]),
+    })
     .nullable(),
   /** One build of a reproducibility check (src/repro): its own derivations, with variations. */
   check: z

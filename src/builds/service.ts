@@ -57,6 +57,7 @@ export async function runQueuedBuild(
     const result = await buildApp(deps, {
       appDir: tmp,
       app: appName,
+      sourceFrom: "tenant",
       onLog: (phase, line) => out.write(`${phase.padEnd(12)} | ${line}`),
       onStep: (m) => out.write(`-----> ${m}`),
       signal,

@@ -59,6 +59,12 @@ export const configSchema = z.object({
     .string()
     .regex(/^kiln-tools(-[A-Za-z0-9]+)?$/)
     .default("kiln-tools"),
+  /**
+   * Origins (scheme://host[:port]) kiln may fetch from besides npm's registry: dependency tarballs
+   * named by a lock's `resolved`, and `source_blob` URLs (which may otherwise be https to public
+   * addresses only). KILN_FETCH_ALLOW, comma-separated.
+   */
+  fetchAllow: z.array(z.string().regex(/^https?:\/\/[^/?#]+$/)).default([]),
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -96,6 +102,9 @@ export function loadConfig(env: NodeJS.ProcessEnv, overrides: Partial<Config> = 
     platformToken: env.KILN_PLATFORM_TOKEN || undefined,
     detectIn: env.KILN_DETECT_IN || undefined,
     toolsName: env.KILN_RELEASE_VERSION ? `kiln-tools-${env.KILN_RELEASE_VERSION}` : undefined,
+    fetchAllow: env.KILN_FETCH_ALLOW
+      ? env.KILN_FETCH_ALLOW.split(",").map((o) => o.trim().replace(/\/+$/, ""))
+      : undefined,
     ...stripUndefined(overrides),
   };
   const parsed = configSchema.safeParse(raw);

@@ -3,12 +3,26 @@
  * DATA_DIR/slugs/<sha256>/app is shared by every dyno of every release with those bytes and
  * never changes (dynos bind it read-only at /app).
  */
-import { chmod, mkdir, mkdtemp, readdir, readFile, rename, rm, stat } from "node:fs/promises";
+import {
+  chmod,
+  chown,
+  lchown,
+  lstat,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  stat,
+} from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
-import { extractTarGz } from "../archive/tar.js";
+import { inspectUntrustedTarGz } from "../archive/untrusted.js";
 import { manifestSchema, releaseFileSchema } from "../builds/records.js";
 import { KilnError } from "../errors.js";
 import type { Nix } from "../nix/driver.js";
+import { run } from "../process/run.js";
+import { assertLinksBeneath } from "../source/beneath.js";
 import { exists, hashFile } from "../util/fs.js";
 import { parseJsonWith } from "../util/json.js";
 
@@ -149,9 +163,8 @@ export async function unpackSlug(dataDir: string, slug: RunnableSlug): Promise<s
   }
   // Unpacked beside the target and renamed when complete: a crash never leaves half a slug in place.
   const tmp = await mkdtemp(join(root, `.unpack-${slug.sha256.slice(0, 12)}-`));
-  await chmod(tmp, 0o755);
   try {
-    await extractTarGz(slug.file, tmp);
+    await unpackUntrustedSlug(slug.file, tmp);
     if (!(await exists(join(tmp, "app")))) {
       throw new KilnError({
         code: "slug_corrupt",
@@ -159,6 +172,7 @@ export async function unpackSlug(dataDir: string, slug: RunnableSlug): Promise<s
         hint: "this is not a kiln slug; rebuild the app",
       });
     }
+    await chmod(tmp, 0o755);
     await rename(tmp, dir).catch(async (err: NodeJS.ErrnoException) => {
       // Another kiln unpacked the same slug first: theirs is identical.
       if (err.code !== "ENOTEMPTY" && err.code !== "EEXIST") throw err;
@@ -167,4 +181,81 @@ export async function unpackSlug(dataDir: string, slug: RunnableSlug): Promise<s
     await rm(tmp, { recursive: true, force: true });
   }
   return join(dir, "app");
+}
+
+/** The uid that unpacks slugs: nobody, so the unpacking itself cannot write where root could. */
+export const UNPACK_UID = 65534;
+
+const SLUG_LIMITS = {
+  maxBytes: 16 * 1024 ** 3,
+  maxEntries: 2_000_000,
+  // Slugs may hold large runs of one byte (the build's own files); bytes and entries bound them.
+  maxRatio: 2000,
+  specialModes: "refuse" as const,
+};
+
+/**
+ * A slug is a build's output, so as untrusted as an upload: its entries are checked (no setuid or
+ * setgid bits, devices, FIFOs, hard links, or links whose target resolves out of the tree), it is
+ * unpacked by an unprivileged uid (tar reads it from a descriptor root opened), and the result is
+ * checked once more on disk before it is handed to root (every entry re-owned, links not followed).
+ */
+export async function unpackUntrustedSlug(file: string, into: string): Promise<void> {
+  const refuse = (why: string) =>
+    new KilnError({ code: "slug_unsafe", message: `the slug ${file} ${why}`, hint: "rebuild the app" });
+  await inspectUntrustedTarGz(file, SLUG_LIMITS).catch((err: unknown) => {
+    throw err instanceof KilnError ? refuse(`is refused: ${err.message}`) : err;
+  });
+  // Traversable for the unpacking uid to reach its own directory (as the data directory must be
+  // for the dynos' uids); `w` itself is that uid's alone.
+  await chmod(into, 0o711);
+  const work = join(into, "w");
+  await mkdir(work, { mode: 0o700 });
+  const asRoot = process.getuid?.() === 0;
+  if (asRoot) await chown(work, UNPACK_UID, UNPACK_UID);
+  const tarArgs = [
+    "-xzf",
+    "-",
+    "-C",
+    work,
+    "--no-same-owner",
+    "--no-same-permissions",
+    "--delay-directory-restore",
+  ];
+  const r = asRoot
+    ? await run(
+        "setpriv",
+        [
+          `--reuid=${UNPACK_UID}`,
+          `--regid=${UNPACK_UID}`,
+          "--clear-groups",
+          "--no-new-privs",
+          "--inh-caps=-all",
+          "--",
+          "tar",
+          ...tarArgs,
+        ],
+        { cwd: work, inputFile: file, reject: false, env: { LC_ALL: "C" } },
+      )
+    : await run("tar", tarArgs, { cwd: work, inputFile: file, reject: false, env: { LC_ALL: "C" } });
+  if (r.exitCode !== 0)
+    throw refuse(`could not be unpacked: ${r.stderrTail.trim().split("\n").slice(-3).join("; ")}`);
+  await assertLinksBeneath(work, "the slug's").catch((err: unknown) => {
+    throw err instanceof KilnError ? refuse(`is refused: ${err.message}`) : err;
+  });
+  const walk = async (rel: string): Promise<void> => {
+    const p = rel ? join(work, rel) : work;
+    const st = await lstat(p);
+    if (!st.isDirectory() && !st.isFile() && !st.isSymbolicLink())
+      throw refuse(`holds ${rel}, which is not a file, directory or symlink`);
+    if ((st.mode & 0o6000) !== 0) throw refuse(`holds ${rel} with the setuid or setgid bit`);
+    if (st.isFile() && st.nlink > 1) throw refuse(`holds ${rel}, a hard link`);
+    if (asRoot) await lchown(p, 0, 0);
+    if (!st.isSymbolicLink()) await chmod(p, st.isDirectory() || (st.mode & 0o100) !== 0 ? 0o755 : 0o644);
+    if (st.isDirectory())
+      for (const name of (await readdir(p)).sort()) await walk(rel ? `${rel}/${name}` : name);
+  };
+  await walk("");
+  for (const name of await readdir(work)) await rename(join(work, name), join(into, name));
+  await rm(work, { recursive: true });
 }

@@ -13,7 +13,7 @@ import { availableParallelism } from "node:os";
 import { dirname, join } from "node:path";
 import { readTarEntries, type TarMember } from "../archive/tar.js";
 import { type BuildDeps, buildExpr, type PreparedBuild } from "../builds/build.js";
-import { type BuildSpec, buildFileSchema, buildSpecSchema, type CheckSummary } from "../builds/records.js";
+import { type BuildSpec, buildSpecSchema, type CheckSummary } from "../builds/records.js";
 import { isKilnError, KilnError } from "../errors.js";
 import type { BuildOptions } from "../nix/driver.js";
 import { derivationName } from "../nix/events.js";
@@ -311,8 +311,10 @@ async function buildJobs(
       const o = byIndex.get(j.index)?.outputs.out;
       if (!o) throw new KilnError({ code: "internal", message: `nix gave no slug for build ${j.index}` });
       const dir = nix.realPath(o);
-      const info = buildFileSchema.parse(JSON.parse(await readFile(join(dir, "build.json"), "utf8")));
-      out.push({ sha256: info.slug.sha256, bytes: info.slug.bytes, path: join(dir, "slug.tgz") });
+      // The host's own hash of the registered slug, never the build's report of it.
+      const path = join(dir, "slug.tgz");
+      const [sha256, st] = await Promise.all([hashFile(path, "sha256"), stat(path)]);
+      out.push({ sha256, bytes: st.size, path });
     }
     return out;
   } finally {

@@ -3,12 +3,12 @@
  * untracked, minus .gitignore's); elsewhere every file but `.git` and `node_modules`; in both cases
  * without what `.slugignore` names (as the build would drop them anyway).
  */
-import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { listTree } from "../archive/tar.js";
 import { slugignoreMatcher } from "../builder/slugignore.js";
 import { run } from "../process/run.js";
 import { exists } from "../util/fs.js";
+import { readTextBeneath } from "./beneath.js";
 
 export async function deployFiles(dir: string): Promise<string[]> {
   let files: string[];
@@ -20,6 +20,6 @@ export async function deployFiles(dir: string): Promise<string[]> {
       (p) => !/(^|\/)\.git(\/|$)/.test(p) && !/^node_modules(\/|$)/.test(p),
     );
   }
-  const ignore = slugignoreMatcher(await readFile(join(dir, ".slugignore"), "utf8").catch(() => ""));
+  const ignore = slugignoreMatcher((await readTextBeneath(dir, ".slugignore")) ?? "");
   return files.filter((f) => !ignore(f)).sort();
 }

@@ -1,11 +1,13 @@
 /**
  * An app directory as build input: a filtered, safe copy (no `.git`, no top-level `node_modules`,
- * no links that leave the tree, no devices or sockets) with normalised modes, ready to be added to
- * the store content-addressed. Paths, owners, mtimes and umask of the original do not matter.
+ * no links that leave the tree, resolved for real as in beneath.ts; no devices or sockets) with
+ * normalised modes, ready to be added to the store content-addressed. Paths, owners, mtimes and
+ * umask of the original do not matter.
  */
 import { chmod, copyFile, lstat, mkdir, readdir, readlink, symlink } from "node:fs/promises";
-import { dirname, isAbsolute, join, relative, resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { KilnError } from "../errors.js";
+import { fsLookup, linkOutError, resolveBeneath } from "./beneath.js";
 
 export interface SnapshotStats {
   files: number;
@@ -26,6 +28,7 @@ export async function snapshotDir(appDir: string, dest: string): Promise<Snapsho
     });
   }
   const stats: SnapshotStats = { files: 0, bytes: 0 };
+  const lookup = fsLookup(root);
   const walk = async (rel: string) => {
     await mkdir(join(dest, rel), { recursive: true, mode: 0o755 });
     for (const name of (await readdir(join(root, rel))).sort()) {
@@ -41,14 +44,9 @@ export async function snapshotDir(appDir: string, dest: string): Promise<Snapsho
         stats.bytes += s.size;
       } else if (s.isSymbolicLink()) {
         const target = await readlink(src);
-        const inside = relative(root, resolve(dirname(src), target));
-        if (isAbsolute(target) || inside.startsWith("..") || isAbsolute(inside)) {
-          throw new KilnError({
-            code: "source_unsafe_link",
-            message: `${r} is a symlink to ${target}, outside the app`,
-            hint: "builds see only the app's own files: copy the target in, or make the link relative and inside the app",
-          });
-        }
+        // Resolved for real, link by link: `up -> u/..` with `u -> .` looks inside but is not.
+        const res = await resolveBeneath(lookup, r);
+        if (!res.ok) throw linkOutError("symlink", r, res.reason);
         await symlink(target, join(dest, r));
       } else {
         throw new KilnError({

@@ -6,9 +6,10 @@
 import { createHash } from "node:crypto";
 import { createWriteStream } from "node:fs";
 import { rename, rm } from "node:fs/promises";
-import { Readable } from "node:stream";
+import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { KilnError } from "../errors.js";
+import { openUntrustedUrl } from "./remoteFetch.js";
 
 export const DEFAULT_MAX_SOURCE_BYTES = 200 * 1024 * 1024;
 
@@ -50,41 +51,26 @@ export async function receiveUpload(
 
 /**
  * A source given by URL (Heroku's `source_blob`): downloaded under the same size limit, and checked
- * against `checksum` (sha256:HEX) when one is given.
+ * against `checksum` (sha256:HEX) when one is given. Only https to public addresses, or an origin
+ * the operator allowed (remoteFetch.ts).
  */
 export async function fetchSourceBlob(
   blob: { url: string; checksum?: string | undefined },
-  opts: { file: string; maxBytes: number },
+  opts: { file: string; maxBytes: number; allow?: readonly string[] },
 ): Promise<{ sha256: string; bytes: number }> {
-  let res: Response;
-  try {
-    res = await fetch(blob.url, { redirect: "follow" });
-  } catch (err) {
-    throw new KilnError({
-      code: "source_unreachable",
-      message: `cannot download the source from ${blob.url}: ${((err as Error).cause as Error)?.message ?? (err as Error).message}`,
-      hint: "the server itself downloads source_blob.url: it must be reachable from there",
-    });
+  const res = await openUntrustedUrl(blob.url, { allow: opts.allow ?? [] });
+  const declared = Number(res.headers["content-length"] ?? Number.NaN);
+  if (Number.isFinite(declared) && declared > opts.maxBytes) {
+    res.destroy();
+    throw tooLarge(opts.maxBytes);
   }
-  if (!res.ok || !res.body) {
-    throw new KilnError({
-      code: "source_unreachable",
-      message: `downloading the source from ${blob.url} answered ${res.status}`,
-      hint: "check the URL",
-    });
-  }
-  const declared = Number(res.headers.get("content-length") ?? Number.NaN);
-  if (Number.isFinite(declared) && declared > opts.maxBytes) throw tooLarge(opts.maxBytes);
-  const got = await receiveUpload(
-    Readable.fromWeb(res.body as import("node:stream/web").ReadableStream),
-    opts,
-  );
+  const got = await receiveUpload(res, opts);
   const want = blob.checksum?.slice("sha256:".length).toLowerCase();
   if (want && want !== got.sha256) {
     await rm(opts.file, { force: true });
     throw new KilnError({
       code: "source_checksum_mismatch",
-      message: `the source from ${blob.url} has sha256 ${got.sha256}, not ${want}`,
+      message: `the source has sha256 ${got.sha256}, not ${want}`,
       hint: "the file changed since the checksum was taken, or the checksum is wrong",
     });
   }

@@ -22,7 +22,7 @@ export function parseJsonWith<T>(
   } catch (err) {
     throw new KilnError({
       code: opts.code,
-      message: `${opts.file} is not valid JSON: ${(err as Error).message}`,
+      message: `${opts.file} is not valid JSON${jsonErrorPlace(text, (err as Error).message)}`,
       hint: opts.jsonHint,
     });
   }
@@ -35,4 +35,17 @@ export function parseJsonWith<T>(
     });
   }
   return r.data;
+}
+
+/**
+ * Where JSON.parse stopped, as ` (line L, column C)`. V8's own message quotes the text around the
+ * error, and the text may not be the tenant's to show (a file read through a link, a secret), so
+ * only the position is kept.
+ */
+function jsonErrorPlace(text: string, message: string): string {
+  const m = /at position (\d+)/.exec(message);
+  if (!m) return /end of JSON input/.test(message) ? " (it ends too early)" : "";
+  const before = text.slice(0, Number(m[1]));
+  const line = before.split("\n").length;
+  return ` (line ${line}, column ${before.length - before.lastIndexOf("\n")})`;
 }

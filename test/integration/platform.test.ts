@@ -24,6 +24,8 @@ describe("the platform end to end", () => {
   chmodSync(dataDir, 0o711);
   let apiPort = 0;
   let routerPort = 0;
+  // source_blob URLs must be public https unless the operator allows the origin (KILN_FETCH_ALLOW).
+  let blobPort = 0;
   let server: ChildProcess | undefined;
   let serverLog = "";
   const env = () => ({ KILN_DATA_DIR: dataDir, KILN_SERVER: `http://127.0.0.1:${apiPort}` });
@@ -33,7 +35,10 @@ describe("the platform end to end", () => {
     server = spawn(
       process.execPath,
       [kilnBin, "serve", "--port", String(apiPort), "--router-port", String(routerPort)],
-      { env: { ...process.env, KILN_DATA_DIR: dataDir }, stdio: ["ignore", "ignore", "pipe"] },
+      {
+        env: { ...process.env, KILN_DATA_DIR: dataDir, KILN_FETCH_ALLOW: `http://127.0.0.1:${blobPort}` },
+        stdio: ["ignore", "ignore", "pipe"],
+      },
     );
     server.stderr?.on("data", (d) => (serverLog += d));
     const deadline = Date.now() + 60_000;
@@ -76,6 +81,7 @@ describe("the platform end to end", () => {
   beforeAll(async () => {
     apiPort = await freePort();
     routerPort = await freePort();
+    blobPort = await freePort();
     await startServer();
   });
   afterAll(async () => {
@@ -146,7 +152,7 @@ describe("the platform end to end", () => {
     const tarball = execFileSync("tar", ["czf", "-", "-C", fixture("procfile-shell"), "."]);
     const sha = createHash("sha256").update(tarball).digest("hex");
     const blobs = createHttpServer((_req, res) => res.end(tarball));
-    await new Promise<void>((r) => blobs.listen(0, "127.0.0.1", () => r()));
+    await new Promise<void>((r) => blobs.listen(blobPort, "127.0.0.1", () => r()));
     const url = `http://127.0.0.1:${(blobs.address() as AddressInfo).port}/src.tar.gz`;
     try {
       await k("apps:create", "blob");

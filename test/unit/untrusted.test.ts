@@ -48,6 +48,17 @@ describe("untrusted source archives", () => {
       /is written through a symlink/,
     ],
     [
+      // Each link normalises to a path inside; resolved link by link, the last climbs to /.
+      "a symlink chain that climbs out only when resolved",
+      [
+        { name: "u", type: "symlink", target: "." },
+        { name: "up1", type: "symlink", target: "u/.." },
+        { name: "up2", type: "symlink", target: "up1/.." },
+        { name: "passwd", type: "symlink", target: "up2/etc/passwd" },
+      ],
+      /resolves outside the app/,
+    ],
+    [
       "a relative symlink climbing out",
       [{ name: "a/b", type: "symlink", target: "../../etc" }],
       /outside the app/,
