@@ -429,7 +429,11 @@ export function createApi(deps: ApiDeps): FastifyInstance {
     return appView(setPlatformApp(db, a.id, body.platform));
   });
   api.delete<{ Params: { app: string } }>("/v1/apps/:app", async (req) => {
-    const a = deleteApp(db, appOf(req, req.params.app, "own").id);
+    const owned = appOf(req, req.params.app, "own");
+    // Its builds go with it: a queued one left behind would run for an app that is gone.
+    for (const b of listBuilds(db, owned.id))
+      if (b.status === "pending" || b.status === "building") deps.queue.cancel(b.id, "the app was deleted");
+    const a = deleteApp(db, owned.id);
     return { id: a.id, name: a.name, deleted: true };
   });
 
