@@ -18,7 +18,7 @@ import { openStore, STORE_FILE } from "../../src/store/db.js";
 import { MIGRATIONS } from "../../src/store/migrations.js";
 import { listTokens, verifyToken } from "../../src/store/tokens.js";
 import { listUsers } from "../../src/store/users.js";
-import { projectDir, testContext } from "../helpers.js";
+import { kiln, projectDir, testContext } from "../helpers.js";
 
 const source = execFileSync("tar", [
   "czf",
@@ -285,6 +285,58 @@ describe("tenancy", () => {
     expect((await alice.post("/v1/apps/team/collaborators", { user: "carol" })).status).toBe(201);
     expect((await alice.delete("/v1/apps/team/collaborators/carol")).status).toBe(200);
     expect((await alice.delete("/v1/apps/team")).status).toBe(200);
+  });
+
+  it("cancels an app's builds in flight when it is deleted, so the queue keeps running", async () => {
+    // One build slot: gone-1 builds, gone-2 waits; both apps are deleted at once.
+    const own = await startServer({ concurrency: 1 });
+    try {
+      for (const a of ["gone-1", "gone-2"]) {
+        expect((await own.admin.post("/v1/apps", { name: a })).status).toBe(201);
+        expect((await own.admin.deploy(a)).status).toBe(201);
+      }
+      for (const a of ["gone-1", "gone-2"])
+        expect((await own.admin.delete(`/v1/apps/${a}`)).status).toBe(200);
+      // Left in the queue, gone-2's build would hold the one slot for good and this one never run.
+      expect((await own.admin.post("/v1/apps", { name: "after" })).status).toBe(201);
+      const b = await own.admin.deploy("after");
+      const output = await fetch(`${own.cp.url}${b.json.output_stream_url}`, {
+        headers: { authorization: `Bearer ${own.admin.token}` },
+      });
+      expect(await output.text()).toMatch(/release v1/);
+      expect((await own.admin.get(`/v1/apps/after/builds/${b.json.id}`)).json.status).toBe("succeeded");
+    } finally {
+      await own.cp.close();
+    }
+  });
+
+  it("drives users, tokens and access from the CLI", async () => {
+    const home = mkdtempSync(join(tmpdir(), "kiln-tenancy-cli-"));
+    const k = (token: string, ...args: string[]) =>
+      kiln(args, {
+        env: { KILN_SERVER: s.cp.url, KILN_TOKEN: token, KILN_DATA_DIR: home, XDG_CONFIG_HOME: home },
+      });
+    const admin = s.admin.token;
+    expect((await k(admin, "users:create", "dora")).stdout).toMatch(/created dora/);
+    const made = await k(admin, "tokens:create", "laptop", "--user", "dora");
+    expect(made.exitCode).toBe(0);
+    const dora = made.stdout.trim();
+    expect((await k(dora, "whoami")).stdout).toMatch(/^dora, token laptop/);
+    expect((await k(dora, "users")).exitCode).not.toBe(0);
+    expect((await k(dora, "apps:create", "dora-app")).exitCode).toBe(0);
+    expect((await k(dora, "access:add", "bob", "-a", "dora-app")).exitCode).toBe(0);
+    expect((await k(dora, "access", "-a", "dora-app")).stdout.trim().split("\n")).toEqual([
+      "dora  owner",
+      "bob  collaborator",
+    ]);
+    expect((await k(bob.token, "apps")).stdout).toMatch(/dora-app/);
+    expect((await k(bob.token, "apps:destroy", "dora-app", "--confirm", "dora-app")).exitCode).not.toBe(0);
+    expect((await k(dora, "access:remove", "bob", "-a", "dora-app")).exitCode).toBe(0);
+    const hidden = await k(bob.token, "config", "-a", "dora-app");
+    expect(hidden.exitCode).not.toBe(0);
+    expect(hidden.all).toMatch(/no app called "dora-app"/);
+    expect((await k(dora, "tokens")).stdout).toMatch(/dora {2}laptop/);
+    expect((await k(dora, "apps:destroy", "dora-app", "--confirm", "dora-app")).exitCode).toBe(0);
   });
 
   it("lets users manage their own tokens only, and only admins manage users", async () => {
