@@ -217,6 +217,7 @@ export async function startControlPlane(
     ...(dynoControl ? { dynos: dynoControl } : {}),
     ...(handoff ? { platform: handoff } : {}),
     checks,
+    quotas: deps.config.quotas,
     webUrl: (app) => (routerUrl ? `http://${app}.${domain}:${new URL(routerUrl).port}/` : ""),
   });
   let router: FastifyInstance | undefined;

@@ -9,6 +9,8 @@ const STATUS_BY_CODE: Record<string, number> = {
   payload_too_large: 413,
   unsupported_media_type: 415,
   queue_full: 429,
+  build_quota_exceeded: 429,
+  quota_exceeded: 422,
   dynos_disabled: 501,
   checks_disabled: 501,
   platform_handoff_failed: 502,

@@ -8,7 +8,15 @@ import { z } from "zod";
 const iso = z.string().datetime();
 const stringMap = z.record(z.string(), z.string());
 
-export const appBody = z.object({ id: z.string().uuid(), name: z.string(), created_at: iso });
+export const appBody = z.object({
+  id: z.string().uuid(),
+  name: z.string(),
+  created_at: iso,
+  /** The owner's user name. */
+  owner: z.string(),
+  /** Only admins see and change platform apps. */
+  platform: z.boolean(),
+});
 export const releaseBody = z.object({
   id: z.string().uuid(),
   version: z.number().int().positive(),
@@ -23,6 +31,8 @@ export const releaseBody = z.object({
   created_at: iso,
 });
 export const appShowBody = appBody.extend({
+  /** What the caller is to the app. */
+  role: z.enum(["admin", "owner", "collaborator"]),
   web_url: z.string().url().nullable(),
   release: releaseBody.nullable(),
 });
@@ -74,13 +84,26 @@ export const dynoBody = z.object({
   last_exit: z.string().nullable(),
 });
 
-export const tokenBody = z.object({
+export const userBody = z.object({
   id: z.string().uuid(),
   name: z.string(),
   admin: z.boolean(),
   created_at: iso,
+});
+
+export const tokenBody = z.object({
+  id: z.string().uuid(),
+  name: z.string(),
+  /** The user it acts for (an admin user's tokens are admin tokens). */
+  user: z.string(),
+  admin: z.boolean(),
+  created_at: iso,
   last_used_at: iso.nullable(),
 });
+
+export const collaboratorsBody = z.array(
+  z.object({ user: z.string(), role: z.enum(["owner", "collaborator"]), created_at: iso }),
+);
 
 /** `METHOD /route` → the schema of its 2xx JSON body. */
 export const RESPONSES: Record<string, z.ZodType> = {
@@ -88,9 +111,16 @@ export const RESPONSES: Record<string, z.ZodType> = {
   "POST /v1/tokens": tokenBody.extend({ token: z.string().startsWith("kiln_") }),
   "GET /v1/tokens": z.array(tokenBody),
   "DELETE /v1/tokens/:id": z.object({ id: z.string(), revoked: z.literal(true) }),
+  "POST /v1/users": userBody,
+  "GET /v1/users": z.array(userBody),
+  "GET /v1/account": userBody.extend({ token: tokenBody }),
   "POST /v1/apps": appBody,
   "GET /v1/apps": z.array(appBody),
   "GET /v1/apps/:app": appShowBody,
+  "PATCH /v1/apps/:app": appBody,
+  "GET /v1/apps/:app/collaborators": collaboratorsBody,
+  "POST /v1/apps/:app/collaborators": collaboratorsBody,
+  "DELETE /v1/apps/:app/collaborators/:user": collaboratorsBody,
   "DELETE /v1/apps/:app": appBody.pick({ id: true, name: true }).extend({ deleted: z.literal(true) }),
   "GET /v1/apps/:app/config-vars": stringMap,
   "PATCH /v1/apps/:app/config-vars": stringMap,

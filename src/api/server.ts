@@ -20,14 +20,31 @@ import { DEFAULT_MAX_ENTRIES, inspectUntrustedTarGz } from "../archive/untrusted
 import type { BuildLogs } from "../builds/buildLog.js";
 import type { BuildQueue } from "../builds/queue.js";
 import { MAX_UNPACKED_SOURCE_BYTES } from "../builds/service.js";
+import { configSchema } from "../config/config.js";
 import { dynoFilter, followLog, formatLogLine, readLogTail } from "../dyno/logs.js";
 import { KilnError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import type { CheckRunner } from "../repro/service.js";
 import { fetchSourceBlob, receiveUpload, tooLarge } from "../source/upload.js";
-import { createApp, deleteApp, getApp, getConfig, listApps, patchConfig } from "../store/apps.js";
+import {
+  type App,
+  createApp,
+  deleteApp,
+  getConfig,
+  isPlatformApp,
+  listApps,
+  PLATFORM_APP_NAMES,
+  patchConfig,
+  setPlatformApp,
+} from "../store/apps.js";
 import { type BuildRecord, createBuild, endBuild, getBuild, listBuilds } from "../store/builds.js";
 import { type CheckRecord, getCheck, listChecks } from "../store/checks.js";
+import {
+  addCollaborator,
+  type Collaborator,
+  listCollaborators,
+  removeCollaborator,
+} from "../store/collaborators.js";
 import type { Db } from "../store/db.js";
 import { ensureDefaultFormation, getFormation, scaleFormation } from "../store/formation.js";
 import {
@@ -39,12 +56,21 @@ import {
   rollback,
 } from "../store/releases.js";
 import { createToken, listTokens, revokeToken, type TokenInfo, verifyToken } from "../store/tokens.js";
+import { createUser, findUser, getUser, listUsers, type User } from "../store/users.js";
 import { hashFile } from "../util/fs.js";
 import { describeIssues } from "../util/json.js";
 import { errorHandler } from "./errors.js";
 import { renderMetrics } from "./metrics.js";
 import type { PlatformHandoff } from "./platformHandoff.js";
 import { RESPONSES } from "./responses.js";
+import {
+  appFor,
+  assertBuildQuota,
+  assertDynoQuota,
+  assertMayCreate,
+  type Need,
+  type Quotas,
+} from "./tenancy.js";
 
 export interface ApiDeps {
   db: Db;
@@ -66,6 +92,8 @@ export interface ApiDeps {
   platform?: PlatformHandoff;
   /** Reproducibility checks of recorded builds (kiln check --against BUILD_ID). */
   checks?: CheckRunner;
+  /** Tenants' quotas (default: the configuration's defaults). */
+  quotas?: Quotas;
 }
 
 export interface DynoControl {
@@ -105,7 +133,13 @@ function parse<T>(schema: z.ZodType<T>, value: unknown): T {
   return r.data;
 }
 
-const appCreateBody = z.object({ name: z.string() }).strict();
+const appCreateBody = z.object({ name: z.string(), platform: z.boolean().optional() }).strict();
+const appPatchBody = z.object({ platform: z.boolean() }).strict();
+const userCreateBody = z.object({ name: z.string(), admin: z.boolean().default(false) }).strict();
+const tokenCreateBody = z
+  .object({ name: z.string().min(1).max(100), user: z.string().min(1).max(100).optional() })
+  .strict();
+const collaboratorBody = z.object({ user: z.string().min(1).max(100) }).strict();
 const sourceBlobBody = z
   .object({
     source_blob: z
@@ -189,10 +223,15 @@ export const buildView = (b: BuildRecord, appName: string, checks: CheckRecord[]
 const tokenView = (t: TokenInfo) => ({
   id: t.id,
   name: t.name,
+  user: t.user,
   admin: t.admin,
   created_at: t.createdAt,
   last_used_at: t.lastUsedAt,
 });
+
+const userView = (u: User) => ({ id: u.id, name: u.name, admin: u.admin, created_at: u.createdAt });
+
+const collaboratorView = (c: Collaborator) => ({ user: c.user, role: c.role, created_at: c.createdAt });
 
 const releaseView = (r: Release) => ({
   id: r.id,
@@ -222,6 +261,7 @@ async function assertSlugFile(path: string, sha256: string): Promise<void> {
 
 export function createApi(deps: ApiDeps): FastifyInstance {
   const { db } = deps;
+  const quotas = deps.quotas ?? configSchema.shape.quotas.parse(undefined);
   const sources = join(deps.dataDir, "sources");
   mkdirSync(sources, { recursive: true });
   const api = Fastify({
@@ -254,7 +294,7 @@ export function createApi(deps: ApiDeps): FastifyInstance {
     api.addContentTypeParser(type, (_req, payload, done) => done(null, payload));
   }
 
-  // Which token made each request (admin routes check it).
+  // Which token made each request, and so which user (every route checks what it may do).
   const callers = new WeakMap<FastifyRequest, TokenInfo>();
   api.addHook("onRequest", async (req: FastifyRequest) => {
     if (req.url === "/healthz") return;
@@ -269,8 +309,13 @@ export function createApi(deps: ApiDeps): FastifyInstance {
     }
     callers.set(req, info);
   });
-  const requireAdmin = (req: FastifyRequest, what = "manage tokens") => {
-    if (!callers.get(req)?.admin) {
+  const caller = (req: FastifyRequest): TokenInfo => {
+    const c = callers.get(req);
+    if (!c) throw new KilnError({ code: "unauthorized", message: "a valid API token is required" });
+    return c;
+  };
+  const requireAdmin = (req: FastifyRequest, what = "manage users") => {
+    if (!caller(req).admin) {
       throw new KilnError({
         code: "forbidden",
         message: `only an admin token may ${what}`,
@@ -278,32 +323,62 @@ export function createApi(deps: ApiDeps): FastifyInstance {
       });
     }
   };
+  /** The app named in the route, when the caller may do `need` to it (else 404, as if missing). */
+  const appOf = (req: FastifyRequest, nameOrId: string, need: Need) =>
+    appFor(db, caller(req), nameOrId, need);
+  const appView = (a: App) => ({
+    id: a.id,
+    name: a.name,
+    created_at: a.createdAt,
+    owner: getUser(db, a.ownerId).name,
+    platform: isPlatformApp(a),
+  });
 
-  // Tokens: an admin makes more (shown once), lists and revokes them.
-  api.post("/v1/tokens", async (req, reply) => {
+  // Users (admins make and list them) and who the caller is.
+  api.post("/v1/users", async (req, reply) => {
     requireAdmin(req);
-    const body = parse(
-      z.object({ name: z.string().min(1).max(100), admin: z.boolean().default(false) }).strict(),
-      req.body,
-    );
-    const { token, info } = createToken(db, body);
+    const user = createUser(db, parse(userCreateBody, req.body));
+    void reply.status(201);
+    return userView(user);
+  });
+  api.get("/v1/users", async (req) => {
+    requireAdmin(req);
+    return listUsers(db).map(userView);
+  });
+  api.get("/v1/account", async (req) => {
+    const c = caller(req);
+    return { ...userView(getUser(db, c.userId)), token: tokenView(c) };
+  });
+
+  // Tokens: a user makes (shown once), lists and revokes its own; an admin anyone's.
+  api.post("/v1/tokens", async (req, reply) => {
+    const c = caller(req);
+    const body = parse(tokenCreateBody, req.body);
+    let userId = c.userId;
+    if (body.user !== undefined) {
+      const mine = body.user === c.user || body.user === c.userId;
+      if (!mine) requireAdmin(req, "make tokens for another user");
+      userId = getUser(db, body.user).id;
+    }
+    const { token, info } = createToken(db, { name: body.name, userId });
     void reply.status(201);
     return { ...tokenView(info), token };
   });
   api.get("/v1/tokens", async (req) => {
-    requireAdmin(req);
-    return listTokens(db).map(tokenView);
+    const c = caller(req);
+    return listTokens(db, c.admin ? {} : { userId: c.userId }).map(tokenView);
   });
   api.delete<{ Params: { id: string } }>("/v1/tokens/:id", async (req) => {
-    requireAdmin(req);
-    if (callers.get(req)?.id === req.params.id) {
+    const c = caller(req);
+    if (c.id === req.params.id) {
       throw new KilnError({
         code: "conflict",
         message: "a token cannot revoke itself",
-        hint: "revoke it with another admin token",
+        hint: "revoke it with another token of yours (or an admin token)",
       });
     }
-    if (!revokeToken(db, req.params.id))
+    // Another user's token is as unknown as a missing one.
+    if (!revokeToken(db, req.params.id, c.admin ? {} : { userId: c.userId }))
       throw new KilnError({ code: "unknown_token", message: `no token ${req.params.id}` });
     return { id: req.params.id, revoked: true };
   });
@@ -314,38 +389,98 @@ export function createApi(deps: ApiDeps): FastifyInstance {
     return renderMetrics(db, deps.queue, deps.dynos?.all() ?? []);
   });
 
-  // Apps.
+  // Apps: each caller sees its own (owned or shared with it); admins see all.
   api.post("/v1/apps", async (req, reply) => {
+    const c = caller(req);
     const body = parse(appCreateBody, req.body);
-    const app = createApp(db, body.name);
+    assertMayCreate(c, body.name);
+    if (body.platform !== undefined) requireAdmin(req, "make a platform app");
+    const app = createApp(db, body.name, { ownerId: c.userId, ...(body.platform ? { platform: true } : {}) });
     void reply.status(201);
-    return { id: app.id, name: app.name, created_at: app.createdAt };
+    return appView(app);
   });
-  api.get("/v1/apps", async () =>
-    listApps(db).map((a) => ({ id: a.id, name: a.name, created_at: a.createdAt })),
-  );
+  api.get("/v1/apps", async (req) => {
+    const c = caller(req);
+    const apps = c.admin
+      ? listApps(db)
+      : listApps(db, { memberId: c.userId }).filter((a) => !isPlatformApp(a));
+    return apps.map(appView);
+  });
   api.get<{ Params: { app: string } }>("/v1/apps/:app", async (req) => {
-    const a = getApp(db, req.params.app);
+    const a = appOf(req, req.params.app, "read");
     const rel = currentRelease(db, a.id);
     return {
-      id: a.id,
-      name: a.name,
-      created_at: a.createdAt,
+      ...appView(a),
+      role: a.role,
       web_url: deps.webUrl?.(a.name) || null,
       release: rel ? releaseView(rel) : null,
     };
   });
+  // Marking an app as the platform's own (or not): admins only.
+  api.patch<{ Params: { app: string } }>("/v1/apps/:app", async (req) => {
+    const a = appOf(req, req.params.app, "own");
+    const body = parse(appPatchBody, req.body);
+    requireAdmin(req, "mark platform apps");
+    if (!body.platform && PLATFORM_APP_NAMES.includes(a.name)) {
+      throw new KilnError({
+        code: "invalid_platform",
+        message: `${a.name} is a reserved platform app name: it stays a platform app`,
+        hint: `reserved: ${PLATFORM_APP_NAMES.join(", ")}`,
+      });
+    }
+    return appView(setPlatformApp(db, a.id, body.platform));
+  });
   api.delete<{ Params: { app: string } }>("/v1/apps/:app", async (req) => {
-    const a = deleteApp(db, req.params.app);
+    const owned = appOf(req, req.params.app, "own");
+    // Its builds go with it: a queued one left behind would run for an app that is gone.
+    for (const b of listBuilds(db, owned.id))
+      if (b.status === "pending" || b.status === "building") deps.queue.cancel(b.id, "the app was deleted");
+    const a = deleteApp(db, owned.id);
     return { id: a.id, name: a.name, deleted: true };
+  });
+
+  // Collaborators: members see them; the owner (or an admin) adds and removes them; a collaborator may leave.
+  api.get<{ Params: { app: string } }>("/v1/apps/:app/collaborators", async (req) =>
+    listCollaborators(db, appOf(req, req.params.app, "read").id).map(collaboratorView),
+  );
+  api.post<{ Params: { app: string } }>("/v1/apps/:app/collaborators", async (req, reply) => {
+    const a = appOf(req, req.params.app, "own");
+    const body = parse(collaboratorBody, req.body);
+    if (isPlatformApp(a)) {
+      throw new KilnError({
+        code: "invalid_collaborator",
+        message: `${a.name} is a platform app: only admins work on it`,
+        hint: "make the user an admin instead (kiln users:create NAME --admin)",
+      });
+    }
+    addCollaborator(db, a, getUser(db, body.user));
+    void reply.status(201);
+    return listCollaborators(db, a.id).map(collaboratorView);
+  });
+  api.delete<{ Params: { app: string; user: string } }>("/v1/apps/:app/collaborators/:user", async (req) => {
+    const c = caller(req);
+    const leaving = req.params.user === c.user || req.params.user === c.userId;
+    const a = appOf(req, req.params.app, leaving ? "read" : "own");
+    const user = findUser(db, req.params.user);
+    if (!user || !removeCollaborator(db, a.id, user.id)) {
+      throw new KilnError({
+        code: user?.id === a.ownerId ? "conflict" : "unknown_collaborator",
+        message:
+          user?.id === a.ownerId
+            ? `${user.name} owns ${a.name}: an owner cannot be removed`
+            : `${req.params.user} is not a collaborator of ${a.name}`,
+        hint: `list them with kiln access -a ${a.name}`,
+      });
+    }
+    return listCollaborators(db, a.id).map(collaboratorView);
   });
 
   // Config vars: a change makes a new release (once the app has one), as on Heroku.
   api.get<{ Params: { app: string } }>("/v1/apps/:app/config-vars", async (req) =>
-    getConfig(db, getApp(db, req.params.app).id),
+    getConfig(db, appOf(req, req.params.app, "read").id),
   );
   api.patch<{ Params: { app: string } }>("/v1/apps/:app/config-vars", async (req) => {
-    const app = getApp(db, req.params.app);
+    const app = appOf(req, req.params.app, "write");
     const patch = parse(configPatchBody, req.body);
     const keys = Object.keys(patch);
     const { config, result } = patchConfig(db, app.id, patch, (cfg) => {
@@ -382,14 +517,14 @@ export function createApi(deps: ApiDeps): FastifyInstance {
 
   // Releases.
   api.get<{ Params: { app: string } }>("/v1/apps/:app/releases", async (req) =>
-    listReleases(db, getApp(db, req.params.app).id).map(releaseView),
+    listReleases(db, appOf(req, req.params.app, "read").id).map(releaseView),
   );
   api.get<{ Params: { app: string; version: string } }>("/v1/apps/:app/releases/:version", async (req) => {
-    const app = getApp(db, req.params.app);
+    const app = appOf(req, req.params.app, "read");
     return releaseView(getRelease(db, app.id, parse(z.coerce.number().int().positive(), req.params.version)));
   });
   api.post<{ Params: { app: string } }>("/v1/apps/:app/releases", async (req, reply) => {
-    const app = getApp(db, req.params.app);
+    const app = appOf(req, req.params.app, "write");
     let r: Release;
     if (typeof req.body === "object" && req.body !== null && "slug" in req.body) {
       requireAdmin(req, "import a release");
@@ -417,16 +552,17 @@ export function createApi(deps: ApiDeps): FastifyInstance {
 
   // Formation.
   api.get<{ Params: { app: string } }>("/v1/apps/:app/formation", async (req) =>
-    getFormation(db, getApp(db, req.params.app).id),
+    getFormation(db, appOf(req, req.params.app, "read").id),
   );
   api.patch<{ Params: { app: string } }>("/v1/apps/:app/formation", async (req) => {
-    const app = getApp(db, req.params.app);
+    const app = appOf(req, req.params.app, "write");
     const body = parse(formationBody, req.body);
     const updates = body.updates.map((u) => ({
       type: u.type,
       quantity: u.quantity,
       ...(u.size ? { size: u.size } : {}),
     }));
+    assertDynoQuota(db, { caller: caller(req), app, updates, quotas });
     const formation = scaleFormation(db, app.id, updates);
     deps.dynos?.reconcile(app.id);
     await deps.platform?.scale(app.name, updates);
@@ -444,14 +580,18 @@ export function createApi(deps: ApiDeps): FastifyInstance {
     }
     return deps.dynos;
   };
-  api.get<{ Params: { app: string } }>("/v1/apps/:app/dynos", async (req) =>
-    dynoControl().list(getApp(db, req.params.app).name),
-  );
-  api.delete<{ Params: { app: string } }>("/v1/apps/:app/dynos", async (req) => ({
-    restarted: await dynoControl().restart(getApp(db, req.params.app).name),
-  }));
+  // (The app first: one the caller may not see is a 404 whether or not this server runs dynos.)
+  api.get<{ Params: { app: string } }>("/v1/apps/:app/dynos", async (req) => {
+    const app = appOf(req, req.params.app, "read");
+    return dynoControl().list(app.name);
+  });
+  api.delete<{ Params: { app: string } }>("/v1/apps/:app/dynos", async (req) => {
+    const app = appOf(req, req.params.app, "write");
+    return { restarted: await dynoControl().restart(app.name) };
+  });
   api.delete<{ Params: { app: string; dyno: string } }>("/v1/apps/:app/dynos/:dyno", async (req) => {
-    const n = await dynoControl().restart(getApp(db, req.params.app).name, req.params.dyno);
+    const app = appOf(req, req.params.app, "write");
+    const n = await dynoControl().restart(app.name, req.params.dyno);
     if (n === 0)
       throw new KilnError({
         code: "unknown_dyno",
@@ -465,7 +605,7 @@ export function createApi(deps: ApiDeps): FastifyInstance {
   api.post<{ Params: { app: string }; Querystring: Record<string, string> }>(
     "/v1/apps/:app/builds",
     async (req, reply) => {
-      const app = getApp(db, req.params.app);
+      const app = appOf(req, req.params.app, "write");
       // kiln's addition to Heroku's builds: ?release=false builds (and records) without releasing.
       const { release } = parse(
         z.object({ release: z.enum(["true", "false"]).default("true") }).strict(),
@@ -483,6 +623,8 @@ export function createApi(deps: ApiDeps): FastifyInstance {
       const declared = Number(req.headers["content-length"] ?? Number.NaN);
       if (isTarball && Number.isFinite(declared) && declared > deps.maxSourceBytes)
         throw tooLarge(deps.maxSourceBytes);
+      const quota = { caller: caller(req), app, release: release === "true", quotas };
+      assertBuildQuota(db, quota); // before reading the upload, and again once it is in (below)
       if (deps.queue.isFull()) {
         void reply.header("retry-after", "60");
         throw new KilnError({
@@ -505,6 +647,8 @@ export function createApi(deps: ApiDeps): FastifyInstance {
           maxBytes: MAX_UNPACKED_SOURCE_BYTES,
           maxEntries: DEFAULT_MAX_ENTRIES,
         });
+        // Other builds may have started while this one uploaded (nothing yields between here and the insert).
+        assertBuildQuota(db, quota);
       } catch (err) {
         await rm(file, { force: true });
         throw err;
@@ -515,6 +659,7 @@ export function createApi(deps: ApiDeps): FastifyInstance {
         sourcePath: file,
         logPath: deps.logs.path,
         release: release === "true",
+        userId: caller(req).userId,
       });
       try {
         deps.queue.submit({ buildId: build.id, appId: app.id });
@@ -528,24 +673,24 @@ export function createApi(deps: ApiDeps): FastifyInstance {
     },
   );
   api.get<{ Params: { app: string } }>("/v1/apps/:app/builds", async (req) => {
-    const app = getApp(db, req.params.app);
+    const app = appOf(req, req.params.app, "read");
     return listBuilds(db, app.id).map((b) => buildView(b, app.name, listChecks(db, b.id)));
   });
-  const appBuild = (appName: string, id: string) => {
-    const app = getApp(db, appName);
+  const appBuild = (req: FastifyRequest, appName: string, id: string, need: Need) => {
+    const app = appOf(req, appName, need);
     const b = getBuild(db, id);
     if (b.appId !== app.id)
       throw new KilnError({ code: "unknown_build", message: `no build ${id} in ${app.name}` });
     return { app, b };
   };
   api.get<{ Params: { app: string; id: string } }>("/v1/apps/:app/builds/:id", async (req) => {
-    const { app, b } = appBuild(req.params.app, req.params.id);
+    const { app, b } = appBuild(req, req.params.app, req.params.id, "read");
     return buildView(b, app.name, listChecks(db, b.id));
   });
 
   // Reproducibility checks of a recorded build: rebuilt with variations, compared with its slug.
   api.post<{ Params: { app: string; id: string } }>("/v1/apps/:app/builds/:id/checks", async (req, reply) => {
-    const { app, b } = appBuild(req.params.app, req.params.id);
+    const { app, b } = appBuild(req, req.params.app, req.params.id, "write");
     const body = parse(checkBody, req.body ?? {});
     if (!deps.checks)
       throw new KilnError({ code: "checks_disabled", message: "this server does not run checks" });
@@ -554,13 +699,13 @@ export function createApi(deps: ApiDeps): FastifyInstance {
     return checkView(c, app.name);
   });
   api.get<{ Params: { app: string; id: string } }>("/v1/apps/:app/builds/:id/checks", async (req) => {
-    const { app, b } = appBuild(req.params.app, req.params.id);
+    const { app, b } = appBuild(req, req.params.app, req.params.id, "read");
     return listChecks(db, b.id).map((c) => checkView(c, app.name));
   });
   api.get<{ Params: { app: string; id: string; check: string } }>(
     "/v1/apps/:app/builds/:id/checks/:check",
     async (req) => {
-      const { app, b } = appBuild(req.params.app, req.params.id);
+      const { app, b } = appBuild(req, req.params.app, req.params.id, "read");
       const c = getCheck(db, req.params.check);
       if (c.buildId !== b.id)
         throw new KilnError({
@@ -572,7 +717,7 @@ export function createApi(deps: ApiDeps): FastifyInstance {
     },
   );
   api.delete<{ Params: { app: string; id: string } }>("/v1/apps/:app/builds/:id", async (req) => {
-    const { app, b } = appBuild(req.params.app, req.params.id);
+    const { app, b } = appBuild(req, req.params.app, req.params.id, "write");
     if (!deps.queue.cancel(b.id) && b.status !== "pending") {
       throw new KilnError({ code: "conflict", message: `build ${b.id} is ${b.status}: nothing to cancel` });
     }
@@ -583,7 +728,7 @@ export function createApi(deps: ApiDeps): FastifyInstance {
   });
   // The build's output: what it printed so far, then live until it ends (text, chunked).
   api.get<{ Params: { app: string; id: string } }>("/v1/apps/:app/builds/:id/output", async (req, reply) => {
-    const { b } = appBuild(req.params.app, req.params.id);
+    const { b } = appBuild(req, req.params.app, req.params.id, "read");
     reply.raw.writeHead(200, { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" });
     const closed = new AbortController();
     req.raw.on("close", () => closed.abort());
@@ -599,7 +744,7 @@ export function createApi(deps: ApiDeps): FastifyInstance {
   api.get<{ Params: { app: string }; Querystring: { lines?: string; tail?: string; dyno?: string } }>(
     "/v1/apps/:app/logs",
     async (req, reply) => {
-      const app = getApp(db, req.params.app);
+      const app = appOf(req, req.params.app, "read");
       const lines = parse(z.coerce.number().int().min(0).max(10000).default(100), req.query.lines);
       const keep = dynoFilter(req.query.dyno);
       reply.raw.writeHead(200, { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" });
@@ -624,7 +769,7 @@ export function createApi(deps: ApiDeps): FastifyInstance {
 
   // A one-off dyno: its output streams back as it runs; the last line says how it ended.
   api.post<{ Params: { app: string } }>("/v1/apps/:app/dynos", async (req, reply) => {
-    const app = getApp(db, req.params.app);
+    const app = appOf(req, req.params.app, "write");
     const body = parse(z.object({ command: z.string().min(1) }).strict(), req.body);
     const control = dynoControl();
     if (!currentRelease(db, app.id)) {

@@ -1,4 +1,4 @@
-/** Commands that talk to a kiln server (kiln serve): apps, deploy, releases, config, formation. */
+/** Commands that talk to a kiln server (kiln serve): apps, deploy, releases, config, formation, users, tokens, access. */
 
 import { openAsBlob } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -253,6 +253,134 @@ export function registerClientCommands(program: Command, ctx: ContextFactory): v
       const r = await client(cmd).request<{ restarted: number }>("DELETE", path);
       printLines([`restarted ${r.restarted} dyno(s)`]);
     });
+
+  registerTenancyCommands(program, client);
+}
+
+interface UserInfo {
+  id: string;
+  name: string;
+  admin: boolean;
+  created_at: string;
+}
+interface TokenRecord {
+  id: string;
+  name: string;
+  user: string;
+  admin: boolean;
+  created_at: string;
+  last_used_at: string | null;
+  token?: string;
+}
+
+/** Users (admins), tokens (a user's own; an admin's for anyone), and who works on an app (à la `heroku access`). */
+function registerTenancyCommands(program: Command, client: (cmd: Command) => Client): void {
+  withServer(program.command("whoami").description("the user this token acts for")).action(
+    async (_opts: unknown, cmd: Command) => {
+      const me = await client(cmd).request<UserInfo & { token: TokenRecord }>("GET", "/v1/account");
+      printLines([`${me.name}${me.admin ? " (admin)" : ""}, token ${me.token.name} (${me.token.id})`]);
+    },
+  );
+
+  withServer(program.command("users").description("list the server's users (admins only)"))
+    .option("--json", "print machine-readable JSON")
+    .action(async (opts: { json?: boolean }, cmd: Command) => {
+      const users = await client(cmd).request<UserInfo[]>("GET", "/v1/users");
+      if (opts.json) return printJson(users);
+      printLines(users.map((u) => `${u.name}${u.admin ? " (admin)" : ""}`));
+    });
+
+  withServer(
+    program
+      .command("users:create")
+      .description("make a user (admins only); then give them a token with kiln tokens:create")
+      .argument("<name>", "their name (lowercase; an e-mail address fits)"),
+  )
+    .option("--admin", "a platform admin: may do everything, to every app")
+    .action(async (name: string, opts: { admin?: boolean }, cmd: Command) => {
+      const u = await client(cmd).request<UserInfo>("POST", "/v1/users", {
+        name,
+        admin: opts.admin === true,
+      });
+      printLines([
+        `created ${u.name}${u.admin ? " (admin)" : ""}; give them a token: kiln tokens:create NAME --user ${u.name}`,
+      ]);
+    });
+
+  withServer(program.command("tokens").description("your tokens (an admin: everyone's)"))
+    .option("--json", "print machine-readable JSON")
+    .action(async (opts: { json?: boolean }, cmd: Command) => {
+      const tokens = await client(cmd).request<TokenRecord[]>("GET", "/v1/tokens");
+      if (opts.json) return printJson(tokens);
+      printLines(tokens.map((t) => `${t.id}  ${t.user}  ${t.name}  last used ${t.last_used_at ?? "never"}`));
+    });
+
+  withServer(
+    program
+      .command("tokens:create")
+      .description("make an API token (shown once): yours, or (an admin) another user's")
+      .argument("<name>", "what it is for, e.g. laptop or ci"),
+  )
+    .option("--user <user>", "whose token (admins only, for another user)")
+    .action(async (name: string, opts: { user?: string }, cmd: Command) => {
+      const t = await client(cmd).request<TokenRecord>("POST", "/v1/tokens", {
+        name,
+        ...(opts.user ? { user: opts.user } : {}),
+      });
+      process.stderr.write(`token ${t.name} (${t.id}) for ${t.user}; it is shown this once:\n`);
+      printLines([t.token ?? ""]);
+    });
+
+  withServer(
+    program
+      .command("tokens:revoke")
+      .description("revoke a token (yours; an admin: any)")
+      .argument("<id>", "its id"),
+  ).action(async (id: string, _opts: unknown, cmd: Command) => {
+    await client(cmd).request("DELETE", `/v1/tokens/${encodeURIComponent(id)}`);
+    printLines([`revoked ${id}`]);
+  });
+
+  type Member = { user: string; role: string; created_at: string };
+  appOption(
+    withServer(program.command("access").description("who works on an app: its owner and collaborators")),
+  )
+    .option("--json", "print machine-readable JSON")
+    .action(async (opts: { app: string; json?: boolean }, cmd: Command) => {
+      const list = await client(cmd).request<Member[]>(
+        "GET",
+        `/v1/apps/${encodeURIComponent(opts.app)}/collaborators`,
+      );
+      if (opts.json) return printJson(list);
+      printLines(list.map((m) => `${m.user}  ${m.role}`));
+    });
+
+  appOption(
+    withServer(
+      program
+        .command("access:add")
+        .description("let a user deploy, configure and scale an app (its owner or an admin)")
+        .argument("<user>", "the user"),
+    ),
+  ).action(async (user: string, opts: { app: string }, cmd: Command) => {
+    await client(cmd).request("POST", `/v1/apps/${encodeURIComponent(opts.app)}/collaborators`, { user });
+    printLines([`${user} now works on ${opts.app}`]);
+  });
+
+  appOption(
+    withServer(
+      program
+        .command("access:remove")
+        .description("take a collaborator off an app (its owner or an admin; or yourself, to leave)")
+        .argument("<user>", "the user"),
+    ),
+  ).action(async (user: string, opts: { app: string }, cmd: Command) => {
+    await client(cmd).request(
+      "DELETE",
+      `/v1/apps/${encodeURIComponent(opts.app)}/collaborators/${encodeURIComponent(user)}`,
+    );
+    printLines([`${user} no longer works on ${opts.app}`]);
+  });
 }
 
 /** After a release: until a web dyno of it is up (or 60 s), so the printed URL answers. */

@@ -65,6 +65,19 @@ export const configSchema = z.object({
    * addresses only). KILN_FETCH_ALLOW, comma-separated.
    */
   fetchAllow: z.array(z.string().regex(/^https?:\/\/[^/?#]+$/)).default([]),
+  /**
+   * Tenants' quotas (the platform admin has none): dynos asked for (the formation's total
+   * quantity) per app and per owner, and builds in flight (queued + running) per app and per user
+   * who started them.
+   */
+  quotas: z
+    .object({
+      appDynos: z.number().int().min(0).default(10),
+      userDynos: z.number().int().min(0).default(20),
+      appBuilds: z.number().int().min(1).default(2),
+      userBuilds: z.number().int().min(1).default(4),
+    })
+    .default({ appDynos: 10, userDynos: 20, appBuilds: 2, userBuilds: 4 }),
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -105,6 +118,12 @@ export function loadConfig(env: NodeJS.ProcessEnv, overrides: Partial<Config> = 
     fetchAllow: env.KILN_FETCH_ALLOW
       ? env.KILN_FETCH_ALLOW.split(",").map((o) => o.trim().replace(/\/+$/, ""))
       : undefined,
+    quotas: stripUndefined({
+      appDynos: numberOr(env.KILN_QUOTA_APP_DYNOS),
+      userDynos: numberOr(env.KILN_QUOTA_USER_DYNOS),
+      appBuilds: numberOr(env.KILN_QUOTA_APP_BUILDS),
+      userBuilds: numberOr(env.KILN_QUOTA_USER_BUILDS),
+    }),
     ...stripUndefined(overrides),
   };
   const parsed = configSchema.safeParse(raw);
@@ -117,6 +136,8 @@ export function loadConfig(env: NodeJS.ProcessEnv, overrides: Partial<Config> = 
   }
   return parsed.data;
 }
+
+const numberOr = (v: string | undefined) => (v ? Number(v) : undefined);
 
 function stripUndefined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;

@@ -1,26 +1,50 @@
-/** Apps and their config vars. */
+/** Apps, their owners and their config vars. */
 import { randomUUID } from "node:crypto";
 import { KilnError } from "../errors.js";
 import { type Db, stmt, tx } from "./db.js";
+import { platformAdmin } from "./users.js";
 
 export interface App {
   id: string;
   name: string;
   createdAt: string;
+  /** The user who created it (existing apps at migration 4: the platform admin). */
+  ownerId: string;
+  /** Marked by an admin as one of the platform's own (the reserved names always are). */
+  platform: boolean;
 }
 
 interface AppRow {
   id: string;
   name: string;
   created_at: string;
+  owner_id: string;
+  platform: number;
 }
+
+/**
+ * The platform's own apps (the control plane and its add-ons): only the platform admin may create,
+ * see or change them. The one list of these names.
+ */
+export const PLATFORM_APP_NAMES: readonly string[] = ["kiln", "kiln-postgres", "kiln-scheduler"];
+
+/** Whether only admins may see and change the app. */
+export const isPlatformApp = (app: { name: string; platform: boolean }) =>
+  app.platform || PLATFORM_APP_NAMES.includes(app.name);
 
 const APP_NAME = /^[a-z][a-z0-9-]{0,29}$/;
 const CONFIG_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
-const toApp = (r: AppRow): App => ({ id: r.id, name: r.name, createdAt: r.created_at });
+const toApp = (r: AppRow): App => ({
+  id: r.id,
+  name: r.name,
+  createdAt: r.created_at,
+  ownerId: r.owner_id,
+  platform: r.platform === 1,
+});
 
-export function createApp(db: Db, name: string): App {
+/** Owned by `ownerId` (default: the platform admin, as for apps kiln makes itself). */
+export function createApp(db: Db, name: string, opts: { ownerId?: string; platform?: boolean } = {}): App {
   if (!APP_NAME.test(name)) {
     throw new KilnError({
       code: "invalid_app_name",
@@ -28,9 +52,21 @@ export function createApp(db: Db, name: string): App {
       hint: "use lowercase letters, digits and dashes, starting with a letter (at most 30 characters)",
     });
   }
-  const app: App = { id: randomUUID(), name, createdAt: new Date().toISOString() };
+  const app: App = {
+    id: randomUUID(),
+    name,
+    createdAt: new Date().toISOString(),
+    ownerId: opts.ownerId ?? platformAdmin(db).id,
+    platform: opts.platform === true,
+  };
   try {
-    stmt(db, "INSERT INTO apps (id, name, created_at) VALUES (?, ?, ?)").run(app.id, app.name, app.createdAt);
+    stmt(db, "INSERT INTO apps (id, name, created_at, owner_id, platform) VALUES (?, ?, ?, ?, ?)").run(
+      app.id,
+      app.name,
+      app.createdAt,
+      app.ownerId,
+      app.platform ? 1 : 0,
+    );
   } catch (err) {
     if ((err as { code?: string }).code === "SQLITE_CONSTRAINT_UNIQUE") {
       throw new KilnError({
@@ -44,23 +80,38 @@ export function createApp(db: Db, name: string): App {
   return app;
 }
 
-/** By name or id; an unknown app is a KilnError `unknown_app` (404 in the API). */
 export function getApp(db: Db, nameOrId: string): App {
   const row = stmt(db, "SELECT * FROM apps WHERE name = ? OR id = ?").get(nameOrId, nameOrId) as
     | AppRow
     | undefined;
-  if (!row) {
-    throw new KilnError({
-      code: "unknown_app",
-      message: `no app called "${nameOrId}"`,
-      hint: "list apps with kiln apps, or create it with kiln apps:create NAME",
-    });
-  }
+  if (!row) throw unknownApp(nameOrId);
   return toApp(row);
 }
 
-export function listApps(db: Db): App[] {
-  return (stmt(db, "SELECT * FROM apps ORDER BY name").all() as AppRow[]).map(toApp);
+/** What asking for a missing app answers (and, word for word, an app the caller may not see). */
+export const unknownApp = (nameOrId: string) =>
+  new KilnError({
+    code: "unknown_app",
+    message: `no app called "${nameOrId}"`,
+    hint: "list apps with kiln apps, or create it with kiln apps:create NAME",
+  });
+
+/** Every app, or those `memberId` owns or collaborates on. */
+export function listApps(db: Db, opts: { memberId?: string } = {}): App[] {
+  const rows = opts.memberId
+    ? stmt(
+        db,
+        `SELECT * FROM apps WHERE owner_id = @u
+           OR id IN (SELECT app_id FROM collaborators WHERE user_id = @u) ORDER BY name`,
+      ).all({ u: opts.memberId })
+    : stmt(db, "SELECT * FROM apps ORDER BY name").all();
+  return (rows as AppRow[]).map(toApp);
+}
+
+/** Marks (or unmarks) an app as one of the platform's own. */
+export function setPlatformApp(db: Db, appId: string, platform: boolean): App {
+  stmt(db, "UPDATE apps SET platform = ? WHERE id = ?").run(platform ? 1 : 0, appId);
+  return getApp(db, appId);
 }
 
 /** Deletes the app and (by cascade) its config, builds, releases, formation and dyno records. */

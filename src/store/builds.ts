@@ -69,6 +69,8 @@ export function createBuild(
     sourcePath: string;
     logPath: (id: string) => string;
     release?: boolean;
+    /** Who started it (a user's id): per-user build quotas count it. */
+    userId?: string;
   },
 ): BuildRecord {
   const id = randomUUID();
@@ -81,11 +83,12 @@ export function createBuild(
     source_path: b.sourcePath,
     log_path: b.logPath(id),
     release: b.release === false ? 0 : 1,
+    user_id: b.userId ?? null,
   };
   stmt(
     db,
-    `INSERT INTO builds (id, app_id, status, created_at, source_sha256, source_path, log_path, release)
-     VALUES (@id, @app_id, @status, @created_at, @source_sha256, @source_path, @log_path, @release)`,
+    `INSERT INTO builds (id, app_id, status, created_at, source_sha256, source_path, log_path, release, user_id)
+     VALUES (@id, @app_id, @status, @created_at, @source_sha256, @source_path, @log_path, @release, @user_id)`,
   ).run(row);
   return getBuild(db, id);
 }

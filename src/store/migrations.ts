@@ -99,4 +99,61 @@ export const MIGRATIONS: string[] = [
   );
   CREATE INDEX checks_by_build ON checks (build_id, created_at);
   `,
+  // 4: tenancy. Users own tokens; an app has an owner (and collaborators); a build records who
+  // started it (per-user build quotas). Existing data is kept: a user "admin" (the platform admin)
+  // gets every admin token and owns every existing app; each non-admin token becomes a user of its
+  // own (named after it, plus its id's first 8 digits, since token names were never unique), which
+  // owns nothing: before this, such a token could change every app.
+  `
+  CREATE TABLE users (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    admin       INTEGER NOT NULL CHECK (admin IN (0, 1)),
+    created_at  TEXT NOT NULL
+  );
+  INSERT INTO users (id, name, admin, created_at) VALUES (
+    lower(hex(randomblob(4))) || '-' || lower(hex(randomblob(2))) || '-4' || substr(lower(hex(randomblob(2))), 2)
+      || '-' || substr('89ab', 1 + (abs(random()) % 4), 1) || substr(lower(hex(randomblob(2))), 2)
+      || '-' || lower(hex(randomblob(6))),
+    'admin', 1, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));
+  INSERT INTO users (id, name, admin, created_at)
+    SELECT id, name || '-' || substr(id, 1, 8), 0, created_at FROM tokens WHERE admin = 0;
+
+  CREATE TABLE tokens_v4 (
+    id            TEXT PRIMARY KEY,
+    user_id       TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    name          TEXT NOT NULL,
+    hash          TEXT NOT NULL UNIQUE,
+    created_at    TEXT NOT NULL,
+    last_used_at  TEXT
+  );
+  INSERT INTO tokens_v4 (id, user_id, name, hash, created_at, last_used_at)
+    SELECT id, CASE admin WHEN 1 THEN (SELECT id FROM users WHERE name = 'admin') ELSE id END,
+           name, hash, created_at, last_used_at
+    FROM tokens;
+  DROP TABLE tokens;
+  ALTER TABLE tokens_v4 RENAME TO tokens;
+  CREATE INDEX tokens_by_user ON tokens (user_id);
+
+  -- SQLite cannot add a NOT NULL reference to a table with rows: the triggers hold that line.
+  ALTER TABLE apps ADD COLUMN owner_id TEXT REFERENCES users(id);
+  ALTER TABLE apps ADD COLUMN platform INTEGER NOT NULL DEFAULT 0 CHECK (platform IN (0, 1));
+  UPDATE apps SET owner_id = (SELECT id FROM users WHERE name = 'admin');
+  CREATE INDEX apps_by_owner ON apps (owner_id);
+  CREATE TRIGGER apps_insert_needs_owner BEFORE INSERT ON apps WHEN NEW.owner_id IS NULL
+    BEGIN SELECT RAISE(ABORT, 'an app needs an owner'); END;
+  CREATE TRIGGER apps_update_needs_owner BEFORE UPDATE OF owner_id ON apps WHEN NEW.owner_id IS NULL
+    BEGIN SELECT RAISE(ABORT, 'an app needs an owner'); END;
+
+  CREATE TABLE collaborators (
+    app_id      TEXT NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
+    user_id     TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    created_at  TEXT NOT NULL,
+    PRIMARY KEY (app_id, user_id)
+  );
+  CREATE INDEX collaborators_by_user ON collaborators (user_id);
+
+  ALTER TABLE builds ADD COLUMN user_id TEXT REFERENCES users(id) ON DELETE SET NULL;
+  CREATE INDEX builds_by_user ON builds (user_id, status);
+  `,
 ];

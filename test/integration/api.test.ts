@@ -47,19 +47,26 @@ describe("the HTTP API", () => {
     expect((await cp.api.inject({ url: "/metrics" })).statusCode).toBe(401);
   });
 
-  it("lets an admin make, list and revoke tokens; others may not", async () => {
+  it("lets an admin make users and their tokens, list and revoke them; others may not", async () => {
+    expect(
+      (await cp.api.inject({ method: "POST", url: "/v1/users", headers: auth(), payload: { name: "ci" } }))
+        .statusCode,
+    ).toBe(201);
     const made = await cp.api.inject({
       method: "POST",
       url: "/v1/tokens",
       headers: auth(),
-      payload: { name: "ci" },
+      payload: { name: "ci", user: "ci" },
     });
     expect(made.statusCode).toBe(201);
-    const ci = made.json() as { id: string; token: string; admin: boolean };
-    expect(ci.admin).toBe(false);
+    const ci = made.json() as { id: string; token: string; admin: boolean; user: string };
+    expect(ci).toMatchObject({ admin: false, user: "ci" });
     const asCi = { authorization: `Bearer ${ci.token}` };
     expect((await cp.api.inject({ url: "/v1/apps", headers: asCi })).statusCode).toBe(200);
-    expect((await cp.api.inject({ url: "/v1/tokens", headers: asCi })).statusCode).toBe(403);
+    expect((await cp.api.inject({ url: "/v1/users", headers: asCi })).statusCode).toBe(403);
+    // A user sees its own tokens only; the admin sees all.
+    const own = (await cp.api.inject({ url: "/v1/tokens", headers: asCi })).json() as { name: string }[];
+    expect(own.map((t) => t.name)).toEqual(["ci"]);
     const list = (await cp.api.inject({ url: "/v1/tokens", headers: auth() })).json() as { name: string }[];
     expect(list.map((t) => t.name)).toEqual(["admin", "ci"]);
     expect(

@@ -26,6 +26,7 @@ import { getFormation, scaleFormation } from "../../src/store/formation.js";
 import { MIGRATIONS } from "../../src/store/migrations.js";
 import { createRelease, currentRelease, listReleases, rollback } from "../../src/store/releases.js";
 import { addToken, createToken, hasAdminToken, verifyToken } from "../../src/store/tokens.js";
+import { createUser } from "../../src/store/users.js";
 import { projectDir } from "../helpers.js";
 
 const fresh = () => {
@@ -60,11 +61,13 @@ describe("the state file", () => {
       "apps",
       "builds",
       "checks",
+      "collaborators",
       "config_vars",
       "dynos",
       "formation",
       "releases",
       "tokens",
+      "users",
     ]);
   });
 
@@ -197,8 +200,9 @@ describe("the state file", () => {
     expect(verifyToken(db, `${token}x`)).toBeUndefined();
     expect(hasAdminToken(db)).toBe(true);
     const configured = "c".repeat(32);
-    addToken(db, { name: "ci", admin: false, token: configured });
-    expect(verifyToken(db, configured)).toMatchObject({ name: "ci", admin: false });
+    const ci = createUser(db, { name: "ci" });
+    addToken(db, { name: "ci", userId: ci.id, token: configured });
+    expect(verifyToken(db, configured)).toMatchObject({ name: "ci", user: "ci", admin: false });
     expect(() => addToken(db, { name: "short", admin: true, token: "short" })).toThrow(
       /at least 24 characters/,
     );
