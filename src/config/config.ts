@@ -54,6 +54,14 @@ export const configSchema = z.object({
     .string()
     .regex(/^kiln-tools(-[A-Za-z0-9]+)?$/)
     .default("kiln-tools"),
+  /**
+   * Builds' limits (src/builds/limits.ts): the size (a dyno size's memory, processes, CPU, /tmp and
+   * open files; an app's KILN_BUILD_SIZE config var overrides it), a wall-clock limit in seconds,
+   * and the lockdown itself ("off" only for kiln's tests and bench, to show what it stops).
+   */
+  buildSize: z.string().min(1).default("performance-m"),
+  buildTimeoutSeconds: z.number().int().positive().default(900),
+  buildLockdown: z.enum(["on", "off"]).default("on"),
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -90,6 +98,9 @@ export function loadConfig(env: NodeJS.ProcessEnv, overrides: Partial<Config> = 
     platformToken: env.KILN_PLATFORM_TOKEN || undefined,
     detectIn: env.KILN_DETECT_IN || undefined,
     toolsName: env.KILN_RELEASE_VERSION ? `kiln-tools-${env.KILN_RELEASE_VERSION}` : undefined,
+    buildSize: env.KILN_BUILD_SIZE || undefined,
+    buildTimeoutSeconds: env.KILN_BUILD_TIMEOUT ? Number(env.KILN_BUILD_TIMEOUT) : undefined,
+    buildLockdown: env.KILN_BUILD_LOCKDOWN || undefined,
     ...stripUndefined(overrides),
   };
   const parsed = configSchema.safeParse(raw);
