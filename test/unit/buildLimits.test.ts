@@ -1,0 +1,43 @@
+import { mkdtemp, readFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { buildSizeFor, instanceTag } from "../../src/builds/limits.js";
+import { loadConfig } from "../../src/config/config.js";
+import { compiledSeccomp } from "../../src/dyno/seccomp.js";
+import { isKilnError } from "../../src/errors.js";
+import { projectDir } from "../helpers.js";
+
+describe("build limits", () => {
+  it("nix/build/seccomp.bpf is what the compiler makes of the current dyno policy", async () => {
+    // Builds get the filter as bytes in the checkout (pure evaluation has no other way to it): if
+    // src/dyno/seccomp.ts or libexec/kiln-seccomp.py changes, regenerate it:
+    //   cp "$(node --input-type=module -e 'const {compiledSeccomp}=await import("./dist/dyno/seccomp.js");
+    //     console.log(await compiledSeccomp({dataDir:"/tmp/kiln-seccomp",projectDir:"."}))')" nix/build/seccomp.bpf
+    const dataDir = await mkdtemp(join(tmpdir(), "kiln-seccomp-"));
+    const fresh = await readFile(await compiledSeccomp({ dataDir, projectDir }));
+    const committed = await readFile(join(projectDir, "nix", "build", "seccomp.bpf"));
+    expect(committed.length).toBeGreaterThan(0);
+    expect(committed.equals(fresh)).toBe(true);
+  });
+
+  it("the build size: the app's KILN_BUILD_SIZE, else the server's, else performance-m", () => {
+    const config = loadConfig({ KILN_DATA_DIR: "/tmp/x" });
+    expect(buildSizeFor(config).name).toBe("performance-m");
+    const server = loadConfig({ KILN_DATA_DIR: "/tmp/x", KILN_BUILD_SIZE: "standard-2x" });
+    expect(buildSizeFor(server).name).toBe("standard-2x");
+    expect(buildSizeFor(server, { KILN_BUILD_SIZE: "basic" }).name).toBe("basic");
+    let err: unknown;
+    try {
+      buildSizeFor(server, { KILN_BUILD_SIZE: "huge" });
+    } catch (e) {
+      err = e;
+    }
+    expect(isKilnError(err) && err.code).toBe("invalid_dyno_size");
+  });
+
+  it("tells instances apart by their data directory", () => {
+    expect(instanceTag("/var/lib/a")).not.toBe(instanceTag("/var/lib/b"));
+    expect(instanceTag("/var/lib/a")).toMatch(/^[0-9a-f]{12}$/);
+  });
+});
