@@ -392,6 +392,15 @@ function toNixError(err: unknown, seedImportCommand: string): unknown {
 
 function classifyNixMessage(text: string, seedImportCommand: string): Error {
   if (text.includes(SEED_MISSING_MARKER)) return new SeedMissingError(seedImportCommand);
+  const timedOut = /building of '([^']+)'.* timed out after (\d+) seconds/.exec(text);
+  if (timedOut) {
+    return new NixError({
+      code: "build_timeout",
+      message: `the build ran past its wall-clock limit: ${timedOut[1]} timed out after ${timedOut[2]} seconds`,
+      hint: "every process of the build was killed; raise the limit with KILN_BUILD_TIMEOUT (seconds) if the build needs longer",
+      nixMessage: text,
+    });
+  }
   const errorLines = text
     .split("\n")
     .filter((l) => !l.startsWith("warning:"))
