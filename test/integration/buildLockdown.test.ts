@@ -9,12 +9,27 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
 import { beforeAll, describe, expect, it } from "vitest";
+import { startControlPlane } from "../../src/api/controlPlane.js";
 import { instanceTag } from "../../src/builds/limits.js";
 import { detectCgroups } from "../../src/dyno/cgroups.js";
 import { processStartTime } from "../../src/dyno/procfs.js";
 import { ensureSeed } from "../../src/seed/seed.js";
 import { buildStacks } from "../../src/stacks/stacks.js";
 import { kilnBin, projectDir, testContext } from "../helpers.js";
+
+/** The server's build log of a build through the API (waits for it to end). */
+async function apiBuildLog(url: string, token: string, app: string, dir: string): Promise<string> {
+  const auth = { authorization: `Bearer ${token}` };
+  const tar = (await execa("tar", ["czf", "-", "-C", dir, "."], { encoding: "buffer" })).stdout;
+  const res = await fetch(`${url}/v1/apps/${app}/builds`, {
+    method: "POST",
+    headers: { ...auth, "content-type": "application/gzip" },
+    body: new Blob([new Uint8Array(tar)]),
+  });
+  expect(res.status).toBe(201);
+  const build = (await res.json()) as { output_stream_url: string };
+  return (await fetch(`${url}${build.output_stream_url}`, { headers: auth })).text();
+}
 
 const ATTACKS = [
   "vsock",
@@ -127,6 +142,45 @@ describe("builds run under a dyno's lockdown", () => {
     expect(r.all).toMatch(/\/tmp +512 MiB +tmpfs size/);
     expect(r.all).toMatch(/seccomp +kiln's dyno filter/);
     await rm(app.dir, { recursive: true, force: true });
+  });
+
+  it("the build size: the server's (kiln serve), or the app's KILN_BUILD_SIZE config var", async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), "kiln-build-size-"));
+    const cp = await startControlPlane(testContext({ dataDir, buildSize: SIZE }), {
+      host: "127.0.0.1",
+      port: 0,
+      dynos: false,
+    });
+    try {
+      const token = cp.adminToken ?? "";
+      const auth = { authorization: `Bearer ${token}`, "content-type": "application/json" };
+      await fetch(`${cp.url}/v1/apps`, { method: "POST", headers: auth, body: '{"name":"sized"}' });
+      const app = join(projectDir, "test", "fixtures", "apps", "node-web");
+      const server = await apiBuildLog(cp.url, token, "sized", app);
+      expect(server).toContain(`Build limits (size ${SIZE})`);
+      expect(server).toMatch(/pids +512 +cgroup v[12] pids/);
+      expect(server).toMatch(/-----> Built in/);
+      await fetch(`${cp.url}/v1/apps/sized/config-vars`, {
+        method: "PATCH",
+        headers: auth,
+        body: JSON.stringify({ KILN_BUILD_SIZE: "basic" }),
+      });
+      const own = await apiBuildLog(cp.url, token, "sized", app);
+      expect(own).toContain("Build limits (size basic)");
+      expect(own).toMatch(/memory +512 MiB, no swap +cgroup v[12] memory/);
+      expect(own).toMatch(/pids +256 +cgroup v[12] pids/);
+      await fetch(`${cp.url}/v1/apps/sized/config-vars`, {
+        method: "PATCH",
+        headers: auth,
+        body: JSON.stringify({ KILN_BUILD_SIZE: "enormous" }),
+      });
+      expect(await apiBuildLog(cp.url, token, "sized", app)).toMatch(
+        /Build failed: unknown dyno size "enormous"/,
+      );
+    } finally {
+      await cp.close();
+      await rm(dataDir, { recursive: true, force: true });
+    }
   });
 
   it("nothing of a build outlives kiln, its wall-clock limit, or a dead kiln's cgroup", async () => {
