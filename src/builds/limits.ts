@@ -104,20 +104,22 @@ export async function setUpBuildLimits(
   const row = (name: string, value: string, by: string, enforced = true) =>
     rows.push({ name, value, by, enforced });
 
-  // What phase.sh enforces itself, in the Nix sandbox (through a daemon too: the file is then
-  // ignored unless the daemon trusts kiln, and phase.sh uses performance-m's sizes).
+  // What phase.sh enforces itself, in the Nix sandbox. Through a daemon the limits file is not
+  // passed (the daemon may see another filesystem, and an untrusted client may not set sandbox
+  // paths): phase.sh then uses its defaults, performance-m's sizes, and the rows say so.
   const local =
     deps.nix.store === "local" || deps.nix.store.startsWith("/") || deps.nix.store.startsWith("local");
+  const sizes = local ? size : dynoSize("performance-m");
   const sizesBy = local
     ? "tmpfs size (bwrap)"
-    : "tmpfs size (bwrap); performance-m's unless the Nix daemon trusts kiln";
+    : "tmpfs size (bwrap), performance-m's: a daemon's builds get no file from kiln";
   if (locked) {
     row("seccomp", "kiln's dyno filter", "bwrap --seccomp (nix/build/seccomp.bpf)");
     row("namespaces", "no new user namespaces, no capabilities", "bwrap --disable-userns --cap-drop ALL");
-    row("/tmp", mib(size.tmpBytes), sizesBy);
-    row("/app", mib(size.memoryBytes), sizesBy);
+    row("/tmp", mib(sizes.tmpBytes), sizesBy);
+    row("/app", mib(sizes.memoryBytes), sizesBy);
     row("/dev/shm", mib(BUILD_SHM_BYTES), sizesBy);
-    row("open-files", String(size.openFiles), "rlimit (phase.sh), at most Nix's own hard limit");
+    row("open-files", String(sizes.openFiles), "rlimit (phase.sh), at most Nix's own hard limit");
     row("core-dumps", "off", "rlimit (phase.sh)");
   } else {
     row("lockdown", "OFF", "KILN_BUILD_LOCKDOWN=off (for kiln's own tests and bench only)", false);
@@ -174,7 +176,7 @@ export async function setUpBuildLimits(
     rows,
     nixOptions: {
       ...(cgroup ? { cgroupProcs: cgroup.dirs.map((d) => join(d, "cgroup.procs")) } : {}),
-      sandboxPaths: [`${LIMITS_SANDBOX_PATH}=${file}`],
+      ...(local ? { sandboxPaths: [`${LIMITS_SANDBOX_PATH}=${file}`] } : {}),
       buildTimeoutSeconds: timeout,
       // The whole build (several derivations) in a little more than one's limit: then kiln stops
       // nix build, and the cgroup's removal kills whatever is left.

@@ -2,10 +2,12 @@ import { mkdtemp, readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { buildSizeFor, instanceTag } from "../../src/builds/limits.js";
+import { buildSizeFor, instanceTag, setUpBuildLimits } from "../../src/builds/limits.js";
 import { loadConfig } from "../../src/config/config.js";
 import { compiledSeccomp } from "../../src/dyno/seccomp.js";
 import { isKilnError } from "../../src/errors.js";
+import { createLogger } from "../../src/log/logger.js";
+import type { Nix } from "../../src/nix/driver.js";
 import { projectDir } from "../helpers.js";
 
 describe("build limits", () => {
@@ -34,6 +36,31 @@ describe("build limits", () => {
       err = e;
     }
     expect(isKilnError(err) && err.code).toBe("invalid_dyno_size");
+  });
+
+  it("through a Nix daemon, says memory, pids and CPU are NOT ENFORCED and passes no file", async () => {
+    const runDir = await mkdtemp(join(tmpdir(), "kiln-run-"));
+    const config = loadConfig({ KILN_DATA_DIR: "/tmp/x", KILN_RUN_DIR: runDir, KILN_BUILD_SIZE: "basic" });
+    // Only the store's name matters here: no Nix call is made before a build.
+    const nix = { store: "daemon" } as Nix;
+    const limits = await setUpBuildLimits(
+      { config, nix, log: createLogger("silent") },
+      {
+        id: "b1",
+        size: buildSizeFor(config),
+      },
+    );
+    for (const name of ["memory", "pids", "cpu"]) {
+      const row = limits.rows.find((r) => r.name === name);
+      expect(row?.enforced, name).toBe(false);
+      expect(row?.by).toMatch(/^NOT ENFORCED: the Nix daemon forks the builders/);
+    }
+    expect(limits.rows.find((r) => r.name === "/tmp")?.value).toBe("1280 MiB");
+    expect(limits.rows.find((r) => r.name === "seccomp")?.enforced).toBe(true);
+    expect(limits.nixOptions.sandboxPaths).toBeUndefined();
+    expect(limits.nixOptions.cgroupProcs).toBeUndefined();
+    expect(limits.nixOptions.buildTimeoutSeconds).toBe(900);
+    await limits.release();
   });
 
   it("tells instances apart by their data directory", () => {
