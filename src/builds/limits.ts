@@ -88,6 +88,21 @@ export async function sweepBuildCgroups(host: CgroupHost, dataDir: string): Prom
   return removed;
 }
 
+let sweptFiles: string | undefined;
+
+/** Removes this instance's limits files whose kiln is gone (named like the cgroups). */
+export async function sweepLimitFiles(dir: string, dataDir: string): Promise<string[]> {
+  const tag = instanceTag(dataDir);
+  const removed: string[] = [];
+  for (const e of await readdir(dir).catch(() => [])) {
+    const m = CGROUP_NAME.exec(e);
+    if (!m || m[1] !== tag || (await sameProcess(Number(m[2]), Number(m[3])))) continue;
+    await rm(join(dir, e), { force: true });
+    removed.push(e);
+  }
+  return removed;
+}
+
 const MiB = 1024 * 1024;
 const mib = (n: number) => `${Math.round(n / MiB)} MiB`;
 
@@ -139,6 +154,13 @@ export async function setUpBuildLimits(
       : !locked
         ? "KILN_BUILD_LOCKDOWN=off"
         : undefined;
+  const start = await processStartTime(process.pid);
+  const name = `${instanceTag(config.dataDir)}-${process.pid}-${start ?? 0}-${opts.id.replace(/[^A-Za-z0-9_.-]/g, "_")}`;
+  const dir = join(config.runDir, "build-limits");
+  if (sweptFiles !== config.dataDir) {
+    sweptFiles = config.dataDir;
+    await sweepLimitFiles(dir, config.dataDir);
+  }
   if (cgroupReason) {
     for (const [name, value] of cgroupRows(size)) row(name, value, `NOT ENFORCED: ${cgroupReason}`, false);
   } else {
@@ -148,8 +170,6 @@ export async function setUpBuildLimits(
       const removed = await sweepBuildCgroups(host, config.dataDir);
       if (removed.length) deps.log.warn({ removed }, "removed cgroups of builds whose kiln is gone");
     }
-    const start = await processStartTime(process.pid);
-    const name = `${instanceTag(config.dataDir)}-${process.pid}-${start ?? 0}-${opts.id.replace(/[^A-Za-z0-9_.-]/g, "_")}`;
     cgroup = await createDynoCgroup(host, name, size, { parent: "kiln-builds" });
     for (const l of cgroup.limits) {
       const value = cgroupRows(size).find(([n]) => n === l.name)?.[1] ?? l.value;
@@ -158,10 +178,9 @@ export async function setUpBuildLimits(
   }
 
   // The limits file phase.sh reads (names and numbers only).
-  const dir = join(config.runDir, "build-limits");
   await mkdir(dir, { recursive: true, mode: 0o755 });
   await chmod(dir, 0o755);
-  const file = join(dir, `${process.pid}-${opts.id.replace(/[^A-Za-z0-9_.-]/g, "_")}`);
+  const file = join(dir, name);
   const lines = [
     `tmp ${size.tmpBytes}`,
     `app ${size.memoryBytes}`,

@@ -1,9 +1,10 @@
-import { mkdtemp, readFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { buildSizeFor, instanceTag, setUpBuildLimits } from "../../src/builds/limits.js";
 import { loadConfig } from "../../src/config/config.js";
+import { processStartTime } from "../../src/dyno/procfs.js";
 import { compiledSeccomp } from "../../src/dyno/seccomp.js";
 import { isKilnError } from "../../src/errors.js";
 import { createLogger } from "../../src/log/logger.js";
@@ -43,6 +44,15 @@ describe("build limits", () => {
     const config = loadConfig({ KILN_DATA_DIR: "/tmp/x", KILN_RUN_DIR: runDir, KILN_BUILD_SIZE: "basic" });
     // Only the store's name matters here: no Nix call is made before a build.
     const nix = { store: "daemon" } as Nix;
+    // A dead kiln's limits file (pid 999999 does not exist) goes; a live one's and another
+    // instance's stay.
+    const tag = instanceTag(config.dataDir);
+    const files = join(runDir, "build-limits");
+    await mkdir(files, { recursive: true });
+    const dead = `${tag}-999999-1-old`;
+    const live = `${tag}-${process.pid}-${await processStartTime(process.pid)}-live`;
+    const other = `0123456789ab-999999-1-other`;
+    for (const f of [dead, live, other]) await writeFile(join(files, f), "tmp 1\n");
     const limits = await setUpBuildLimits(
       { config, nix, log: createLogger("silent") },
       {
@@ -60,7 +70,11 @@ describe("build limits", () => {
     expect(limits.nixOptions.sandboxPaths).toBeUndefined();
     expect(limits.nixOptions.cgroupProcs).toBeUndefined();
     expect(limits.nixOptions.buildTimeoutSeconds).toBe(900);
+    const during = await readdir(files);
+    expect(during).not.toContain(dead);
+    expect(during.filter((f) => f.endsWith("-b1"))).toHaveLength(1);
     await limits.release();
+    expect((await readdir(files)).sort()).toEqual([other, live].sort());
   });
 
   it("tells instances apart by their data directory", () => {
