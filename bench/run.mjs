@@ -16,6 +16,8 @@
 //                    npm ci --omit=dev + tar czf
 //   check            kiln check of node-web (2 fresh builds, every variation) vs one cold
 //                    kiln build of it, from bench/check.mjs (runnable alone)
+//   build lockdown   cold kiln builds of node-web with the build lockdown on  vs  off
+//                    (KILN_BUILD_LOCKDOWN=off), from bench/buildLockdown.mjs (runnable alone)
 //   bootstrap …      at the very end, from bench/bootstrap.mjs (root; runnable alone): the whole
 //                    self-hosting bootstrap warm and after a source change, per stage
 //   dyno …           last, from bench/dynos.mjs (runnable alone; on the machine's store, with a
@@ -31,6 +33,7 @@ import { join } from "node:path";
 import { nixSettingArgs } from "../dist/nix/settings.js";
 import { shellQuote } from "../dist/process/run.js";
 import { benchBootstrap } from "./bootstrap.mjs";
+import { benchBuildLockdown } from "./buildLockdown.mjs";
 import { benchCheck } from "./check.mjs";
 import { benchDynos, dynoBenchOptions } from "./dynos.mjs";
 import { benchPlatform, platformBenchOptions } from "./platform.mjs";
@@ -193,6 +196,8 @@ try {
     process.stderr.write(`  ${k.padEnd(12)} ${(v / 1048576).toFixed(1)} MiB\n`);
   const check = await benchCheck({ store: store("c"), data: data("c") });
   results.push(...check.rows);
+  const lockdown = await benchBuildLockdown({ store: store("c"), data: data("c") });
+  results.push(...lockdown.rows);
   const dynos = await benchDynos(dynoBenchOptions(process.argv.slice(2)));
   results.push(...dynos.rows);
   const platform = await benchPlatform(platformBenchOptions(process.argv.slice(2)));
@@ -201,7 +206,7 @@ try {
   results.push(...boot.rows);
   if (args.has("--json"))
     process.stdout.write(
-      `${JSON.stringify({ results, sizes, dynos: dynos.details, platform: platform.details, bootstrap: boot.details, check: check.details }, null, 2)}\n`,
+      `${JSON.stringify({ results, sizes, dynos: dynos.details, platform: platform.details, bootstrap: boot.details, check: check.details, lockdown: lockdown.details }, null, 2)}\n`,
     );
 } finally {
   if (!args.has("--keep")) {

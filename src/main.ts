@@ -43,6 +43,7 @@ export async function main(argv: string[]): Promise<number> {
     const overrides: Partial<Config> = {};
     if (globals.dataDir) overrides.dataDir = globals.dataDir;
     if (globals.store) overrides.nixStore = globals.store;
+    if (globals.buildSize) overrides.buildSize = globals.buildSize;
     if (globals.logLevel) overrides.logLevel = globals.logLevel as Config["logLevel"];
     const config = loadConfig(process.env, overrides);
     const log = createLogger(config.logLevel === "info" ? "warn" : config.logLevel);

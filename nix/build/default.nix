@@ -24,6 +24,9 @@ let
     builder = "${seed}/deb/busybox-static/bin/busybox";
     args = [ "sh" "-eu" ./phase.sh ];
     inherit seed stack;
+    # kiln's seccomp filter (src/dyno/seccomp.ts compiled by libexec/kiln-seccomp.py), as bytes in
+    # the checkout so that pure evaluation has it too; test/unit/buildLimits.test.ts keeps it current.
+    seccomp = ./seccomp.bpf;
     SOURCE_DATE_EPOCH = toString spec.sourceDateEpoch;
     # Nothing a build makes may point into the store: slugs must run on stack-run alone.
     allowedReferences = [ ];

@@ -9,7 +9,15 @@
 #   /kiln/tarballs       pinned dependency tarballs (dependencies phase)
 #   /kiln/deps           the dependencies phase's output (build phase)
 #
-# Inputs (environment): $seed $stack $phase $buildpacks $specJSON, and per phase:
+# Every phase runs under a dyno's lockdown (src/builds/limits.ts says what is enforced where):
+# kiln's seccomp filter ($seccomp, nix/build/seccomp.bpf, compiled from src/dyno/seccomp.ts), no
+# further user namespaces, no capabilities, a new session, size-capped tmpfs for /tmp, /app, /kiln
+# and /dev/shm, no core dumps and a bounded number of open files. The sizes come from the build's
+# size in /kiln-limits (a file kiln binds in with Nix's sandbox-paths, so they are not part of the
+# derivation: a build's output must not depend on them); without it (pure evaluation, or a Nix
+# daemon that does not trust kiln) they are performance-m's.
+#
+# Inputs (environment): $seed $stack $phase $buildpacks $specJSON $seccomp, and per phase:
 #   dependencies: $input (the declared input files) $tarballs (store paths) $tarballIndex (JSON)
 #   build:        $source $tools $deps (a dependencies output, or "") $depsIndex (whose CACHE_DIR)
 #   detect:       $source (one buildpack in $buildpacks: its bin/detect's verdict)
@@ -77,18 +85,50 @@ if [ "$user" != "app:1000" ]; then
   user_binds="--ro-bind $TMPDIR/etc/passwd /etc/passwd --ro-bind $TMPDIR/etc/group /etc/group"
 fi
 
+# The limits: performance-m's unless kiln's /kiln-limits says otherwise (one `name value` a line,
+# numbers only; anything else is ignored, never evaluated).
+tmp_bytes=1342177280
+app_bytes=2684354560
+shm_bytes=67108864
+open_files=65536
+lockdown=1
+if [ -r /kiln-limits ]; then
+  while read -r k v; do
+    case "$v" in '' | *[!0-9]*) continue ;; esac
+    case "$k" in
+      tmp) tmp_bytes=$v ;;
+      app) app_bytes=$v ;;
+      shm) shm_bytes=$v ;;
+      open-files) open_files=$v ;;
+      # Only kiln's test suite and bench turn it off (KILN_BUILD_LOCKDOWN=off), to show what it stops.
+      lockdown) lockdown=$v ;;
+    esac
+  done < /kiln-limits
+fi
+ulimit -c 0
+# Lowering is always allowed; raising past the hard limit Nix gave us is not (then keep that).
+ulimit -n "$open_files" 2> /dev/null || ulimit -S -n "$(ulimit -H -n)"
+lock_args="--unshare-user --disable-userns --assert-userns-disabled --cap-drop ALL --seccomp 9"
+tmpfs_args="--size $tmp_bytes --tmpfs /tmp --size $app_bytes --tmpfs /app --size $app_bytes --tmpfs /kiln
+  --size $shm_bytes --tmpfs /dev/shm"
+if [ "$lockdown" = 0 ]; then
+  lock_args=""
+  tmpfs_args="--tmpfs /tmp --tmpfs /app --tmpfs /kiln"
+fi
+
 in_stack() {
   # Fewer CPUs: the build may run on those in the mask only (what nproc and Node's availableParallelism see).
   set -- "$stack/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2" --library-path "$stack/usr/lib/x86_64-linux-gnu" \
     "$stack/usr/bin/bwrap" \
-    --unshare-all --hostname "${varyHostname:-kiln}" --uid "$uid" --gid "$uid" --die-with-parent --new-session \
-    --ro-bind "$stack" / --proc /proc --dev /dev --tmpfs /tmp --tmpfs /app --tmpfs /kiln \
+    --unshare-all $lock_args --hostname "${varyHostname:-kiln}" --uid "$uid" --gid "$uid" --die-with-parent --new-session \
+    --ro-bind "$stack" / --proc /proc --dev /dev $tmpfs_args \
     --ro-bind "$TMPDIR/meta" /kiln/meta $binds $user_binds \
     --clearenv $env_args \
     --chdir /app "$@"
   if [ -n "$affinity" ]; then set -- taskset "$affinity" "$@"; fi
-  # shellcheck disable=SC2086 # $binds, $user_binds, $env_args: bwrap arguments without spaces.
-  "$@"
+  # shellcheck disable=SC2086 # $binds, $user_binds, $env_args, $*_args: bwrap arguments without spaces.
+  # fd 9: the seccomp program, read (and closed) by bwrap, reopened for each phase's bwrap.
+  "$@" 9< "$seccomp"
 }
 
 case "$phase" in

@@ -18,6 +18,7 @@ import { ensureDefaultFormation } from "../store/formation.js";
 import { createRelease, type Release } from "../store/releases.js";
 import { buildApp } from "./build.js";
 import type { BuildLogs } from "./buildLog.js";
+import { openBuildLimits } from "./limits.js";
 import type { QueuedJob } from "./queue.js";
 
 export const MAX_UNPACKED_SOURCE_BYTES = 1024 * 1024 * 1024;
@@ -48,13 +49,17 @@ export async function runQueuedBuild(
   const started = Date.now();
   await mkdir(join(deps.config.dataDir, "tmp"), { recursive: true });
   const tmp = await mkdtemp(join(deps.config.dataDir, "tmp", "upload-"));
+  const say = (line: string) => out.write(line);
+  let limited: Awaited<ReturnType<typeof openBuildLimits>> | undefined;
   try {
     out.write(`-----> Unpacking the source (sha256 ${build.sourceSha256.slice(0, 12)})`);
     await extractUntrustedTarGz(build.sourcePath, tmp, {
       maxBytes: MAX_UNPACKED_SOURCE_BYTES,
       maxEntries: DEFAULT_MAX_ENTRIES,
     });
-    const result = await buildApp(deps, {
+    limited = await openBuildLimits(deps, { id: build.id, appVars: getConfig(db, job.appId), say });
+    const limitedDeps = { ...deps, nix: limited.nix };
+    const result = await buildApp(limitedDeps, {
       appDir: tmp,
       app: appName,
       sourceFrom: "tenant",
@@ -109,6 +114,7 @@ export async function runQueuedBuild(
     endBuild(db, build.id, reason === "cancelled" ? "cancelled" : "failed", reason);
     deps.log.info({ build: build.id, app: appName, reason }, "build failed");
   } finally {
+    await limited?.release();
     out.end();
     await rm(tmp, { recursive: true, force: true });
     // The build is over, whatever the outcome: its source (a copy is in the Nix store, by content)

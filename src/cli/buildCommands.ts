@@ -1,6 +1,7 @@
 import { resolve } from "node:path";
 import { type Command, Option } from "commander";
 import { type BuildPhase, buildApp, DEFAULT_SLUG_MAX_BYTES } from "../builds/build.js";
+import { withBuildLimits } from "../builds/limits.js";
 import { KilnError } from "../errors.js";
 import { formatBytes } from "../nix/events.js";
 import { collect, parseEnv } from "./args.js";
@@ -23,6 +24,10 @@ export function registerBuildCommands(program: Command, ctx: ContextFactory): vo
       new Option("--slug-max-mb <n>", "fail when the compressed slug is larger")
         .default(DEFAULT_SLUG_MAX_BYTES / 1048576)
         .argParser(Number),
+    )
+    .option(
+      "--build-size <size>",
+      "the build's limits, a dyno size (env KILN_BUILD_SIZE; default performance-m)",
     )
     .option("--json", "print the result as JSON (build output still streams to stderr)")
     .addHelpText(
@@ -52,18 +57,24 @@ detect, dependencies, compile, release, pack. The same source always gives the s
           c.progress.done();
           process.stderr.write(`${phase.padEnd(12)} | ${line}\n`);
         };
-        const r = await buildApp(c, {
-          appDir: resolve(dir),
-          ...(opts.app !== undefined ? { app: opts.app } : {}),
-          ...(opts.buildpack ? { buildpacks: opts.buildpack } : {}),
-          env: parseEnv(opts.env ?? []),
-          slugMaxBytes: Math.round(opts.slugMaxMb * 1048576),
-          onLog,
-          // In a log the build's own output says what is happening; the progress line is for terminals.
-          ...(process.stderr.isTTY ? { onProgress: c.progress.nix } : {}),
-          onStep: c.progress.step,
-          signal: c.signal,
-        });
+        const say = (line: string) => quiet || process.stderr.write(`${line}\n`);
+        const r = await withBuildLimits(c, { id: `cli-${Date.now()}`, say }, (nix) =>
+          buildApp(
+            { ...c, nix },
+            {
+              appDir: resolve(dir),
+              ...(opts.app !== undefined ? { app: opts.app } : {}),
+              ...(opts.buildpack ? { buildpacks: opts.buildpack } : {}),
+              env: parseEnv(opts.env ?? []),
+              slugMaxBytes: Math.round(opts.slugMaxMb * 1048576),
+              onLog,
+              // In a log the build's own output says what is happening; the progress line is for terminals.
+              ...(process.stderr.isTTY ? { onProgress: c.progress.nix } : {}),
+              onStep: c.progress.step,
+              signal: c.signal,
+            },
+          ),
+        );
         c.progress.done();
         if (opts.json) {
           printJson({

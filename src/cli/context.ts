@@ -9,6 +9,8 @@ export interface GlobalOptions {
   store?: string;
   logLevel?: string;
   quiet?: boolean;
+  /** kiln build's and kiln serve's --build-size. */
+  buildSize?: string;
 }
 
 export interface AppContext {

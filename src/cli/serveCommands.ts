@@ -19,6 +19,10 @@ export function registerServeCommands(program: Command, ctx: ContextFactory): vo
     .option("--no-dynos", "build and record only: run no dynos and no router (no root needed)")
     .option("--concurrency <n>", "builds at once (default: the machine's cores)", positive("--concurrency"))
     .option("--build-timeout <min>", "a build running longer is stopped", positive("--build-timeout"), 15)
+    .option(
+      "--build-size <size>",
+      "builds' limits, a dyno size (env KILN_BUILD_SIZE; an app's KILN_BUILD_SIZE wins)",
+    )
     .option("--max-source-mb <n>", "largest source upload accepted", positive("--max-source-mb"), 200)
     .addHelpText(
       "after",

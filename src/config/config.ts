@@ -78,6 +78,14 @@ export const configSchema = z.object({
       userBuilds: z.number().int().min(1).default(4),
     })
     .default({ appDynos: 10, userDynos: 20, appBuilds: 2, userBuilds: 4 }),
+  /**
+   * Builds' limits (src/builds/limits.ts): the size (a dyno size's memory, processes, CPU, /tmp and
+   * open files; an app's KILN_BUILD_SIZE config var overrides it), a wall-clock limit in seconds,
+   * and the lockdown itself ("off" only for kiln's tests and bench, to show what it stops).
+   */
+  buildSize: z.string().min(1).default("performance-m"),
+  buildTimeoutSeconds: z.number().int().positive().default(900),
+  buildLockdown: z.enum(["on", "off"]).default("on"),
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -124,6 +132,9 @@ export function loadConfig(env: NodeJS.ProcessEnv, overrides: Partial<Config> = 
       appBuilds: numberOr(env.KILN_QUOTA_APP_BUILDS),
       userBuilds: numberOr(env.KILN_QUOTA_USER_BUILDS),
     }),
+    buildSize: env.KILN_BUILD_SIZE || undefined,
+    buildTimeoutSeconds: env.KILN_BUILD_TIMEOUT ? Number(env.KILN_BUILD_TIMEOUT) : undefined,
+    buildLockdown: env.KILN_BUILD_LOCKDOWN || undefined,
     ...stripUndefined(overrides),
   };
   const parsed = configSchema.safeParse(raw);

@@ -3,6 +3,7 @@
  * (settings.ts); failures become typed errors (errors.ts); builds report progress from Nix's
  * internal-json events (events.ts).
  */
+import { existsSync } from "node:fs";
 import { mkdir, readdir, readlink, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
@@ -56,6 +57,30 @@ export interface BuildOptions {
   maxJobs?: number;
   signal?: AbortSignal;
   timeoutMs?: number;
+  /**
+   * Build limits (src/builds/limits.ts): `cgroup.procs` files that `nix build` enters before it
+   * starts (with the local store it forks the builders itself, so they inherit them), extra
+   * sandbox paths (`TARGET=SOURCE`), and Nix's own per-derivation wall-clock limit.
+   */
+  cgroupProcs?: string[];
+  sandboxPaths?: string[];
+  buildTimeoutSeconds?: number;
+}
+
+/**
+ * Runs a command inside cgroups: writes its own pid to each `cgroup.procs` given before `--`, then
+ * execs the rest, so nothing it starts ever runs outside them (no window, unlike moving it after
+ * spawn). A write that fails stops it before the command runs.
+ */
+const ENTER_CGROUPS = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"';
+
+/**
+ * `nix build` gets SIGKILL when kiln dies (util-linux setpriv sets the parent-death signal, which
+ * survives exec); Nix itself kills its builders when it dies. Without setpriv, none.
+ */
+function withParentDeathSignal(file: string, args: string[]): { file: string; args: string[] } {
+  const setpriv = ["/usr/bin/setpriv", "/bin/setpriv"].find((p) => existsSync(p));
+  return setpriv ? { file: setpriv, args: ["--pdeathsig", "KILL", "--", file, ...args] } : { file, args };
 }
 
 export interface BuildResult {
@@ -143,11 +168,28 @@ export function createNix(opts: NixOptions): Nix {
       "internal-json",
       "-v",
       ...(bo.maxJobs ? ["--max-jobs", String(bo.maxJobs)] : []),
+      ...(bo.sandboxPaths?.length ? ["--option", "extra-sandbox-paths", bo.sandboxPaths.join(" ")] : []),
+      ...(bo.buildTimeoutSeconds ? ["--option", "timeout", String(bo.buildTimeoutSeconds)] : []),
       ...args,
     ];
     log.debug({ args: full }, "nix build");
     let lastEmit = 0;
-    const r = await run(bin("nix"), full, {
+    const direct = withParentDeathSignal(bin("nix"), full);
+    const cmd = bo.cgroupProcs?.length
+      ? {
+          file: "/bin/sh",
+          args: [
+            "-c",
+            ENTER_CGROUPS,
+            "kiln-enter-cgroups",
+            ...bo.cgroupProcs,
+            "--",
+            direct.file,
+            ...direct.args,
+          ],
+        }
+      : direct;
+    const r = await run(cmd.file, cmd.args, {
       env,
       reject: false,
       stderrTailLines: 80,
@@ -174,6 +216,13 @@ export function createNix(opts: NixOptions): Nix {
     });
     bo.onProgress?.(progress.snapshot());
     if (!r.failed) return buildResultSchema.parse(JSON.parse(r.stdout));
+    if (bo.cgroupProcs?.length && r.exitCode === 125) {
+      throw new NixError({
+        code: "build_cgroup",
+        message: `could not put the build into its cgroups: ${stripAnsi(r.stderrTail).trim()}`,
+        nixMessage: "",
+      });
+    }
     const messages = progress.messages.map(stripAnsi);
     if (r.signal || r.exitCode === undefined) {
       throw new NixError({
@@ -343,6 +392,15 @@ function toNixError(err: unknown, seedImportCommand: string): unknown {
 
 function classifyNixMessage(text: string, seedImportCommand: string): Error {
   if (text.includes(SEED_MISSING_MARKER)) return new SeedMissingError(seedImportCommand);
+  const timedOut = /building of '([^']+)'.* timed out after (\d+) seconds/.exec(text);
+  if (timedOut) {
+    return new NixError({
+      code: "build_timeout",
+      message: `the build ran past its wall-clock limit: ${timedOut[1]} timed out after ${timedOut[2]} seconds`,
+      hint: "every process of the build was killed; raise the limit with KILN_BUILD_TIMEOUT (seconds) if the build needs longer",
+      nixMessage: text,
+    });
+  }
   const errorLines = text
     .split("\n")
     .filter((l) => !l.startsWith("warning:"))

@@ -29,9 +29,19 @@ export function nixSettingArgs(): string[] {
   return Object.entries(KILN_NIX_OPTIONS).flatMap(([k, v]) => ["--option", k, v]);
 }
 
+/**
+ * Nix's build users: with a store of its own (not the daemon's), a root Nix runs each build as an
+ * unprivileged member of this group, one user per concurrent build. An empty setting in a host's
+ * nix.conf would run builds as root: kiln names the group itself (Debian's nix-bin makes it).
+ */
+export const BUILD_USERS_GROUP = "nixbld";
+
 export function nixOptionArgs(opts: { store: string; cores: number }): string[] {
   const args = nixSettingArgs();
   if (opts.cores > 0) args.push("--option", "cores", String(opts.cores));
+  // A daemon's build users are its own business (an untrusted client may not set them anyway).
+  if (opts.store !== "daemon" && !opts.store.includes("://"))
+    args.push("--option", "build-users-group", BUILD_USERS_GROUP);
   args.push("--store", opts.store);
   return args;
 }

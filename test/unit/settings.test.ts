@@ -10,6 +10,9 @@ describe("Nix settings", () => {
     expect(args).toContain("--option experimental-features nix-command flakes");
     expect(args).toMatch(/--store local$/);
     expect(nixOptionArgs({ store: "daemon", cores: 2 }).join(" ")).toContain("--option cores 2");
+    // Builds run as Nix's unprivileged build users whatever the host's nix.conf says.
+    expect(args).toContain("--option build-users-group nixbld");
+    expect(nixOptionArgs({ store: "daemon", cores: 0 }).join(" ")).not.toContain("build-users-group");
   });
 
   it("picks the local store as root and the daemon for other users when it runs", () => {
