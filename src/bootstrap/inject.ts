@@ -50,23 +50,30 @@ export function injectedUpload(inj: Injected): { body: BodyInit; type: string } 
   return { body, type: "application/gzip" };
 }
 
-/** A small Node app whose build step fails, or sleeps silently (with `marker` in its command line). */
+/**
+ * A small Node app whose build step fails, or sleeps silently (with `marker` in its command line).
+ * The step is a file of its own, so package.json and the lock, hence the app's dependencies
+ * derivation, stay the same from one run to the next (cached after the first).
+ */
 export async function injectedSource(inj: Injected, tmpRoot: string, marker: string): Promise<string> {
   await mkdir(tmpRoot, { recursive: true });
   const dir = await mkdtemp(join(tmpRoot, "injected-"));
   const tree = join(dir, "app");
   await mkdir(tree);
   const name = "kiln-injected";
-  const script = inj.hang
-    ? `sleep 86400; echo 'injected hang for ${marker}'`
-    : `echo 'injected failure (KILN_TEST_FAIL_STAGE=${inj.spec})'; exit 1`;
   await writeFile(
     join(tree, "package.json"),
-    `${JSON.stringify({ name, version: "1.0.0", private: true, engines: { node: ">=20" }, scripts: { "heroku-postbuild": script } }, null, 2)}\n`,
+    `${JSON.stringify({ name, version: "1.0.0", private: true, engines: { node: ">=20" }, scripts: { "heroku-postbuild": "sh ./injected.sh" } }, null, 2)}\n`,
   );
   await writeFile(
     join(tree, "package-lock.json"),
     `${JSON.stringify({ name, version: "1.0.0", lockfileVersion: 3, requires: true, packages: { "": { name, version: "1.0.0" } } }, null, 2)}\n`,
+  );
+  await writeFile(
+    join(tree, "injected.sh"),
+    inj.hang
+      ? `exec sh -c "sleep 86400; echo 'injected hang for ${marker}'"\n`
+      : `echo 'injected failure (KILN_TEST_FAIL_STAGE=${inj.spec})'; exit 1\n`,
   );
   const file = join(dir, "source.tar.gz");
   await writeTarGzOf(tree, await listTree(tree), file);
