@@ -11,8 +11,11 @@
 #
 # src: kiln's checkout (the flake's self). registry: npm's registry for tarballs not yet in the
 # store (null in pure evaluation). nondeterministic: a test-only switch that makes the slug packer
-# write the build's wall-clock time into the slug, so that the fixed point must fail.
-{ src, registry ? null, nondeterministic ? false }:
+# write the build's wall-clock time into the slug, so that the fixed point must fail. fail: a
+# test-only switch (`kiln bootstrap` passes KILN_TEST_FAIL_STAGE) that replaces stage0's, stage1's
+# or the comparison's derivation by one that fails at once ("stage1") or hangs silently
+# ("stage1:hang").
+{ src, registry ? null, nondeterministic ? false, fail ? null }:
 let
   kiln = import ../default.nix;
   inherit (kiln) seed;
@@ -61,7 +64,18 @@ let
     allowedReferences = [ seed ];
   } // attrs);
 
-  stage0 = phase "kiln-stage0" {
+  failing = if fail == null then null else builtins.head (builtins.split ":" fail);
+  injected = name: derivation {
+    name = "${name}-injected-failure";
+    system = "x86_64-linux";
+    builder = busybox;
+    inherit busybox fail;
+    args = [ "sh" "-c" (if builtins.match ".*:hang" fail != null
+      then "exec $busybox sleep 86400"
+      else "echo \"injected failure (KILN_TEST_FAIL_STAGE=$fail)\"; exit 1") ];
+  };
+
+  stage0 = if failing == "stage0" then injected "kiln-stage0" else phase "kiln-stage0" {
     phase = "stage0";
     inherit source;
     deps = (build null).dependencies;
@@ -70,7 +84,7 @@ let
   toolsOf = stageName: tree: phase "kiln-tools-${stageName}" { phase = "tools"; kiln = tree; };
   treeOf = stageName: slugOut: phase "kiln-${stageName}-tree" { phase = "unpack"; slug = slugOut; };
 
-  stage1 = (build (toolsOf "stage0" stage0)).slug;
+  stage1 = if failing == "stage1" then injected "kiln-stage1" else (build (toolsOf "stage0" stage0)).slug;
   stage2 = (build (toolsOf "stage1" (treeOf "stage1" stage1))).slug;
   stage3 = (build (toolsOf "stage2" (treeOf "stage2" stage2))).slug;
 
@@ -112,6 +126,6 @@ in
   stage2Spec = specFor (toolsOf "stage1" (treeOf "stage1" stage1));
   inherit compare;
   # For `kiln bootstrap`: two slug outputs already in the store (as strings), never failing.
-  compareOutputs = aName: a: bName: b:
+  compareOutputs = aName: a: bName: b: if failing == "compare" then injected "kiln-compare" else
     compare { name = "kiln-compare"; mustMatch = false; } aName (builtins.storePath a) bName (builtins.storePath b);
 }

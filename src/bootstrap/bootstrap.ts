@@ -14,10 +14,15 @@
  *   4. Through stage2's API: stage3, built without releasing; the slugs are compared (the fixed
  *      point: stage2 = stage3), a report is printed and written as JSON.
  *   5. The self-built platform stays up (unless the caller stops it).
+ *
+ * A failure anywhere ends it all: the dynos, relays, front door and nix-daemon it started are
+ * stopped, DATA_DIR/bootstrap-report.json names the failing stage and its cause, and the error
+ * (a BootstrapError) says the same. No wait is unbounded: each stage says what it waits for, and
+ * one silent for longer than KILN_BOOTSTRAP_SILENCE_SECONDS fails (./watch.ts).
  */
 import { chmod, chown, mkdir, mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import type { FastifyInstance } from "fastify";
+import { setTimeout as sleep } from "node:timers/promises";
 import { type ControlPlane, startControlPlane } from "../api/controlPlane.js";
 import { listTree, writeTarGzOf } from "../archive/tar.js";
 import type { Config } from "../config/config.js";
@@ -34,11 +39,14 @@ import { scaleFormation } from "../store/formation.js";
 import { createRelease, currentRelease } from "../store/releases.js";
 import { writeFileAtomic } from "../util/fs.js";
 import { createHostedApi, type HostedBuild } from "./hostedApi.js";
+import { injectedAt, injectedSource, injectedUpload, injectedWebCommand, parseInjected } from "./inject.js";
 import { startNixDaemon } from "./nixDaemon.js";
+import { type BootstrapStage, createStageWatch } from "./watch.js";
 
 export const KILN_APP = "kiln";
 /** The hosted control plane's size: builds are orchestrated (and sources unpacked) in it. */
 const KILN_DYNO_SIZE = "standard-2x";
+export const BOOTSTRAP_REPORT = "bootstrap-report.json";
 
 export interface BootstrapOptions {
   /** kiln's source tree to build (a checkout, or the flake's source in the store). */
@@ -68,18 +76,73 @@ export interface StageReport {
   build?: string;
 }
 
+type StageName = "stage0" | "stage1" | "stage2" | "stage3";
+
+/** Where and why a bootstrap ended early. */
+export interface BootstrapFailure {
+  stage: BootstrapStage;
+  waitingFor: string;
+  code: string;
+  message: string;
+  hint?: string;
+  /** Stopped by Ctrl-C / SIGTERM rather than by a failure. */
+  interrupted: boolean;
+}
+
+export interface PlatformReport {
+  api: string;
+  manager: string;
+  router: string;
+  kilnRelease: number;
+  adminTokenFile: string;
+}
+
 export interface BootstrapReport {
+  /** fixed-point and no-fixed-point: it ran to the end; failed: see `failed`. */
+  outcome: "fixed-point" | "no-fixed-point";
+  failed: null;
   fixedPoint: boolean;
   stage1MatchesStage2: boolean;
   /** stage2's recorded tools are exactly the tools assembled from stage1. */
   stage2BuiltByStage1: boolean;
-  stages: Record<"stage0" | "stage1" | "stage2" | "stage3", StageReport>;
+  stages: Record<StageName, StageReport>;
   /** Differing files (path, sizes, hashes, first differing bytes) when a comparison failed. */
   differences: string[];
   /** api: the hosted control plane (the front door); manager: the dyno manager's own API. */
-  platform: { api: string; manager: string; router: string; kilnRelease: number; adminTokenFile: string };
+  platform: PlatformReport;
   seconds: number;
   finishedAt: string;
+}
+
+/** What DATA_DIR/bootstrap-report.json says of a bootstrap that ended early. */
+export interface BootstrapFailureReport {
+  outcome: "failed";
+  failed: BootstrapFailure;
+  /** The stages that were finished before it. */
+  stages: Partial<Record<StageName, StageReport>>;
+  platform?: Partial<PlatformReport>;
+  seconds: number;
+  finishedAt: string;
+}
+
+/** A bootstrap that ended early; everything it started is stopped, the report is written. */
+export class BootstrapError extends KilnError {
+  readonly failure: BootstrapFailure;
+  readonly reportFile: string;
+  constructor(failure: BootstrapFailure, reportFile: string, cause: unknown) {
+    super({
+      code: failure.interrupted
+        ? "interrupted"
+        : failure.code === "bootstrap_stalled"
+          ? failure.code
+          : "bootstrap_failed",
+      message: `the bootstrap failed at ${failure.stage} (waiting for ${failure.waitingFor}): ${failure.message}`,
+      hint: `${failure.hint ? `${failure.hint}; ` : ""}everything it started is stopped; the report: ${reportFile}`,
+      cause,
+    });
+    this.failure = failure;
+    this.reportFile = reportFile;
+  }
 }
 
 export interface Bootstrapped {
@@ -94,10 +157,84 @@ interface Deps {
   nix: Nix;
 }
 
+/** How long stopping one part of the platform may take before the rest is stopped anyway. */
+const STOP_BOUND_MS = 60_000;
+
 export async function bootstrap(deps: Deps, opts: BootstrapOptions): Promise<Bootstrapped> {
   const started = Date.now();
+  const { config, log } = deps;
+  const reportFile = join(config.dataDir, BOOTSTRAP_REPORT);
+  const watch = createStageWatch(config.bootstrapSilenceSeconds * 1000);
+  const signal = opts.signal ? AbortSignal.any([opts.signal, watch.signal]) : watch.signal;
+  const inject = parseInjected(config.testFailStage);
+  // Started parts, stopped in reverse order (each bounded, each whatever the others do).
+  const parts: { what: string; stop: () => Promise<void> }[] = [];
+  const close = async () => {
+    watch.stop();
+    for (const p of parts.splice(0).reverse()) {
+      const t0 = Date.now();
+      await bounded(p.stop(), STOP_BOUND_MS).then(
+        (done) => {
+          if (!done) log.error({ part: p.what }, `still stopping after ${STOP_BOUND_MS / 1000} s; going on`);
+          else log.debug({ part: p.what, ms: Date.now() - t0 }, "stopped");
+        },
+        (err) => log.error({ part: p.what, err }, "could not stop it cleanly"),
+      );
+    }
+  };
+  const done: Partial<Record<StageName, StageReport>> = {};
+  const platform: Partial<PlatformReport> = {};
+  try {
+    await rm(reportFile, { force: true }).catch(() => undefined);
+    const report = await run(deps, { ...opts, signal }, { watch, inject, parts, done, platform, started });
+    watch.stop();
+    await writeFileAtomic(reportFile, `${JSON.stringify(report, null, 2)}\n`);
+    return { report, reportFile, close };
+  } catch (err) {
+    // The reason the signal gives (the silence bound, Ctrl-C) is the cause; what it broke is not.
+    const interrupted = !!opts.signal?.aborted;
+    const cause = watch.signal.aborted ? watch.signal.reason : interrupted ? opts.signal?.reason : err;
+    const failure: BootstrapFailure = {
+      stage: watch.stage,
+      waitingFor: watch.waitingFor,
+      code: interrupted ? "interrupted" : cause instanceof KilnError ? cause.code : "internal",
+      message: cause instanceof Error ? cause.message : String(cause),
+      ...(cause instanceof KilnError && cause.hint ? { hint: cause.hint } : {}),
+      interrupted,
+    };
+    opts.say(`${failure.stage} failed: stopping everything the bootstrap started`);
+    await close();
+    const report: BootstrapFailureReport = {
+      outcome: "failed",
+      failed: failure,
+      stages: done,
+      ...(Object.keys(platform).length > 0 ? { platform } : {}),
+      seconds: (Date.now() - started) / 1000,
+      finishedAt: new Date().toISOString(),
+    };
+    await mkdir(config.dataDir, { recursive: true })
+      .then(() => writeFileAtomic(reportFile, `${JSON.stringify(report, null, 2)}\n`))
+      .catch((e) => log.error({ err: e, reportFile }, "could not write the bootstrap report"));
+    throw new BootstrapError(failure, reportFile, err);
+  }
+}
+
+interface RunState {
+  watch: ReturnType<typeof createStageWatch>;
+  inject: ReturnType<typeof parseInjected>;
+  parts: { what: string; stop: () => Promise<void> }[];
+  done: Partial<Record<StageName, StageReport>>;
+  platform: Partial<PlatformReport>;
+  started: number;
+}
+
+async function run(deps: Deps, opts: BootstrapOptions & { signal: AbortSignal }, st: RunState) {
   const { config, nix } = deps;
-  const say = opts.say;
+  const { watch, inject, parts, signal } = { ...st, signal: opts.signal };
+  const say = (line: string) => {
+    watch.progress();
+    opts.say(line);
+  };
   if (process.getuid?.() !== 0) {
     throw new KilnError({
       code: "needs_root",
@@ -114,16 +251,28 @@ export async function bootstrap(deps: Deps, opts: BootstrapOptions): Promise<Boo
   });
   // The source is taken once, into the store: every stage (and the uploads) use that same copy,
   // whatever happens to the checkout meanwhile.
-  const sourcePath = (await nix.eval({
-    expr: `toString (import ${toNix(join(opts.source, "nix", "bootstrap"))} { src = ${toNix(opts.source)}; }).source`,
-  })) as string;
-  const stagesExpr = `(import ${toNix(join(sourcePath, "nix", "bootstrap"))} { src = ${toNix(sourcePath)}; registry = ${toNix(opts.registry)}; })`;
+  watch.enter("stage0", "Nix to take kiln's source into the store");
+  const sourcePath = (await nix.eval(
+    {
+      expr: `toString (import ${toNix(join(opts.source, "nix", "bootstrap"))} { src = ${toNix(opts.source)}; }).source`,
+    },
+    { signal },
+  )) as string;
+  // A test-only failure in a Nix stage is a derivation nix/bootstrap swaps in (its `fail`).
+  const nixFail = inject && ["stage0", "stage1", "compare"].includes(inject.stage) ? inject.spec : null;
+  const stagesExpr = `(import ${toNix(join(sourcePath, "nix", "bootstrap"))} { src = ${toNix(sourcePath)}; registry = ${toNix(opts.registry)}; ${nixFail ? `fail = ${toNix(nixFail)}; ` : ""}})`;
   const buildAttr = async (attr: string, stage: string) => {
     const t0 = Date.now();
     const [r] = await nix.build([{ expr: `${stagesExpr}.${attr}` }], {
-      ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
-      ...(opts.signal ? { signal: opts.signal } : {}),
-      onLogLine: (_drv, line) => opts.onLog?.(stage, line),
+      onProgress: (p) => {
+        watch.progress();
+        opts.onProgress?.(p);
+      },
+      signal,
+      onLogLine: (_drv, line) => {
+        watch.progress();
+        opts.onLog?.(stage, line);
+      },
     });
     const out = r?.outputs.out;
     if (!out) throw new KilnError({ code: "internal", message: `nix gave no output for ${attr}` });
@@ -132,18 +281,30 @@ export async function bootstrap(deps: Deps, opts: BootstrapOptions): Promise<Boo
 
   // 1. stage0 and stage1, in Nix.
   say("stage0: the hand compile (kiln's locked dependencies, then tsc), in the Nix sandbox");
+  watch.enter("stage0", "the Nix build of stage0 (the hand compile)");
   const s0 = await buildAttr("stage0", "stage0");
+  st.done.stage0 = { path: s0.out, seconds: s0.seconds, builtBy: "tsc (the hand compile)" };
   say(`stage0: ${s0.out} (${s0.seconds.toFixed(1)} s)`);
   say("stage1: kiln built by the nodejs buildpack with stage0's tools, in the Nix sandbox");
+  watch.enter("stage1", "the Nix build of stage1 (kiln built by stage0's tools)");
   const s1 = await buildAttr("stage1", "stage1");
   const stage1Slug = await slugInfo(nix, s1.out);
+  st.done.stage1 = {
+    path: stage1Slug.path,
+    sha256: stage1Slug.sha256,
+    bytes: stage1Slug.bytes,
+    seconds: s1.seconds,
+    builtBy: "stage0",
+  };
   say(
     `stage1: slug ${stage1Slug.sha256.slice(0, 12)} (${mib(stage1Slug.bytes)}, ${s1.seconds.toFixed(1)} s)`,
   );
+  watch.enter("stage1", "the Nix build of stage1's tools");
   const stage1Tools = await buildAttr("stage1Tools", "stage1");
   const [stage1ToolsInfo] = await nix.pathInfo([stage1Tools.out]);
 
   // 2. The platform: the dyno manager here, the control plane as the app `kiln`.
+  watch.enter("platform", "the hosted control plane's state directories");
   const hostedDir = join(config.dataDir, "hosted");
   const kilnState = join(hostedDir, KILN_APP);
   const daemonDir = join(hostedDir, "nix-daemon");
@@ -157,192 +318,256 @@ export async function bootstrap(deps: Deps, opts: BootstrapOptions): Promise<Boo
   // Its own uid owns it; every directory above must let that uid through.
   await assertReachable(hostedDir);
   say("starting a nix-daemon for the hosted control plane (its only way to build)");
+  watch.enter("platform", "the private nix-daemon to start");
   const daemon = await startNixDaemon({ dir: daemonDir, log: deps.log });
-  const [buildStack] = await buildStacks(deps, ["build"]);
+  parts.push({ what: "the nix-daemon", stop: () => daemon.stop() });
+  watch.enter("platform", "the Nix build of the build stack");
+  const [buildStack] = await buildStacks(deps, ["build"], { signal, onProgress: () => watch.progress() });
   if (!buildStack) throw new KilnError({ code: "internal", message: "no build stack" });
 
-  let cp: ControlPlane | undefined;
-  let frontDoor: FastifyInstance | undefined;
-  const close = async () => {
-    await frontDoor?.close();
-    await cp?.close();
-    await daemon.stop();
+  watch.enter("platform", "the dyno manager to start");
+  const cp = await startControlPlane(deps, {
+    host: "127.0.0.1",
+    port: 0,
+    routerPort: opts.routerPort,
+    domain: opts.domain,
+    ...(config.adminToken ? { adminToken: config.adminToken } : {}),
+    socket: { path: join(kilnState, "platform.sock"), uid },
+    grants: {
+      [KILN_APP]: {
+        stackDir: nix.realPath(buildStack.storePath),
+        binds: [
+          { src: "/nix/store", dest: "/nix/store" },
+          { src: daemonDir, dest: "/nix/var/nix/daemon-socket" },
+          { src: kilnState, dest: "/kiln", writable: true },
+        ],
+      },
+    },
+  });
+  parts.push({
+    what: "the dyno manager",
+    stop: async () => {
+      // Dynos first (they hold connections to it), then every connection, then the servers: an
+      // idle keep-alive connection must not hold the close up.
+      await cp.formation?.stopAll();
+      cp.api.server.closeAllConnections();
+      await cp.close();
+    },
+  });
+  Object.assign(st.platform, {
+    manager: cp.url,
+    router: cp.routerUrl ?? "",
+    adminTokenFile: cp.adminTokenFile,
+  });
+  const token = config.adminToken ?? (await readFile(cp.adminTokenFile, "utf8")).trim();
+  const fm = cp.formation;
+  if (!fm) throw new KilnError({ code: "internal", message: "the platform runs no dynos" });
+  watch.enter("platform", `the front door to listen on 127.0.0.1:${opts.apiPort}`);
+  const frontDoor = await createRouter({
+    domain: opts.domain,
+    log: deps.log,
+    webSockets: (app) => fm.webSockets(app),
+    appExists: () => true,
+    fixedApp: KILN_APP,
+    // Build logs stream for minutes, with silences while compilers run.
+    idleTimeoutMs: 16 * 60_000,
+  });
+  parts.push({
+    what: "the front door",
+    stop: async () => {
+      frontDoor.server.closeAllConnections();
+      await frontDoor.close();
+    },
+  });
+  const apiUrl = await frontDoor.listen({ host: "127.0.0.1", port: opts.apiPort });
+  st.platform.api = apiUrl;
+  const db = cp.db;
+
+  // Inception: stage1 is registered as the first release of the app `kiln`.
+  const app = (() => {
+    try {
+      return getApp(db, KILN_APP);
+    } catch {
+      return createApp(db, KILN_APP);
+    }
+  })();
+  patchConfig(
+    db,
+    app.id,
+    {
+      KILN_DATA_DIR: "/kiln",
+      KILN_RUN_DIR: "/tmp/kiln-run",
+      KILN_NIX_STORE: "daemon",
+      KILN_DETECT_IN: "nix",
+      KILN_PLATFORM_URL: "unix:/kiln/platform.sock",
+      KILN_PLATFORM_TOKEN: token,
+      KILN_ADMIN_TOKEN: token,
+      XDG_CACHE_HOME: "/tmp/cache",
+      npm_config_registry: opts.registry,
+    },
+    () => undefined,
+  );
+  const release1 = await stage1Slug.releaseFile();
+  const platformFail = injectedAt(inject, "platform");
+  const v1 = createRelease(db, {
+    appId: app.id,
+    buildId: null,
+    slugSha256: stage1Slug.sha256,
+    slugPath: stage1Slug.path,
+    processTypes: platformFail
+      ? { ...release1.processTypes, web: injectedWebCommand(platformFail, config.dataDir) }
+      : release1.processTypes,
+    config: { ...release1.configVars, ...getConfig(db, app.id) },
+    description: "stage1: kiln built by stage0 (nix/bootstrap)",
+  });
+  scaleFormation(db, app.id, [{ type: "web", quantity: 1, size: KILN_DYNO_SIZE }]);
+  say(`platform: the app ${KILN_APP} runs stage1 (release v${v1.version}) on the build stack`);
+  watch.enter("platform", `the app ${KILN_APP}'s web dyno to run stage1 (release v${v1.version})`);
+  cp.reconcile(KILN_APP);
+  await waitForRelease(cp, v1.version, say, signal);
+  st.platform.kilnRelease = v1.version;
+  const hosted = createHostedApi({ url: apiUrl, token, signal, onProgress: () => watch.progress() });
+  watch.enter("platform", `the hosted control plane to answer at ${apiUrl}`);
+  await hosted.waitHealthy(120_000);
+  say(`platform: the hosted control plane answers at ${apiUrl}`);
+  await hosted.ensureApp(KILN_APP);
+
+  // 3. stage2 through stage1's API, released to the app `kiln`.
+  const tmpRoot = join(config.dataDir, "tmp");
+  const stage2Fail = injectedAt(inject, "stage2");
+  const uploadFail = injectedAt(inject, "upload");
+  // Packed once, for stage2 and stage3; removed however the bootstrap ends.
+  let tarball: string | undefined;
+  const kilnSource = async (): Promise<string> => {
+    if (tarball) return tarball;
+    const file = await tarSource(config, sourcePath);
+    parts.push({
+      what: "the source tarball",
+      stop: () => rm(dirname(file), { recursive: true, force: true }),
+    });
+    tarball = file;
+    return file;
   };
+  const injectedApp = async (inj: NonNullable<typeof inject>) => {
+    const file = await injectedSource(inj, tmpRoot, config.dataDir);
+    parts.push({
+      what: "the injected source",
+      stop: () => rm(dirname(file), { recursive: true, force: true }),
+    });
+    return file;
+  };
+  watch.enter("upload", "kiln's source to be packed for the upload");
+  const source2 = uploadFail
+    ? injectedUpload(uploadFail)
+    : stage2Fail
+      ? await injectedApp(stage2Fail)
+      : await kilnSource();
+  say("stage2: kiln's source uploaded to stage1's API");
+  watch.enter("upload", `stage1's API at ${apiUrl} to take kiln's source`);
+  const t2 = Date.now();
+  const started2 = await hosted.upload(KILN_APP, source2, { release: true });
+  watch.enter("stage2", `the hosted build ${started2.id} (stage2, through stage1's API)`);
+  const b2 = await hosted.follow(KILN_APP, started2, (l) => opts.onLog?.("stage2", l));
+  const s2seconds = (Date.now() - t2) / 1000;
+  say(
+    `stage2: slug ${b2.slug_sha256?.slice(0, 12)} (${s2seconds.toFixed(1)} s); rolling the app ${KILN_APP} to it`,
+  );
+  const v2 = currentRelease(db, app.id);
+  if (!v2 || v2.slugSha256 !== b2.slug_sha256)
+    throw new KilnError({
+      code: "bootstrap_failed",
+      message: "the hosted control plane built stage2 but did not hand its release to the platform",
+      hint: `see the build log: kiln logs ${KILN_APP}`,
+    });
+  watch.enter("stage2", `the app ${KILN_APP} to roll to stage2 (release v${v2.version})`);
+  await waitForRelease(cp, v2.version, say, signal);
+  st.platform.kilnRelease = v2.version;
+  watch.enter("stage2", `stage2's API to answer at ${apiUrl}`);
+  await hosted.waitHealthy(120_000);
+  say(`platform: the app ${KILN_APP} now runs stage2 (release v${v2.version}: ${v2.description})`);
+  const tools2 = await recordedTools(kilnState, b2);
+  st.done.stage2 = {
+    ...(await stageOf(nix, b2, s2seconds)),
+    builtBy: "stage1 (through its API)",
+    ...(tools2 ? { tools: tools2 } : {}),
+  };
+
+  // 4. stage3 through stage2's API, kept aside (not released), then the comparisons.
+  const stage3Fail = injectedAt(inject, "stage3");
+  say("stage3: kiln's source uploaded to stage2's API (built, not released)");
+  watch.enter("stage3", `stage2's API at ${apiUrl} to take kiln's source`);
+  const t3 = Date.now();
+  const started3 = await hosted.upload(
+    KILN_APP,
+    stage3Fail ? await injectedApp(stage3Fail) : await kilnSource(),
+    { release: false },
+  );
+  watch.enter("stage3", `the hosted build ${started3.id} (stage3, through stage2's API)`);
+  const b3 = await hosted.follow(KILN_APP, started3, (l) => opts.onLog?.("stage3", l));
+  const s3seconds = (Date.now() - t3) / 1000;
+  const tools3 = await recordedTools(kilnState, b3);
+  st.done.stage3 = {
+    ...(await stageOf(nix, b3, s3seconds)),
+    builtBy: "stage2 (through its API)",
+    ...(tools3 ? { tools: tools3 } : {}),
+  };
+  if (tarball) await rm(dirname(tarball), { recursive: true, force: true });
+  const differences: string[] = [];
+  // Equal sha256 is the verdict; only differing slugs go through the file-by-file comparison
+  // (always, when a test injects a failure there).
+  type Slug = { name: string; path: string; sha256: string | null };
+  const compare = async (a: Slug, b: Slug) => {
+    watch.enter("compare", `the comparison of the ${a.name} and ${b.name} slugs`);
+    if (a.sha256 && a.sha256 === b.sha256 && !injectedAt(inject, "compare")) {
+      opts.onLog?.("compare", `the ${a.name} and ${b.name} slugs are byte-identical (sha256 ${a.sha256})`);
+      return true;
+    }
+    const r = await buildAttr(
+      `compareOutputs ${toNix(a.name)} ${toNix(dirname(a.path))} ${toNix(b.name)} ${toNix(dirname(b.path))}`,
+      "compare",
+    );
+    const out = nix.realPath(r.out);
+    const same = (await readFile(join(out, "verdict"), "utf8")).trim() === "same";
+    if (!same) differences.push(...(await readFile(join(out, "report.txt"), "utf8")).trimEnd().split("\n"));
+    return same;
+  };
+  const slug1 = { name: "stage1", path: stage1Slug.path, sha256: stage1Slug.sha256 };
+  const slug2 = { name: "stage2", path: slugPathOf(b2), sha256: b2.slug_sha256 };
+  const slug3 = { name: "stage3", path: slugPathOf(b3), sha256: b3.slug_sha256 };
+  const fixedPoint = await compare(slug2, slug3);
+  const stage1MatchesStage2 = await compare(slug1, slug2);
+  const stages = st.done as Record<StageName, StageReport>;
+  return {
+    outcome: fixedPoint ? "fixed-point" : "no-fixed-point",
+    failed: null,
+    fixedPoint,
+    stage1MatchesStage2,
+    stage2BuiltByStage1: !!tools2 && tools2 === stage1ToolsInfo?.narHash,
+    stages,
+    differences,
+    platform: {
+      api: apiUrl,
+      manager: cp.url,
+      router: cp.routerUrl ?? "",
+      kilnRelease: v2.version,
+      adminTokenFile: cp.adminTokenFile,
+    },
+    seconds: (Date.now() - st.started) / 1000,
+    finishedAt: new Date().toISOString(),
+  } satisfies BootstrapReport;
+}
+
+/** Whether `p` settled within `ms` (its rejection passes through); the timer keeps no one alive. */
+async function bounded(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<false>((r) => {
+    timer = setTimeout(() => r(false), ms);
+    timer.unref();
+  });
   try {
-    cp = await startControlPlane(deps, {
-      host: "127.0.0.1",
-      port: 0,
-      routerPort: opts.routerPort,
-      domain: opts.domain,
-      ...(config.adminToken ? { adminToken: config.adminToken } : {}),
-      socket: { path: join(kilnState, "platform.sock"), uid },
-      grants: {
-        [KILN_APP]: {
-          stackDir: nix.realPath(buildStack.storePath),
-          binds: [
-            { src: "/nix/store", dest: "/nix/store" },
-            { src: daemonDir, dest: "/nix/var/nix/daemon-socket" },
-            { src: kilnState, dest: "/kiln", writable: true },
-          ],
-        },
-      },
-    });
-    const token = config.adminToken ?? (await readFile(cp.adminTokenFile, "utf8")).trim();
-    const fm = cp.formation;
-    if (!fm) throw new KilnError({ code: "internal", message: "the platform runs no dynos" });
-    frontDoor = await createRouter({
-      domain: opts.domain,
-      log: deps.log,
-      webSockets: (app) => fm.webSockets(app),
-      appExists: () => true,
-      fixedApp: KILN_APP,
-      // Build logs stream for minutes, with silences while compilers run.
-      idleTimeoutMs: 16 * 60_000,
-    });
-    const apiUrl = await frontDoor.listen({ host: "127.0.0.1", port: opts.apiPort });
-    const db = cp.db;
-
-    // Inception: stage1 is registered as the first release of the app `kiln`.
-    const app = (() => {
-      try {
-        return getApp(db, KILN_APP);
-      } catch {
-        return createApp(db, KILN_APP);
-      }
-    })();
-    patchConfig(
-      db,
-      app.id,
-      {
-        KILN_DATA_DIR: "/kiln",
-        KILN_RUN_DIR: "/tmp/kiln-run",
-        KILN_NIX_STORE: "daemon",
-        KILN_DETECT_IN: "nix",
-        KILN_PLATFORM_URL: "unix:/kiln/platform.sock",
-        KILN_PLATFORM_TOKEN: token,
-        KILN_ADMIN_TOKEN: token,
-        XDG_CACHE_HOME: "/tmp/cache",
-        npm_config_registry: opts.registry,
-      },
-      () => undefined,
-    );
-    const release1 = await stage1Slug.releaseFile();
-    const v1 = createRelease(db, {
-      appId: app.id,
-      buildId: null,
-      slugSha256: stage1Slug.sha256,
-      slugPath: stage1Slug.path,
-      processTypes: release1.processTypes,
-      config: { ...release1.configVars, ...getConfig(db, app.id) },
-      description: "stage1: kiln built by stage0 (nix/bootstrap)",
-    });
-    scaleFormation(db, app.id, [{ type: "web", quantity: 1, size: KILN_DYNO_SIZE }]);
-    say(`platform: the app ${KILN_APP} runs stage1 (release v${v1.version}) on the build stack`);
-    cp.reconcile(KILN_APP);
-    await waitForRelease(cp, v1.version, say);
-    const hosted = createHostedApi({ url: apiUrl, token });
-    await hosted.waitHealthy(120_000);
-    say(`platform: the hosted control plane answers at ${apiUrl}`);
-    await hosted.ensureApp(KILN_APP);
-
-    // 3. stage2 through stage1's API, released to the app `kiln`.
-    const tarball = await tarSource(config, sourcePath);
-    say("stage2: kiln's source uploaded to stage1's API");
-    const t2 = Date.now();
-    const b2 = await hosted.build(KILN_APP, tarball, {
-      release: true,
-      onLine: (l) => opts.onLog?.("stage2", l),
-    });
-    const s2seconds = (Date.now() - t2) / 1000;
-    say(
-      `stage2: slug ${b2.slug_sha256?.slice(0, 12)} (${s2seconds.toFixed(1)} s); rolling the app ${KILN_APP} to it`,
-    );
-    const v2 = currentRelease(db, app.id);
-    if (!v2 || v2.slugSha256 !== b2.slug_sha256)
-      throw new KilnError({
-        code: "bootstrap_failed",
-        message: "the hosted control plane built stage2 but did not hand its release to the platform",
-        hint: `see the build log: kiln logs ${KILN_APP}`,
-      });
-    await waitForRelease(cp, v2.version, say);
-    await hosted.waitHealthy(120_000);
-    say(`platform: the app ${KILN_APP} now runs stage2 (release v${v2.version}: ${v2.description})`);
-
-    // 4. stage3 through stage2's API, kept aside (not released), then the comparisons.
-    say("stage3: kiln's source uploaded to stage2's API (built, not released)");
-    const t3 = Date.now();
-    const b3 = await hosted.build(KILN_APP, tarball, {
-      release: false,
-      onLine: (l) => opts.onLog?.("stage3", l),
-    });
-    const s3seconds = (Date.now() - t3) / 1000;
-    await rm(dirname(tarball), { recursive: true, force: true });
-    const differences: string[] = [];
-    // Equal sha256 is the verdict; only differing slugs go through the file-by-file comparison.
-    type Slug = { name: string; path: string; sha256: string | null };
-    const compare = async (a: Slug, b: Slug) => {
-      if (a.sha256 && a.sha256 === b.sha256) {
-        opts.onLog?.("compare", `the ${a.name} and ${b.name} slugs are byte-identical (sha256 ${a.sha256})`);
-        return true;
-      }
-      const r = await buildAttr(
-        `compareOutputs ${toNix(a.name)} ${toNix(dirname(a.path))} ${toNix(b.name)} ${toNix(dirname(b.path))}`,
-        "compare",
-      );
-      const out = nix.realPath(r.out);
-      const same = (await readFile(join(out, "verdict"), "utf8")).trim() === "same";
-      if (!same) differences.push(...(await readFile(join(out, "report.txt"), "utf8")).trimEnd().split("\n"));
-      return same;
-    };
-    const slug1 = { name: "stage1", path: stage1Slug.path, sha256: stage1Slug.sha256 };
-    const slug2 = { name: "stage2", path: slugPathOf(b2), sha256: b2.slug_sha256 };
-    const slug3 = { name: "stage3", path: slugPathOf(b3), sha256: b3.slug_sha256 };
-    const fixedPoint = await compare(slug2, slug3);
-    const stage1MatchesStage2 = await compare(slug1, slug2);
-    const tools2 = await recordedTools(kilnState, b2);
-    const tools3 = await recordedTools(kilnState, b3);
-
-    const report: BootstrapReport = {
-      fixedPoint,
-      stage1MatchesStage2,
-      stage2BuiltByStage1: !!tools2 && tools2 === stage1ToolsInfo?.narHash,
-      stages: {
-        stage0: { path: s0.out, seconds: s0.seconds, builtBy: "tsc (the hand compile)" },
-        stage1: {
-          path: stage1Slug.path,
-          sha256: stage1Slug.sha256,
-          bytes: stage1Slug.bytes,
-          seconds: s1.seconds,
-          builtBy: "stage0",
-        },
-        stage2: {
-          ...(await stageOf(nix, b2, s2seconds)),
-          builtBy: "stage1 (through its API)",
-          ...(tools2 ? { tools: tools2 } : {}),
-        },
-        stage3: {
-          ...(await stageOf(nix, b3, s3seconds)),
-          builtBy: "stage2 (through its API)",
-          ...(tools3 ? { tools: tools3 } : {}),
-        },
-      },
-      differences,
-      platform: {
-        api: apiUrl,
-        manager: cp.url,
-        router: cp.routerUrl ?? "",
-        kilnRelease: v2.version,
-        adminTokenFile: cp.adminTokenFile,
-      },
-      seconds: (Date.now() - started) / 1000,
-      finishedAt: new Date().toISOString(),
-    };
-    const reportFile = join(config.dataDir, "bootstrap-report.json");
-    await writeFileAtomic(reportFile, `${JSON.stringify(report, null, 2)}\n`);
-    return { report, reportFile, close };
-  } catch (err) {
-    await close().catch(() => {});
-    throw err;
+    return await Promise.race([p.then(() => true as const), late]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
@@ -396,7 +621,12 @@ async function tarSource(config: Config, sourcePath: string): Promise<string> {
 }
 
 /** Until every dyno of the app `kiln` runs `version` and its web dyno is up (a roll has finished). */
-async function waitForRelease(cp: ControlPlane, version: number, say: (l: string) => void): Promise<void> {
+async function waitForRelease(
+  cp: ControlPlane,
+  version: number,
+  say: (l: string) => void,
+  signal: AbortSignal,
+): Promise<void> {
   const deadline = Date.now() + 180_000;
   let last = "";
   while (Date.now() < deadline) {
@@ -433,7 +663,7 @@ async function waitForRelease(cp: ControlPlane, version: number, say: (l: string
         hint: `the whole log: ${log}`,
       });
     }
-    await new Promise((r) => setTimeout(r, 250));
+    await sleep(250, undefined, { signal }).catch(() => signal.throwIfAborted());
   }
   throw new KilnError({
     code: "bootstrap_failed",

@@ -1,8 +1,10 @@
 /**
  * The few calls `kiln bootstrap` makes to the hosted control plane's API, as any client would:
- * over HTTP at the front door, with a bearer token.
+ * over HTTP at the front door, with a bearer token. Every call takes the bootstrap's signal (its
+ * silence bound, Ctrl-C), so none of them can outlast it.
  */
 import { openAsBlob } from "node:fs";
+import { setTimeout as sleep } from "node:timers/promises";
 import { KilnError } from "../errors.js";
 
 export interface HostedBuild {
@@ -14,17 +16,37 @@ export interface HostedBuild {
   output_stream_url: string;
 }
 
-export function createHostedApi(opts: { url: string; token: string }) {
+export interface HostedApiOptions {
+  url: string;
+  token: string;
+  signal: AbortSignal;
+  /** A sign of progress (bytes sent, a log line): the bootstrap's silence bound restarts. */
+  onProgress?: () => void;
+}
+
+export function createHostedApi(opts: HostedApiOptions) {
+  const { signal } = opts;
   const call = async (method: string, path: string, init: { body?: BodyInit; type?: string } = {}) => {
-    const res = await fetch(new URL(path, opts.url), {
-      method,
-      headers: {
-        authorization: `Bearer ${opts.token}`,
-        ...(init.type ? { "content-type": init.type } : {}),
-      },
-      ...(init.body ? { body: init.body, duplex: "half" } : {}),
-    });
-    return res;
+    try {
+      return await fetch(new URL(path, opts.url), {
+        method,
+        headers: {
+          authorization: `Bearer ${opts.token}`,
+          ...(init.type ? { "content-type": init.type } : {}),
+        },
+        ...(init.body ? { body: init.body, duplex: "half" } : {}),
+        signal,
+      });
+    } catch (err) {
+      // Aborted: the bootstrap's own reason (which stage stalled, or Ctrl-C) says more.
+      signal.throwIfAborted();
+      throw new KilnError({
+        code: "bootstrap_failed",
+        message: `the hosted control plane at ${opts.url} did not answer ${method} ${path}: ${(err as Error).message}`,
+        hint: "its log: kiln logs kiln",
+        cause: err,
+      });
+    }
   };
   const json = async <T>(res: Response, what: string): Promise<T> => {
     const text = await res.text();
@@ -36,16 +58,27 @@ export function createHostedApi(opts: { url: string; token: string }) {
       });
     return JSON.parse(text) as T;
   };
+  /** A file as a request body that reports each chunk sent. */
+  const fileBody = async (file: string): Promise<ReadableStream<Uint8Array>> =>
+    (await openAsBlob(file)).stream().pipeThrough(
+      new TransformStream<Uint8Array, Uint8Array>({
+        transform(chunk, c) {
+          opts.onProgress?.();
+          c.enqueue(chunk);
+        },
+      }),
+    );
   return {
     async waitHealthy(timeoutMs: number): Promise<void> {
       const deadline = Date.now() + timeoutMs;
       while (Date.now() < deadline) {
-        const ok = await fetch(new URL("/healthz", opts.url)).then(
+        const ok = await fetch(new URL("/healthz", opts.url), { signal }).then(
           (r) => r.ok,
           () => false,
         );
         if (ok) return;
-        await new Promise((r) => setTimeout(r, 200));
+        signal.throwIfAborted();
+        await sleep(200, undefined, { signal }).catch(() => signal.throwIfAborted());
       }
       throw new KilnError({
         code: "bootstrap_failed",
@@ -59,31 +92,46 @@ export function createHostedApi(opts: { url: string; token: string }) {
         type: "application/json",
       });
       if (res.status !== 409) await json(res, `create the app ${name}`);
+      else await res.text();
     },
-    /** Uploads a source tarball, streams the build's output, and returns the finished build. */
-    async build(
+    /** Uploads a source (a tarball's path, or a body as is): the build it started. */
+    async upload(
       app: string,
-      tarball: string,
-      o: { release: boolean; onLine: (line: string) => void },
+      source: string | { body: BodyInit; type: string },
+      o: { release: boolean },
     ): Promise<HostedBuild> {
       const a = encodeURIComponent(app);
-      const started = await json<HostedBuild>(
-        await call("POST", `/v1/apps/${a}/builds${o.release ? "" : "?release=false"}`, {
-          body: await openAsBlob(tarball),
-          type: "application/gzip",
-        }),
+      const body =
+        typeof source === "string" ? { body: await fileBody(source), type: "application/gzip" } : source;
+      return json<HostedBuild>(
+        await call("POST", `/v1/apps/${a}/builds${o.release ? "" : "?release=false"}`, body),
         "take a build",
       );
+    },
+    /** Streams a build's output until it ends; the finished build, or an error if it failed. */
+    async follow(app: string, started: HostedBuild, onLine: (line: string) => void): Promise<HostedBuild> {
+      const a = encodeURIComponent(app);
       const out = await call("GET", started.output_stream_url);
       let rest = "";
-      if (out.body) {
-        for await (const chunk of out.body.pipeThrough(new TextDecoderStream())) {
-          const lines = (rest + chunk).split("\n");
-          rest = lines.pop() ?? "";
-          for (const l of lines) o.onLine(l);
+      try {
+        if (out.body) {
+          for await (const chunk of out.body.pipeThrough(new TextDecoderStream())) {
+            opts.onProgress?.();
+            const lines = (rest + chunk).split("\n");
+            rest = lines.pop() ?? "";
+            for (const l of lines) onLine(l);
+          }
         }
+      } catch (err) {
+        signal.throwIfAborted();
+        throw new KilnError({
+          code: "bootstrap_failed",
+          message: `the output of the hosted build ${started.id} broke off: ${(err as Error).message}`,
+          hint: "its log: kiln logs kiln",
+          cause: err,
+        });
       }
-      if (rest) o.onLine(rest);
+      if (rest) onLine(rest);
       const done = await json<HostedBuild>(
         await call("GET", `/v1/apps/${a}/builds/${started.id}`),
         "show the build",

@@ -1,9 +1,26 @@
 import type { Command } from "commander";
-import { bootstrap } from "../bootstrap/bootstrap.js";
+import { BootstrapError, type Bootstrapped, bootstrap } from "../bootstrap/bootstrap.js";
 import { npmRegistry } from "../builds/build.js";
 import { positive } from "./args.js";
 import type { ContextFactory } from "./context.js";
-import { printJson, printLines } from "./output.js";
+import { formatError, printJson, printLines } from "./output.js";
+
+/** kiln bootstrap's exit statuses (2 is a usage error, as for every command). */
+export const BOOTSTRAP_EXIT = { fixedPoint: 0, noFixedPoint: 1, failed: 3, interrupted: 130 } as const;
+
+/**
+ * Once the platform is stopped nothing may keep kiln alive: if some handle still does after a
+ * grace period, exit anyway (the dynos, relays and nix-daemon die with kiln by then regardless).
+ */
+function endWith(code: number): void {
+  process.exitCode = code;
+  setTimeout(() => {
+    process.stderr.write(
+      `kiln bootstrap: still held after stopping (${process.getActiveResourcesInfo().join(", ")}); exiting\n`,
+    );
+    process.exit(code);
+  }, 10_000).unref();
+}
 
 export function registerBootstrapCommands(program: Command, ctx: ContextFactory): void {
   program
@@ -23,8 +40,14 @@ tools) in the Nix sandbox; the platform starts with stage1 as the app "kiln" (a 
 stack, granted the Nix store, a private nix-daemon and its own state, nothing else); stage2 is
 built through stage1's own API and released to the app "kiln" (the old dyno serves until the new
 one answers); stage3 is built through stage2's API. The fixed point holds when stage2 and stage3
-are byte-identical. The report goes to DATA_DIR/bootstrap-report.json. Exit status 0 only when
-the fixed point holds. Needs root (dynos); state in DATA_DIR (--data-dir).`,
+are byte-identical. The report goes to DATA_DIR/bootstrap-report.json. Needs root (dynos); state
+in DATA_DIR (--data-dir).
+
+A failure at any stage (or a stage silent for KILN_BOOTSTRAP_SILENCE_SECONDS, default 900) ends
+the bootstrap: everything it started (dynos, relays, the front door, the nix-daemon) is stopped,
+with or without --exit, and the report names the stage and the cause.
+Exit status: 0 the fixed point holds; 1 it ran to the end but stage2 and stage3 differ; 2 usage;
+3 a stage failed (see the report); 130 interrupted (Ctrl-C / SIGTERM).`,
     )
     .action(
       async (
@@ -44,21 +67,35 @@ the fixed point holds. Needs root (dynos); state in DATA_DIR (--data-dir).`,
           c.progress.done();
           process.stderr.write(`-----> ${line}\n`);
         };
-        const b = await bootstrap(c, {
-          source: opts.source ?? c.config.projectDir,
-          apiPort: opts.apiPort,
-          routerPort: opts.routerPort,
-          domain: opts.domain,
-          registry: await npmRegistry(),
-          say,
-          onLog: (stage, line) => {
-            if (quiet) return;
-            c.progress.done();
-            process.stderr.write(`${stage} | ${line}\n`);
-          },
-          ...(process.stderr.isTTY ? { onProgress: c.progress.nix } : {}),
-          signal: c.signal,
-        });
+        let b: Bootstrapped;
+        try {
+          b = await bootstrap(c, {
+            source: opts.source ?? c.config.projectDir,
+            apiPort: opts.apiPort,
+            routerPort: opts.routerPort,
+            domain: opts.domain,
+            registry: await npmRegistry(),
+            say,
+            onLog: (stage, line) => {
+              if (quiet) return;
+              c.progress.done();
+              process.stderr.write(`${stage} | ${line}\n`);
+            },
+            ...(process.stderr.isTTY ? { onProgress: c.progress.nix } : {}),
+            signal: c.signal,
+          });
+        } catch (err) {
+          c.progress.done();
+          const f = formatError(err);
+          if (opts.json) printJson(f.json);
+          process.stderr.write(`${f.text}\n`);
+          endWith(
+            err instanceof BootstrapError && err.failure.interrupted
+              ? BOOTSTRAP_EXIT.interrupted
+              : BOOTSTRAP_EXIT.failed,
+          );
+          return;
+        }
         const r = b.report;
         if (opts.json) printJson(r);
         else {
@@ -88,7 +125,7 @@ the fixed point holds. Needs root (dynos); state in DATA_DIR (--data-dir).`,
           );
         }
         await b.close();
-        if (!r.fixedPoint) process.exitCode = 1;
+        endWith(r.fixedPoint ? BOOTSTRAP_EXIT.fixedPoint : BOOTSTRAP_EXIT.noFixedPoint);
       },
     );
 }

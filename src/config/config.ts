@@ -86,6 +86,13 @@ export const configSchema = z.object({
   buildSize: z.string().min(1).default("performance-m"),
   buildTimeoutSeconds: z.number().int().positive().default(900),
   buildLockdown: z.enum(["on", "off"]).default("on"),
+  /** `kiln bootstrap`: a stage that shows no progress for this long fails, naming what it awaited. */
+  bootstrapSilenceSeconds: z.number().int().positive().default(900),
+  /** Test-only: a bootstrap stage fails at once ("stage1") or hangs silently ("stage1:hang"). */
+  testFailStage: z
+    .string()
+    .regex(/^(stage0|stage1|platform|upload|stage2|stage3|compare)(:hang)?$/)
+    .optional(),
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -122,6 +129,10 @@ export function loadConfig(env: NodeJS.ProcessEnv, overrides: Partial<Config> = 
     platformUrl: env.KILN_PLATFORM_URL || undefined,
     platformToken: env.KILN_PLATFORM_TOKEN || undefined,
     detectIn: env.KILN_DETECT_IN || undefined,
+    bootstrapSilenceSeconds: env.KILN_BOOTSTRAP_SILENCE_SECONDS
+      ? Number(env.KILN_BOOTSTRAP_SILENCE_SECONDS)
+      : undefined,
+    testFailStage: env.KILN_TEST_FAIL_STAGE || undefined,
     toolsName: env.KILN_RELEASE_VERSION ? `kiln-tools-${env.KILN_RELEASE_VERSION}` : undefined,
     fetchAllow: env.KILN_FETCH_ALLOW
       ? env.KILN_FETCH_ALLOW.split(",").map((o) => o.trim().replace(/\/+$/, ""))

@@ -10,10 +10,13 @@ import Database from "better-sqlite3";
 import { execa } from "execa";
 import { afterAll, describe, expect, it } from "vitest";
 import { nixSettingArgs } from "../../src/nix/settings.js";
+import { leftovers, runBootstrap } from "../bootstrapRun.js";
 import { httpGet, kiln, kilnBin, NODE_WEB_GREETING, projectDir } from "../helpers.js";
 import { freePort } from "../slugRunner.js";
 
 const NIX = nixSettingArgs();
+// The data directory of a run that unpacked kiln's slug (later runs share that cache, nothing else).
+let warm: string | undefined;
 
 describe("kiln bootstrap", () => {
   let proc: ChildProcess | undefined;
@@ -25,6 +28,7 @@ describe("kiln bootstrap", () => {
     const dataDir = mkdtempSync(join(tmpdir(), "kiln-bootstrap-"));
     chmodSync(dataDir, 0o711); // the app uids pass through it to their slugs and state
     const runDir = mkdtempSync(join(tmpdir(), "kiln-bootstrap-run-"));
+    warm = dataDir;
     const apiPort = await freePort();
     const routerPort = await freePort();
     const env = { ...process.env, KILN_DATA_DIR: dataDir, KILN_RUN_DIR: runDir, KILN_LOG_LEVEL: "warn" };
@@ -129,4 +133,92 @@ describe("kiln bootstrap", () => {
     );
     expect(r.stderr).toMatch(/\.kiln-build-time: .* differ: char \d+/);
   });
+});
+
+// A bootstrap that fails must end, whatever fails: a failure injected at each stage (the test-only
+// KILN_TEST_FAIL_STAGE, made of real parts: a failing or silent derivation, a crashing hosted
+// kiln, an upload the API refuses, a source whose build fails) ends the process with status 3,
+// the report names the stage, and nothing it started is left: no process it started, none naming
+// its directories, none in its process group or its dynos' cgroups, no port taken. Warm after
+// setup (stage0 … stage3 are cached), each fails as early as its stage allows.
+const BOUND_MS = 8 * 60_000;
+// A kiln tree to bootstrap instead of this checkout (one whose stages are already built), for
+// working on the bootstrap without rebuilding every stage after each edit.
+const SOURCE = process.env.KILN_TEST_BOOTSTRAP_SOURCE;
+const FAILURES: { stage: string; cause: RegExp; exit?: false; silence?: number }[] = [
+  { stage: "stage0", cause: /injected failure \(KILN_TEST_FAIL_STAGE=stage0\)/ },
+  // A Nix build that goes silent: the silence bound ends it (and the build).
+  {
+    stage: "stage1:hang",
+    silence: 20,
+    cause: /stage1 showed no progress for 20 s while waiting for the Nix build of stage1/,
+  },
+  // The hosted control plane crashes at start.
+  { stage: "platform", cause: /crashed[\s\S]*injected failure \(KILN_TEST_FAIL_STAGE=platform\)/ },
+  { stage: "upload", cause: /refused to take a build \(HTTP 4\d\d\)/ },
+  // A hosted build (in the private nix-daemon, through stage1's API) that goes silent.
+  {
+    stage: "stage2:hang",
+    silence: 30,
+    cause: /stage2 showed no progress for 30 s while waiting for the hosted build \S+ \(stage2/,
+  },
+  // Without --exit: the platform is fully up (running stage2) when stage3 fails; it ends too.
+  { stage: "stage3", cause: /the hosted build \S+ failed/, exit: false },
+  { stage: "compare", cause: /injected failure \(KILN_TEST_FAIL_STAGE=compare\)/ },
+];
+
+describe("kiln bootstrap: a failure ends it", () => {
+  it("the leftover check sees a process left behind, and the bound sees a hang (control)", async () => {
+    const left = await runBootstrap({
+      command: "sh",
+      args: () => ["-c", "sleep 300 & sleep 1; exit 3"],
+      boundMs: BOUND_MS,
+    });
+    expect(left.exitCode).toBe(3);
+    const found = await leftovers(left);
+    expect(found.join("\n")).toMatch(/still running: \d+ sleep 300/);
+    expect(found.join("\n")).toMatch(/process group/);
+    expect(found.join("\n")).toMatch(/names its directories: \d+ sleep 300/);
+    process.kill(-left.pid, "SIGKILL");
+    const hung = await runBootstrap({ command: "sleep", args: () => ["300"], boundMs: 1000 });
+    expect(hung.hung).toBe(true);
+  });
+
+  it.each(FAILURES)(
+    "at $stage: exits 3, the report names the stage and its cause, nothing is left",
+    async (f) => {
+      const r = await runBootstrap({
+        command: "node",
+        args: ({ apiPort, routerPort }) => [
+          kilnBin,
+          "bootstrap",
+          ...(SOURCE ? ["--source", SOURCE] : []),
+          ...(f.exit === false ? [] : ["--exit"]),
+          "--api-port",
+          String(apiPort),
+          "--router-port",
+          String(routerPort),
+        ],
+        env: {
+          KILN_TEST_FAIL_STAGE: f.stage,
+          ...(f.silence ? { KILN_BOOTSTRAP_SILENCE_SECONDS: String(f.silence) } : {}),
+        },
+        boundMs: BOUND_MS,
+        slugsFrom: warm,
+      });
+      warm = r.dataDir;
+      const tail = r.output.slice(-4000);
+      expect(r.hung, tail).toBe(false);
+      expect(r.exitCode, tail).toBe(3);
+      const report = r.report();
+      expect(report.outcome, tail).toBe("failed");
+      expect(report.failed?.stage).toBe(f.stage.split(":")[0]);
+      expect(report.failed?.message).toMatch(f.cause);
+      expect(r.output).toContain(`the bootstrap failed at ${f.stage.split(":")[0]}`);
+      // It did start processes (Nix at least), and none of them is left.
+      expect(r.seen.length).toBeGreaterThan(1);
+      expect(await leftovers(r)).toEqual([]);
+    },
+    BOUND_MS + 60_000,
+  );
 });

@@ -4,6 +4,7 @@ import { execa } from "execa";
 import { beforeAll, describe, expect, it } from "vitest";
 import { nixSettingArgs } from "../../src/nix/settings.js";
 import { ensureSeed } from "../../src/seed/seed.js";
+import { leftovers, runBootstrap } from "../bootstrapRun.js";
 import { projectDir, testContext } from "../helpers.js";
 
 const NIX = nixSettingArgs();
@@ -99,4 +100,57 @@ describe("flake.nix", () => {
     const viaKiln = await t.nix.eval({ file: `${projectDir}/nix/default.nix`, attr: "stack-run.outPath" });
     expect(viaFlake.stdout).toBe(viaKiln);
   });
+});
+
+// `nix run .#bootstrap -- --exit` (the hand-compiled kiln, run from the store, on the flake's source)
+// ends on a failure just like `kiln bootstrap` does (test/integration/bootstrap.test.ts injects one
+// at every stage): status 3, the report names the stage, nothing of it is left. Getting to the
+// platform at all is the check that kiln run from the store evaluates its own nix/default.nix (it
+// once failed there: "the string '{ "lockVersion": 1, … }' is not allowed to refer to a store
+// path"), and then hung with its nix-daemon running.
+describe("nix run .#bootstrap: a failure ends it", () => {
+  const BOUND_MS = 8 * 60_000;
+  it.each([
+    { stage: "platform", cause: /crashed[\s\S]*injected failure \(KILN_TEST_FAIL_STAGE=platform\)/ },
+    // A Nix build that goes silent: the silence bound ends it, and the build.
+    {
+      stage: "stage1:hang",
+      silence: 20,
+      cause: /stage1 showed no progress for 20 s while waiting for the Nix build of stage1/,
+    },
+  ])(
+    "at $stage: exits 3, the report names the stage, nothing is left",
+    async (f) => {
+      const r = await runBootstrap({
+        command: "nix",
+        args: ({ apiPort, routerPort }) => [
+          ...NIX,
+          "run",
+          `${projectDir}#bootstrap`,
+          "--",
+          "--exit",
+          "--api-port",
+          String(apiPort),
+          "--router-port",
+          String(routerPort),
+        ],
+        env: {
+          KILN_TEST_FAIL_STAGE: f.stage,
+          ...(f.silence ? { KILN_BOOTSTRAP_SILENCE_SECONDS: String(f.silence) } : {}),
+        },
+        boundMs: BOUND_MS,
+      });
+      const tail = r.output.slice(-4000);
+      expect(r.hung, tail).toBe(false);
+      expect(r.output).not.toContain("is not allowed to refer to a store path");
+      expect(r.exitCode, tail).toBe(3);
+      const report = r.report();
+      expect(report.outcome, tail).toBe("failed");
+      expect(report.failed?.stage).toBe(f.stage.split(":")[0]);
+      expect(report.failed?.message).toMatch(f.cause);
+      expect(r.seen.length).toBeGreaterThan(1);
+      expect(await leftovers(r)).toEqual([]);
+    },
+    BOUND_MS + 60_000,
+  );
 });
