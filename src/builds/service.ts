@@ -47,7 +47,8 @@ export async function runQueuedBuild(
   const out = deps.logs.open(build.id);
   const started = Date.now();
   await mkdir(join(deps.config.dataDir, "tmp"), { recursive: true });
-  const tmp = await mkdtemp(join(deps.config.dataDir, "tmp", "upload-"));
+  // Named for this process: a sweep at a later start knows it is no longer in use (sweep.ts).
+  const tmp = await mkdtemp(join(deps.config.dataDir, "tmp", `upload-${process.pid}-`));
   try {
     out.write(`-----> Unpacking the source (sha256 ${build.sourceSha256.slice(0, 12)})`);
     await extractUntrustedTarGz(build.sourcePath, tmp, {

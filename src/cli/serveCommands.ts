@@ -65,6 +65,11 @@ that were running when the server last stopped are marked failed (interrupted); 
           );
         if (cp.recovered.interrupted.length)
           process.stderr.write(`marked ${cp.recovered.interrupted.length} interrupted build(s) failed\n`);
+        const sw = cp.swept;
+        if (sw.sources + sw.partials + sw.tmpDirs + sw.tornFiles)
+          process.stderr.write(
+            `removed what interrupted builds left: ${sw.sources} source(s), ${sw.partials} torn upload(s), ${sw.tmpDirs} work dir(s), ${sw.tornFiles} torn file(s)\n`,
+          );
         if (cp.recovered.requeued)
           process.stderr.write(`re-queued ${cp.recovered.requeued} pending build(s)\n`);
         await new Promise<void>((resolve) =>
