@@ -25,7 +25,7 @@ export function envVarProblem(name: string, value: string | null): string | unde
 
 /**
  * Throws a 422 naming the first key that cannot be set (its value is never quoted: it may be a
- * secret). `null` unsets, so any name may be unset, an invalid one stored earlier included.
+ * secret). `null` unsets: that key is left to the store's own name check.
  */
 export function assertEnvVars(vars: Record<string, string | null>): void {
   for (const [name, value] of Object.entries(vars)) {
