@@ -15,7 +15,7 @@ import { type SweepReport, sweepBuildLeftovers } from "../builds/sweep.js";
 import type { Config } from "../config/config.js";
 import { createFormationManager, type FormationManager } from "../dyno/formation.js";
 import { prepareDynoRuntime } from "../dyno/runtime.js";
-import { assertReachable, type DynoGrant } from "../dyno/sandbox.js";
+import type { DynoGrant } from "../dyno/sandbox.js";
 import { KilnError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import type { Nix } from "../nix/driver.js";
@@ -102,9 +102,6 @@ export async function startControlPlane(
   let formation: FormationManager | undefined;
   let dynoControl: DynoControl | undefined;
   if (opts.dynos !== false) {
-    // Dynos run as unprivileged uids that must pass through the data directory to their slugs:
-    // said now, with the fix, rather than as every dyno's crash loop.
-    await assertReachable(deps.config.dataDir);
     const rt = { ...(await prepareDynoRuntime(deps)), ...(opts.grants ? { grants: opts.grants } : {}) };
     const stale = clearDynos(db);
     if (stale)

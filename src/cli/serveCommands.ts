@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { startControlPlane } from "../api/controlPlane.js";
+import { assertReachable } from "../dyno/sandbox.js";
 import { positive } from "./args.js";
 import type { ContextFactory } from "./context.js";
 
@@ -43,6 +44,9 @@ that were running when the server last stopped are marked failed (interrupted); 
         cmd: Command,
       ) => {
         const c = ctx(cmd.optsWithGlobals());
+        // Dynos run as unprivileged uids that must pass through the data directory to their
+        // slugs: said now, with the fix, rather than as every dyno's crash loop.
+        if (opts.dynos) await assertReachable(c.config.dataDir);
         const cp = await startControlPlane(c, {
           host: opts.host,
           port: opts.port,
