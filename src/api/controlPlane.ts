@@ -11,10 +11,12 @@ import type { FastifyInstance } from "fastify";
 import { createBuildLogs } from "../builds/buildLog.js";
 import { createBuildQueue } from "../builds/queue.js";
 import { runQueuedBuild } from "../builds/service.js";
+import { type SweepReport, sweepBuildLeftovers } from "../builds/sweep.js";
 import type { Config } from "../config/config.js";
 import { createFormationManager, type FormationManager } from "../dyno/formation.js";
 import { prepareDynoRuntime } from "../dyno/runtime.js";
 import type { DynoGrant } from "../dyno/sandbox.js";
+import { KilnError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import type { Nix } from "../nix/driver.js";
 import { createCheckRunner } from "../repro/service.js";
@@ -67,6 +69,8 @@ export interface ControlPlane {
   adminToken: string | undefined;
   adminTokenFile: string;
   recovered: { interrupted: string[]; requeued: number };
+  /** What interrupted builds and torn writes had left, removed at this start. */
+  swept: SweepReport;
   /** Brings an app's dynos in line with its current release and formation. */
   reconcile(appName: string): void;
   close(): Promise<void>;
@@ -79,6 +83,8 @@ export async function startControlPlane(
   const db = openStore(join(deps.config.dataDir, STORE_FILE));
   const logs = createBuildLogs(deps.config.dataDir);
   const interrupted = failInterruptedBuilds(db);
+  // With the interrupted builds failed, what they and torn writes left can go (see sweep.ts).
+  const swept = await sweepBuildLeftovers(db, deps.config.dataDir);
   failInterruptedChecks(db);
   const checks = createCheckRunner({ ...deps, db });
   const adminTokenFile = join(deps.config.dataDir, "admin-token");
@@ -133,19 +139,33 @@ export async function startControlPlane(
     };
     dynoControl = {
       reconcile,
-      list: (appName) =>
-        fm.dynos(appName).map((d) => {
+      list: (appName) => {
+        const rows = fm.dynos(appName).map((d) => {
           const r = d.supervised.record();
           return {
             name: d.name,
             type: d.type,
-            state: r.state,
+            state: r.state as string,
             release: d.releaseVersion,
             since: r.since,
             restarts: r.restarts,
             last_exit: r.lastExit?.reason ?? null,
           };
-        }),
+        });
+        // A release that could not start shows beside the dynos still serving the old one.
+        const failed = fm.failedRoll(appName);
+        if (failed)
+          rows.push({
+            name: `release.v${failed.version}`,
+            type: "release",
+            state: "failed",
+            release: failed.version,
+            since: failed.at,
+            restarts: 0,
+            last_exit: failed.reason,
+          });
+        return rows;
+      },
       restart: (appName, name) => fm.restart(appName, name),
       runOnce: (appName, command, onLine) => {
         const app = getApp(db, appName);
@@ -205,7 +225,6 @@ export async function startControlPlane(
   });
   // Accepted but never started before the last stop: they run now, in their original order.
   const pending = pendingBuilds(db);
-  for (const b of pending) queue.submit({ buildId: b.id, appId: b.appId });
   const api = createApi({
     db,
     log: deps.log,
@@ -231,9 +250,33 @@ export async function startControlPlane(
       webSockets: (app) => fm.webSockets(app),
       appExists: (app) => !!stmt(db, "SELECT 1 FROM apps WHERE name = ?").get(app),
     });
-    routerUrl = await router.listen({ host: opts.routerHost ?? opts.host, port: opts.routerPort ?? 0 });
   }
-  const address = await api.listen({ host: opts.host, port: opts.port });
+  let address: string;
+  try {
+    const r = router;
+    if (r)
+      routerUrl = await listenOn(
+        {
+          host: opts.routerHost ?? opts.host,
+          port: opts.routerPort ?? 0,
+          flag: "--router-port",
+          what: "router",
+        },
+        (o) => r.listen(o),
+      );
+    address = await listenOn({ host: opts.host, port: opts.port, flag: "--port", what: "API" }, (o) =>
+      api.listen(o),
+    );
+  } catch (err) {
+    // Nothing was started yet (dynos start below): close what is open, so the process can end.
+    await router?.close();
+    await api.close();
+    db.close();
+    throw err;
+  }
+  // Listening: the builds still queued at the last stop run now (not before: a server that cannot
+  // start must not start builds it would then abandon).
+  for (const b of pending) queue.submit({ buildId: b.id, appId: b.appId });
   // The same HTTP server, fed connections from a Unix socket too.
   let socketServer: Server | undefined;
   if (opts.socket) {
@@ -261,6 +304,7 @@ export async function startControlPlane(
     adminToken,
     adminTokenFile,
     recovered: { interrupted, requeued: pending.length },
+    swept,
     reconcile: (appName) => dynoControl?.reconcile(getApp(db, appName).id),
     async close() {
       await new Promise<void>((resolve) => (socketServer ? socketServer.close(() => resolve()) : resolve()));
@@ -273,4 +317,35 @@ export async function startControlPlane(
       db.close();
     },
   };
+}
+
+/** Listens, turning the errors a user causes (a port in use, a privileged one) into what to do. */
+async function listenOn(
+  at: { host: string; port: number; flag: string; what: string },
+  listen: (o: { host: string; port: number }) => Promise<string>,
+): Promise<string> {
+  try {
+    return await listen({ host: at.host, port: at.port });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "EADDRINUSE")
+      throw new KilnError({
+        code: "port_in_use",
+        message: `the ${at.what}'s port ${at.port} on ${at.host} is already in use`,
+        hint: `stop whatever listens there (ss -ltnp 'sport = :${at.port}') or choose another port with ${at.flag}`,
+      });
+    if (code === "EACCES")
+      throw new KilnError({
+        code: "port_not_allowed",
+        message: `the ${at.what} may not listen on port ${at.port} on ${at.host} (ports below 1024 need root)`,
+        hint: `choose another port with ${at.flag}`,
+      });
+    if (code === "EADDRNOTAVAIL" || code === "ENOTFOUND")
+      throw new KilnError({
+        code: "host_unavailable",
+        message: `the ${at.what} cannot listen on ${at.host}: no such local address`,
+        hint: "choose another address with --host",
+      });
+    throw err;
+  }
 }

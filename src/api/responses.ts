@@ -77,7 +77,8 @@ export const formationBody = z.array(
 export const dynoBody = z.object({
   name: z.string(),
   type: z.string(),
-  state: z.enum(["starting", "up", "crashed", "stopping", "down"]),
+  // "failed": a release that could not start (src/dyno/formation.ts), beside the dynos still up.
+  state: z.enum(["starting", "up", "crashed", "stopping", "down", "failed"]),
   release: z.number().int().positive(),
   since: iso,
   restarts: z.number().int().nonnegative(),

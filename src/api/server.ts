@@ -57,6 +57,7 @@ import {
 } from "../store/releases.js";
 import { createToken, listTokens, revokeToken, type TokenInfo, verifyToken } from "../store/tokens.js";
 import { createUser, findUser, getUser, listUsers, type User } from "../store/users.js";
+import { assertEnvVars } from "../util/envVars.js";
 import { hashFile } from "../util/fs.js";
 import { describeIssues } from "../util/json.js";
 import { errorHandler } from "./errors.js";
@@ -482,6 +483,7 @@ export function createApi(deps: ApiDeps): FastifyInstance {
   api.patch<{ Params: { app: string } }>("/v1/apps/:app/config-vars", async (req) => {
     const app = appOf(req, req.params.app, "write");
     const patch = parse(configPatchBody, req.body);
+    assertEnvVars(patch);
     const keys = Object.keys(patch);
     const { config, result } = patchConfig(db, app.id, patch, (cfg) => {
       const cur = currentRelease(db, app.id);
@@ -529,6 +531,7 @@ export function createApi(deps: ApiDeps): FastifyInstance {
     if (typeof req.body === "object" && req.body !== null && "slug" in req.body) {
       requireAdmin(req, "import a release");
       const body = parse(importBody, req.body);
+      assertEnvVars(body.config);
       await assertSlugFile(body.slug.path, body.slug.sha256);
       r = createRelease(db, {
         appId: app.id,

@@ -146,7 +146,7 @@ export async function buildApp(deps: BuildDeps, req: BuildRequest): Promise<Buil
 export async function withBuildTmp<T>(config: Config, fn: (tmp: string) => Promise<T>): Promise<T> {
   const work = join(config.dataDir, "tmp");
   await mkdir(work, { recursive: true });
-  const tmp = await mkdtemp(join(work, "build-"));
+  const tmp = await mkdtemp(join(work, `build-${process.pid}-`)); // the pid: see builds/sweep.ts
   try {
     return await fn(tmp);
   } finally {

@@ -48,7 +48,8 @@ export async function runQueuedBuild(
   const out = deps.logs.open(build.id);
   const started = Date.now();
   await mkdir(join(deps.config.dataDir, "tmp"), { recursive: true });
-  const tmp = await mkdtemp(join(deps.config.dataDir, "tmp", "upload-"));
+  // Named for this process: a sweep at a later start knows it is no longer in use (sweep.ts).
+  const tmp = await mkdtemp(join(deps.config.dataDir, "tmp", `upload-${process.pid}-`));
   const say = (line: string) => out.write(line);
   let limited: Awaited<ReturnType<typeof openBuildLimits>> | undefined;
   try {

@@ -1,5 +1,6 @@
 /** Option parsers shared by several commands. */
 import { KilnError } from "../errors.js";
+import { assertEnvVars } from "../util/envVars.js";
 
 /** For repeatable options: each use appends. */
 export function collect(value: string, previous: string[] = []): string[] {
@@ -15,6 +16,7 @@ export function parseEnv(pairs: string[]): Record<string, string> {
       throw new KilnError({ code: "usage", message: `bad --env "${p}"`, hint: "write it as NAME=value" });
     env[p.slice(0, i)] = p.slice(i + 1);
   }
+  assertEnvVars(env);
   return env;
 }
 

@@ -16,7 +16,7 @@ import { collect, parseEnv } from "./args.js";
 import { createClient, readResponse } from "./client.js";
 import { printRemoteDynos } from "./clientCommands.js";
 import type { ContextFactory } from "./context.js";
-import { printJson, printLines } from "./output.js";
+import { escapeControl, printJson, printLines } from "./output.js";
 
 function seconds(name: string) {
   return (v: string) => {
@@ -279,13 +279,16 @@ Ctrl-C sends SIGTERM to every process in it, then SIGKILL after --stop-timeout.`
     .option("-d, --dyno <name>", "only lines from this dyno (e.g. web.1) or type (web)")
     .option("--server <url>", "read them from a kiln server (env KILN_SERVER) instead of this machine")
     .option("--token <token>", "the server's API token (env KILN_TOKEN)")
+    .option("--raw", "write app output as it is, control characters too (default on a terminal: escaped)")
     .action(
       async (
         app: string,
-        opts: { num: number; tail?: boolean; dyno?: string; server?: string; token?: string },
+        opts: { num: number; tail?: boolean; dyno?: string; server?: string; token?: string; raw?: boolean },
         cmd: Command,
       ) => {
         const c = ctx(cmd.optsWithGlobals());
+        // An app's output must not drive the operator's terminal; a pipe gets the bytes as logged.
+        const safe = !opts.raw && process.stdout.isTTY ? escapeControl : (t: string) => t;
         const remote = opts.server ?? process.env.KILN_SERVER;
         if (remote) {
           const api = createClient(
@@ -301,7 +304,10 @@ Ctrl-C sends SIGTERM to every process in it, then SIGKILL after --stop-timeout.`
           const res = await api.fetch(`/v1/apps/${encodeURIComponent(app)}/logs?${q}`, { signal: c.signal });
           if (!res.ok) await readResponse(res);
           try {
-            if (res.body) for await (const chunk of res.body) process.stdout.write(chunk);
+            const text = new TextDecoder();
+            if (res.body)
+              for await (const chunk of res.body)
+                process.stdout.write(safe(text.decode(chunk as Uint8Array, { stream: true })));
           } catch (err) {
             if (!c.signal.aborted) throw err;
           }
@@ -315,12 +321,12 @@ Ctrl-C sends SIGTERM to every process in it, then SIGKILL after --stop-timeout.`
           process.stderr.write(
             `no logs for ${app} yet (they appear once one of its dynos runs: kiln run ${app})\n`,
           );
-        for (const l of lines) process.stdout.write(`${formatLogLine(l)}\n`);
+        for (const l of lines) process.stdout.write(`${safe(formatLogLine(l))}\n`);
         if (opts.tail) {
           await followLog(
             c.config.dataDir,
             app,
-            (l) => keep(l) && process.stdout.write(`${formatLogLine(l)}\n`),
+            (l) => keep(l) && process.stdout.write(`${safe(formatLogLine(l))}\n`),
             c.signal,
           );
         }

@@ -26,3 +26,16 @@ export function formatError(err: unknown): {
     json: { error: { code: "internal", message: e.message } },
   };
 }
+
+/**
+ * App output made safe for an operator's terminal: control characters (C0 but tab and newline, DEL,
+ * C1) become visible `\xNN` / `\uNNNN` escapes, so a line cannot move the cursor, recolour, retitle
+ * the window or answer for the terminal (ESC sequences, 8-bit CSI).
+ */
+export function escapeControl(text: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: matching them is the point
+  return text.replace(/[\x00-\x08\x0b-\x1f\x7f-\x9f]/g, (c) => {
+    const n = c.charCodeAt(0);
+    return n < 0x80 ? `\\x${n.toString(16).padStart(2, "0")}` : `\\u${n.toString(16).padStart(4, "0")}`;
+  });
+}

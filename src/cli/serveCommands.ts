@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { startControlPlane } from "../api/controlPlane.js";
+import { assertReachable } from "../dyno/sandbox.js";
 import { positive } from "./args.js";
 import type { ContextFactory } from "./context.js";
 
@@ -47,6 +48,9 @@ that were running when the server last stopped are marked failed (interrupted); 
         cmd: Command,
       ) => {
         const c = ctx(cmd.optsWithGlobals());
+        // Dynos run as unprivileged uids that must pass through the data directory to their
+        // slugs: said now, with the fix, rather than as every dyno's crash loop.
+        if (opts.dynos) await assertReachable(c.config.dataDir);
         const cp = await startControlPlane(c, {
           host: opts.host,
           port: opts.port,
@@ -69,6 +73,11 @@ that were running when the server last stopped are marked failed (interrupted); 
           );
         if (cp.recovered.interrupted.length)
           process.stderr.write(`marked ${cp.recovered.interrupted.length} interrupted build(s) failed\n`);
+        const sw = cp.swept;
+        if (sw.sources + sw.partials + sw.tmpDirs + sw.tornFiles)
+          process.stderr.write(
+            `removed what interrupted builds left: ${sw.sources} source(s), ${sw.partials} torn upload(s), ${sw.tmpDirs} work dir(s), ${sw.tornFiles} torn file(s)\n`,
+          );
         if (cp.recovered.requeued)
           process.stderr.write(`re-queued ${cp.recovered.requeued} pending build(s)\n`);
         await new Promise<void>((resolve) =>

@@ -44,7 +44,8 @@ export interface DynoSpec {
   outbound?: boolean;
   /** One-off dynos: the terminal's stdin/stdout/stderr instead of captured lines. */
   attach?: boolean;
-  onOutput?: (stream: "stdout" | "stderr", line: string) => void;
+  /** A promise back pauses that pipe until it settles (the app blocks on write: see logs.ts). */
+  onOutput?: (stream: "stdout" | "stderr", line: string) => undefined | Promise<void>;
   /** Extra binds (and another stack) for the platform's own app; see DynoGrant. */
   grant?: DynoGrant;
   seccompFile: string;
@@ -191,7 +192,7 @@ export async function startDyno(spec: DynoSpec): Promise<RunningDyno> {
       forEachLine(proc.child.stderr, (l) => {
         stderrTail.push(l);
         if (stderrTail.length > 5) stderrTail.shift();
-        spec.onOutput?.("stderr", l);
+        return spec.onOutput?.("stderr", l);
       });
     }
 

@@ -1,7 +1,9 @@
 /**
  * Keeps each app's declared dynos running: for its current release, `quantity` supervised dynos of
  * each process type. A new release rolls them: the new dynos start first and the old ones stop only
- * once every new web dyno listens (no request lost for a web app that binds quickly); a formation
+ * once every new dyno is up (web: listening; no request lost for a web app that binds quickly). A
+ * release whose dynos crash or never come up fails: they are stopped, the old ones keep running,
+ * and the failure is reported (the app's log, `failedRoll`, the API's dyno list); a formation
  * change starts or stops the difference. Crash restarts are the supervisors' job (their backoff
  * starts fresh with each release, since each release gets new supervisors).
  */
@@ -22,7 +24,19 @@ export interface ManagedDyno {
   supervised: Supervised;
 }
 
+/** A new web dyno binds within the supervisor's boot timeout (60 s) or crashes with R10 first. */
+const UP_TIMEOUT_MS = 90_000;
+
+export interface RollFailure {
+  /** The release that could not start. */
+  version: number;
+  reason: string;
+  at: string;
+}
+
 export interface FormationManager {
+  /** The app's last failed roll (its old release kept running), until a roll succeeds. */
+  failedRoll(app: string): RollFailure | undefined;
   /** Brings the app's dynos to `formation` on `release` (rolling when the release changed). */
   apply(app: string, release: Release | undefined, formation: FormationEntry[]): Promise<void>;
   /** Relay sockets of the app's web dynos that are up, for the router. */
@@ -52,6 +66,8 @@ export function createFormationManager(deps: {
     string,
     { release: Release | undefined; dynos: ManagedDyno[]; incoming: ManagedDyno[] }
   >();
+  // The last roll of each app that failed (its release could not start), until one succeeds.
+  const failures = new Map<string, RollFailure>();
   // One apply at a time per app, in order.
   const chains = new Map<string, Promise<void>>();
 
@@ -85,15 +101,42 @@ export function createFormationManager(deps: {
     return { name: `${type}.${index}`, type, releaseVersion: r.version, supervised };
   };
 
-  const waitUp = async (d: ManagedDyno, timeoutMs: number) => {
+  /**
+   * Resolves once `d` is up (listening, for web), or with why not: it crashed or could not start
+   * before it was ever up, or it was still starting after `timeoutMs`.
+   */
+  const waitUp = async (d: ManagedDyno, timeoutMs: number): Promise<string | undefined> => {
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
-      const state = d.supervised.record().state;
-      if (state === "up") return true;
-      if (state === "down") return false;
-      await new Promise((r) => setTimeout(r, 50));
+      const r = d.supervised.record();
+      if (r.state === "up") return undefined;
+      if (r.state === "crashed" || r.state === "down")
+        return `${d.name} ${r.lastExit ? r.lastExit.reason : "could not start"}`;
+      await new Promise((res) => setTimeout(res, 50));
     }
-    return false;
+    return `${d.name} was not up within ${timeoutMs / 1000} s`;
+  };
+  /** Waits for every one of `fresh`; the first reason one of them is not up, if any. */
+  const allUp = async (fresh: ManagedDyno[]) =>
+    (await Promise.all(fresh.map((d) => waitUp(d, UP_TIMEOUT_MS)))).find((r) => r !== undefined);
+  const say = async (app: string, line: string) => {
+    await (await openAppLog(deps.rt.dataDir, app)).write("kiln[release]", line);
+  };
+
+  /** `fresh` takes `old`'s place once it is up; if it never is, it goes and `old` stays. */
+  const replace = async (app: string, old: ManagedDyno, fresh: ManagedDyno) => {
+    const cur = byApp.get(app);
+    if (!cur) return;
+    cur.incoming.push(fresh);
+    const why = await waitUp(fresh, UP_TIMEOUT_MS);
+    cur.incoming = cur.incoming.filter((x) => x !== fresh);
+    if (why) {
+      await fresh.supervised.stop();
+      await say(app, `Replacing ${old.name} failed: ${why}; the running one stays`);
+      return;
+    }
+    cur.dynos = cur.dynos.map((x) => (x === old ? fresh : x));
+    await old.supervised.stop();
   };
 
   const doApply = async (app: string, release: Release | undefined, formation: FormationEntry[]) => {
@@ -107,12 +150,29 @@ export function createFormationManager(deps: {
     }
     const wanted = formation.filter((f) => f.quantity > 0 && release.processTypes[f.type] !== undefined);
     if (cur.release?.id !== release.id) {
-      // Rolling: the new generation first, then the old one goes.
+      // Rolling: the new generation first; the old one goes only once every new dyno is up.
       const fresh: ManagedDyno[] = [];
       cur.incoming = fresh;
       for (const f of wanted)
         for (let i = 1; i <= f.quantity; i++) fresh.push(await start(app, release, f.type, i, f.size));
-      await Promise.all(fresh.filter((d) => d.type === "web").map((d) => waitUp(d, 60_000)));
+      const why = await allUp(fresh);
+      if (why && cur.dynos.length === 0) {
+        // Nothing older to keep serving: these are all there is, and their supervisors keep
+        // restarting them (with backoff), as for any crash.
+        failures.set(app, { version: release.version, reason: why, at: new Date().toISOString() });
+        await say(app, `Release v${release.version}: ${why}; no older dyno runs, so it keeps restarting`);
+      } else if (why) {
+        // The release cannot run: its dynos go, the old ones keep serving.
+        cur.incoming = [];
+        await Promise.all(fresh.map((d) => d.supervised.stop()));
+        const failure = { version: release.version, reason: why, at: new Date().toISOString() };
+        failures.set(app, failure);
+        const still = cur.release ? `v${cur.release.version} keeps running` : "no release is running";
+        await say(app, `Release v${release.version} failed: ${why}; ${still}`);
+        deps.log.warn({ app, release: release.version, reason: why }, "release failed to start");
+        return;
+      }
+      if (!why) failures.delete(app);
       const old = cur.dynos;
       cur.dynos = fresh;
       cur.incoming = [];
@@ -134,14 +194,13 @@ export function createFormationManager(deps: {
       for (const d of mine.slice(0, want)) {
         if (d.supervised.record().size === f.size) continue;
         const fresh = await start(app, release, d.type, Number(d.name.split(".")[1] ?? 1), f.size);
-        if (d.type === "web") await waitUp(fresh, 60_000);
-        cur.dynos = cur.dynos.map((x) => (x === d ? fresh : x));
-        await d.supervised.stop();
+        await replace(app, d, fresh);
       }
     }
   };
 
   return {
+    failedRoll: (app) => failures.get(app),
     apply(app, release, formation) {
       const next = (chains.get(app) ?? Promise.resolve()).then(() => doApply(app, release, formation));
       chains.set(
@@ -186,10 +245,7 @@ export function createFormationManager(deps: {
       for (const d of targets) {
         const size = d.supervised.record().size;
         const index = Number(d.name.split(".")[1] ?? 1);
-        const fresh = await start(app, cur.release, d.type, index, size);
-        if (d.type === "web") await waitUp(fresh, 60_000);
-        cur.dynos = cur.dynos.map((x) => (x === d ? fresh : x));
-        await d.supervised.stop();
+        await replace(app, d, await start(app, cur.release, d.type, index, size));
       }
       return targets.length;
     },

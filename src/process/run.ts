@@ -111,13 +111,11 @@ export async function run(file: string, args: readonly string[], opts: RunOption
     lines: false,
   });
   if (!opts.inherit) {
-    subprocess.stderr?.setEncoding("utf8");
     forEachLine(subprocess.stderr, (line) => {
       pushTail(line);
       opts.onStderrLine?.(line);
     });
     if (opts.onStdoutLine && subprocess.stdout) {
-      subprocess.stdout.setEncoding("utf8");
       forEachLine(subprocess.stdout, opts.onStdoutLine);
     }
   }
@@ -150,27 +148,79 @@ export async function run(file: string, args: readonly string[], opts: RunOption
   return result;
 }
 
-/** Calls `cb` for every line of a stream as it arrives (the last one even without a newline). */
+/** Heroku's logplex cuts lines here; no caller needs more, and a runaway line must not grow a buffer. */
+export const MAX_LINE_BYTES = 10_000;
+
+/**
+ * Calls `cb` for every line of a stream as it arrives (the last one even without a newline). A line
+ * longer than `maxLineBytes` (in UTF-8) is cut into pieces of at most that many bytes, split between
+ * characters, so at most one piece is ever buffered whatever the stream sends. When `cb` returns a
+ * promise the stream is paused until it settles: a slow consumer pushes back on the writer (a dyno
+ * blocks on its stdout) instead of kiln queueing its output.
+ */
 export function forEachLine(
   stream: NodeJS.ReadableStream | null | undefined,
-  cb: (line: string) => void,
+  cb: (line: string) => unknown,
+  opts: { maxLineBytes?: number } = {},
 ): void {
   if (!stream) return;
-  // Decoded by the stream, so a character split across two chunks stays whole.
-  stream.setEncoding("utf8");
-  let buf = "";
-  stream.on("data", (chunk: string | Buffer) => {
-    buf += chunk.toString();
-    let i = buf.indexOf("\n");
-    while (i !== -1) {
-      cb(buf.slice(0, i));
-      buf = buf.slice(i + 1);
-      i = buf.indexOf("\n");
+  const src = stream;
+  const max = opts.maxLineBytes ?? MAX_LINE_BYTES;
+  // Bytes, not strings: a newline byte never occurs inside a UTF-8 character, and a cut can be
+  // moved back to a character boundary.
+  let held: Buffer = Buffer.alloc(0);
+  let waiting = false;
+  let ended = false;
+  const next = (): Buffer | undefined => {
+    const nl = held.indexOf(10);
+    if (nl !== -1 && nl <= max) {
+      const line = held.subarray(0, nl);
+      held = held.subarray(nl + 1);
+      return line;
     }
+    if (held.length > max) {
+      // No newline within the limit: cut before the character that crosses it.
+      let cut = max;
+      while (cut > 0 && ((held[cut] as number) & 0xc0) === 0x80) cut--;
+      if (cut === 0) cut = max;
+      const piece = held.subarray(0, cut);
+      held = held.subarray(cut);
+      return piece;
+    }
+    if (ended && held.length) {
+      const last = held;
+      held = Buffer.alloc(0);
+      return last;
+    }
+    return undefined;
+  };
+  const drain = () => {
+    while (!waiting) {
+      const line = next();
+      if (!line) break;
+      const r = cb(line.toString("utf8"));
+      if (r && typeof (r as Promise<unknown>).then === "function") {
+        // The rest waits (at most one chunk is held) and so does the writer.
+        waiting = true;
+        src.pause();
+        const go = () => {
+          waiting = false;
+          drain();
+          if (!waiting && !ended) src.resume();
+        };
+        (r as Promise<unknown>).then(go, go);
+      }
+    }
+    // A copy, so a big chunk is not kept alive by the small tail of it.
+    if (!waiting && held.length) held = Buffer.from(held);
+  };
+  src.on("data", (chunk: string | Buffer) => {
+    held = held.length ? Buffer.concat([held, Buffer.from(chunk)]) : Buffer.from(chunk);
+    drain();
   });
-  stream.on("end", () => {
-    if (buf) cb(buf);
-    buf = "";
+  src.on("end", () => {
+    ended = true;
+    drain();
   });
 }
 

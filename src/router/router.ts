@@ -1,7 +1,9 @@
 /**
  * The router: HTTP by Host header, `<app>.<domain>` → that app's web dynos, round-robin across the
  * ones that are up, through their relay sockets. Proxying is @fastify/reply-from's (node's own
- * http client, which reaches Unix sockets); the original Host is kept and X-Forwarded-* added.
+ * http client, which reaches Unix sockets); the original Host is kept, and `Forwarded` and
+ * X-Forwarded-* are the router's own: what a client sends in them is replaced, never passed on, so
+ * an app can trust them (the router is the only way in).
  * No dyno up: a clear 503 page; a dyno that fails mid-request: 502.
  */
 import replyFrom from "@fastify/reply-from";
@@ -25,6 +27,24 @@ export interface RouterDeps {
 
 function page(status: number, title: string, text: string): string {
   return `<!doctype html><html><head><meta charset="utf-8"><title>${status} ${title}</title></head><body><h1>${title}</h1><p>${text}</p><p><small>kiln router</small></p></body></html>\n`;
+}
+
+/**
+ * What the router saw, in both forms apps read (RFC 7239 and the de-facto X-Forwarded-*). These
+ * replace any the client sent: passing a client's through would let it claim any address.
+ */
+export function forwardedHeaders(seen: { ip: string; host: string; port: number }): Record<string, string> {
+  // RFC 7239: an IPv6 address is bracketed and quoted; a value that is not a token is quoted.
+  const node = seen.ip.includes(":") ? `"[${seen.ip}]"` : seen.ip;
+  const quoted = (v: string) =>
+    /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(v) ? v : `"${v.replace(/["\\]/g, "\\$&")}"`;
+  return {
+    forwarded: `for=${node};proto=http;host=${quoted(seen.host)}`,
+    "x-forwarded-for": seen.ip,
+    "x-forwarded-proto": "http",
+    "x-forwarded-host": seen.host,
+    "x-forwarded-port": String(seen.port),
+  };
 }
 
 const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
@@ -85,9 +105,11 @@ export async function createRouter(deps: RouterDeps): Promise<FastifyInstance> {
       rewriteRequestHeaders: (original, headers) => ({
         ...headers,
         host: original.headers.host ?? host,
-        "x-forwarded-for": original.ip,
-        "x-forwarded-proto": "http",
-        "x-forwarded-host": original.headers.host ?? host,
+        ...forwardedHeaders({
+          ip: original.ip,
+          host: original.headers.host ?? host,
+          port: original.socket.localPort ?? 0,
+        }),
       }),
       onError: (r) => {
         void r

@@ -5,13 +5,22 @@
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { chmodSync, cpSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  cpSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  writeFileSync,
+} from "node:fs";
 import { createServer as createHttpServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { getApp } from "../../src/store/apps.js";
+import { getBuild } from "../../src/store/builds.js";
 import { openStore, STORE_FILE } from "../../src/store/db.js";
 import { listDynoRows } from "../../src/store/dynos.js";
 import { httpGet, kiln, kilnBin, NODE_WEB_GREETING, projectDir } from "../helpers.js";
@@ -230,12 +239,41 @@ describe("the platform end to end", () => {
       buildId = b?.id ?? "";
       return !!b;
     });
+    // What the build has on disk right now: its source, its unpack dir and (soon) its work dir.
+    const deadPid = server?.pid as number;
+    const leftovers = () => ({
+      tmp: readdirSync(join(dataDir, "tmp")).filter(
+        (n) => n.startsWith(`upload-${deadPid}-`) || n.startsWith(`build-${deadPid}-`),
+      ),
+      partials: readdirSync(join(dataDir, "sources")).filter((n) => n.endsWith(".partial")),
+      torn: readdirSync(join(dataDir, "builds", "shop")).filter((n) => n.includes(".tmp-")),
+    });
+    await until("the build's work dir", async () => leftovers().tmp.length >= 2);
+    const source = (await api(`/v1/apps/shop/builds/${buildId}`)) as { id: string };
+    expect(source.id).toBe(buildId);
     server?.kill("SIGKILL");
     await new Promise((r) => server?.once("exit", r));
     deploy.kill("SIGKILL");
+    // A torn upload and a torn atomic write, as a kill mid-write leaves them.
+    writeFileSync(join(dataDir, "sources", "torn.tar.gz.partial"), "half");
+    writeFileSync(join(dataDir, "builds", "shop", `x.json.tmp-${deadPid}-1`), "{");
+    const db0 = openStore(join(dataDir, STORE_FILE));
+    const sourcePath = getBuild(db0, buildId).sourcePath;
+    db0.close();
+    expect(existsSync(sourcePath)).toBe(true);
+    expect(leftovers()).toMatchObject({
+      partials: ["torn.tar.gz.partial"],
+      torn: [`x.json.tmp-${deadPid}-1`],
+    });
     serverLog = "";
     await startServer();
     expect(serverLog).toContain("marked 1 interrupted build(s) failed");
+    // The interrupted build cannot be retried: its files are gone, its record stays.
+    expect(leftovers()).toEqual({ tmp: [], partials: [], torn: [] });
+    expect(existsSync(sourcePath)).toBe(false);
+    expect(serverLog).toMatch(
+      /removed what interrupted builds left: 1 source\(s\), 1 torn upload\(s\), \d+ work dir\(s\), 1 torn file\(s\)/,
+    );
     const b = (await api(`/v1/apps/shop/builds/${buildId}`)) as { status: string; failure_reason: string };
     expect(b).toMatchObject({ status: "failed", failure_reason: "interrupted" });
     // Every release and the formation survived; the dynos are started again from them.
