@@ -56,6 +56,8 @@ let
     system = "x86_64-linux";
     builder = busybox;
     args = [ "sh" "-eu" (buildNix + "/phase.sh") ];
+    # phase.sh's lockdown: the same seccomp filter as every build (nix/build/default.nix).
+    seccomp = buildNix + "/seccomp.bpf";
     stack = kiln.stack-build;
     SOURCE_DATE_EPOCH = "315532800";
     buildpacks = "";

@@ -9,6 +9,8 @@ derivation {
   system = "x86_64-linux";
   builder = "${kiln.seed}/deb/busybox-static/bin/busybox";
   args = [ "sh" "-eu" ./phase.sh ];
+  # phase.sh's lockdown: bin/detect runs under the same seccomp filter as every build phase.
+  seccomp = ./seccomp.bpf;
   inherit (kiln) seed;
   stack = kiln.stack-build;
   phase = "detect";
