@@ -193,7 +193,9 @@ export async function startControlPlane(
     concurrency: opts.concurrency ?? availableParallelism(),
     maxQueued: opts.maxQueued ?? 100,
     timeoutMs: opts.buildTimeoutMs ?? DEFAULT_BUILD_TIMEOUT_MS,
-    run: (job, signal) =>
+    // async: an app deleted while its build waited makes getApp throw; as a rejection the queue
+    // frees the slot (thrown synchronously it escaped the queue's catch and held the slot for good).
+    run: async (job, signal) =>
       runQueuedBuild(
         {
           ...deps,
