@@ -20,7 +20,7 @@
  * (a BootstrapError) says the same. No wait is unbounded: each stage says what it waits for, and
  * one silent for longer than KILN_BOOTSTRAP_SILENCE_SECONDS fails (./watch.ts).
  */
-import { chmod, chown, mkdir, mkdtemp, readFile, rm, stat } from "node:fs/promises";
+import { chmod, chown, lchown, mkdir, mkdtemp, readdir, readFile, rm, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { type ControlPlane, startControlPlane } from "../api/controlPlane.js";
@@ -313,7 +313,9 @@ async function run(deps: Deps, opts: BootstrapOptions & { signal: AbortSignal },
   await chmod(hostedDir, 0o711);
   await chmod(daemonDir, 0o755);
   const uid = await appUid(config.dataDir, KILN_APP);
-  await chown(kilnState, uid, uid);
+  // The whole tree, not just its top: an app's uid can change (the host-wide uid registry moves an
+  // app off a uid another kiln holds), and a state dir left with the old owner is read-only to it.
+  await chownTree(kilnState, uid);
   await chmod(kilnState, 0o700);
   // Its own uid owns it; every directory above must let that uid through.
   await assertReachable(hostedDir);
@@ -670,4 +672,10 @@ async function waitForRelease(
     message: `the app ${KILN_APP} did not come up on release v${version} within 180 s`,
     hint: `its log: kiln logs ${KILN_APP}`,
   });
+}
+
+/** chown -hR: every entry below `dir` (links themselves, never their targets) and `dir` itself. */
+async function chownTree(dir: string, uid: number): Promise<void> {
+  for (const entry of await readdir(dir, { recursive: true })) await lchown(join(dir, entry), uid, uid);
+  await chown(dir, uid, uid);
 }
