@@ -3,6 +3,7 @@
  * (settings.ts); failures become typed errors (errors.ts); builds report progress from Nix's
  * internal-json events (events.ts).
  */
+import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdir, readdir, readlink, rm } from "node:fs/promises";
 import { join } from "node:path";
@@ -79,8 +80,24 @@ const ENTER_CGROUPS = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shif
  * survives exec); Nix itself kills its builders when it dies. Without setpriv, none.
  */
 function withParentDeathSignal(file: string, args: string[]): { file: string; args: string[] } {
-  const setpriv = ["/usr/bin/setpriv", "/bin/setpriv"].find((p) => existsSync(p));
+  const setpriv = pdeathsigSetpriv();
   return setpriv ? { file: setpriv, args: ["--pdeathsig", "KILL", "--", file, ...args] } : { file, args };
+}
+
+let setprivProbe: string | null | undefined;
+/**
+ * A setpriv that knows --pdeathsig (util-linux's; busybox's, as in a stack where kiln runs as a
+ * dyno, does not), asked once per process. There kiln builds through the daemon, which ends a
+ * build whose client is gone.
+ */
+function pdeathsigSetpriv(): string | null {
+  if (setprivProbe !== undefined) return setprivProbe;
+  const found = ["/usr/bin/setpriv", "/bin/setpriv"].find((p) => existsSync(p));
+  setprivProbe =
+    found && spawnSync(found, ["--pdeathsig", "KILL", "--", "true"], { stdio: "ignore" }).status === 0
+      ? found
+      : null;
+  return setprivProbe;
 }
 
 export interface BuildResult {
