@@ -42,9 +42,17 @@ export async function processStartTime(pid: number): Promise<number | undefined>
   return Number.isFinite(v) && text ? v : undefined;
 }
 
+/**
+ * Whether `pid` is still the process that started at `startTime` and is still running: a zombie
+ * (exited, not yet reaped — an orphan's new parent may be an init that reaps late) has ended.
+ */
 export async function sameProcess(pid: number, startTime: number | undefined): Promise<boolean> {
-  const now = await processStartTime(pid);
-  return now !== undefined && (startTime === undefined || now === startTime);
+  const text = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
+  if (!text) return false;
+  const rest = text.slice(text.lastIndexOf(")") + 2).split(" ");
+  if (rest[0] === "Z" || rest[0] === "X") return false;
+  const now = Number(rest[19]);
+  return Number.isFinite(now) && (startTime === undefined || now === startTime);
 }
 
 export function signalName(num: number): string | undefined {
