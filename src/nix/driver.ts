@@ -73,15 +73,28 @@ export interface BuildOptions {
  * execs the rest, so nothing it starts ever runs outside them (no window, unlike moving it after
  * spawn). A write that fails stops it before the command runs.
  */
-const ENTER_CGROUPS = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"';
+const ENTER_CGROUPS = [
+  'procs=; while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; procs="$procs $1"; shift; done; shift',
+  // It stays as the command's parent: when kiln dies (its parent-death signal, TERM) or cancels the
+  // build, it kills everything in the build's cgroups. Nix's sandboxed builders do not die with a
+  // killed nix, so nix's own parent-death signal is not enough.
+  'sweep() { for f in $procs; do for p in $(cat "$f"); do [ "$p" = $$ ] || kill -9 "$p" 2>/dev/null; done; done; }',
+  "trap 'sweep; sweep; exit 137' TERM INT",
+  '"$@" & child=$!',
+  "wait $child; status=$?; exit $status",
+].join("\n");
 
 /**
  * `nix build` gets SIGKILL when kiln dies (util-linux setpriv sets the parent-death signal, which
  * survives exec); Nix itself kills its builders when it dies. Without setpriv, none.
  */
-function withParentDeathSignal(file: string, args: string[]): { file: string; args: string[] } {
+function withParentDeathSignal(
+  file: string,
+  args: string[],
+  signal: "KILL" | "TERM" = "KILL",
+): { file: string; args: string[] } {
   const setpriv = pdeathsigSetpriv();
-  return setpriv ? { file: setpriv, args: ["--pdeathsig", "KILL", "--", file, ...args] } : { file, args };
+  return setpriv ? { file: setpriv, args: ["--pdeathsig", signal, "--", file, ...args] } : { file, args };
 }
 
 let setprivProbe: string | null | undefined;
@@ -194,16 +207,11 @@ export function createNix(opts: NixOptions): Nix {
     const direct = withParentDeathSignal(bin("nix"), full);
     const cmd = bo.cgroupProcs?.length
       ? {
-          file: "/bin/sh",
-          args: [
-            "-c",
-            ENTER_CGROUPS,
-            "kiln-enter-cgroups",
-            ...bo.cgroupProcs,
-            "--",
-            direct.file,
-            ...direct.args,
-          ],
+          ...withParentDeathSignal(
+            "/bin/sh",
+            ["-c", ENTER_CGROUPS, "kiln-enter-cgroups", ...bo.cgroupProcs, "--", direct.file, ...direct.args],
+            "TERM",
+          ),
         }
       : direct;
     const r = await run(cmd.file, cmd.args, {
