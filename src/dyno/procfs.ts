@@ -35,11 +35,17 @@ export async function descendants(pid: number): Promise<number[]> {
 }
 
 /** Field 22 of /proc/PID/stat: when the process started (ticks since boot), to tell a reused pid. */
-export async function processStartTime(pid: number): Promise<number | undefined> {
+/** A process's state letter and start time (clock ticks after boot), from /proc/PID/stat. */
+async function statOf(pid: number): Promise<{ state: string; startTime: number } | undefined> {
   const text = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
+  if (!text) return undefined;
   const rest = text.slice(text.lastIndexOf(")") + 2).split(" ");
-  const v = Number(rest[19]);
-  return Number.isFinite(v) && text ? v : undefined;
+  const startTime = Number(rest[19]);
+  return Number.isFinite(startTime) ? { state: rest[0] ?? "", startTime } : undefined;
+}
+
+export async function processStartTime(pid: number): Promise<number | undefined> {
+  return (await statOf(pid))?.startTime;
 }
 
 /**
@@ -47,12 +53,9 @@ export async function processStartTime(pid: number): Promise<number | undefined>
  * (exited, not yet reaped — an orphan's new parent may be an init that reaps late) has ended.
  */
 export async function sameProcess(pid: number, startTime: number | undefined): Promise<boolean> {
-  const text = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
-  if (!text) return false;
-  const rest = text.slice(text.lastIndexOf(")") + 2).split(" ");
-  if (rest[0] === "Z" || rest[0] === "X") return false;
-  const now = Number(rest[19]);
-  return Number.isFinite(now) && (startTime === undefined || now === startTime);
+  const st = await statOf(pid);
+  if (!st || st.state === "Z" || st.state === "X") return false;
+  return startTime === undefined || st.startTime === startTime;
 }
 
 export function signalName(num: number): string | undefined {

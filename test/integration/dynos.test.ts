@@ -26,6 +26,7 @@ import { readDynoRecords } from "../../src/dyno/state.js";
 import type { Supervised } from "../../src/dyno/supervisor.js";
 import { ensureSeed } from "../../src/seed/seed.js";
 import { stackExecArgs } from "../../src/stacks/sandbox.js";
+import { processesOf } from "../dynoHelpers.js";
 import { httpGet, kiln, NODE_WEB_GREETING, projectDir, testContext } from "../helpers.js";
 import { freePort } from "../slugRunner.js";
 
@@ -46,20 +47,6 @@ async function until<T>(
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
   }
-}
-
-/** Host processes of a uid (to check that nothing of a dyno is left). */
-async function processesOf(uid: number): Promise<number[]> {
-  const { readdir } = await import("node:fs/promises");
-  const out: number[] = [];
-  for (const p of await readdir("/proc")) {
-    if (!/^\d+$/.test(p)) continue;
-    const status = await readFile(`/proc/${p}/status`, "utf8").catch(() => "");
-    // Zombies are already dead, only not yet reaped by their new parent.
-    if (new RegExp(`^Uid:\\s+${uid}\\s`, "m").test(status) && !/^State:\s+Z/m.test(status))
-      out.push(Number(p));
-  }
-  return out;
 }
 
 function hostAddress(): string {
