@@ -34,7 +34,6 @@ export async function descendants(pid: number): Promise<number[]> {
   return out;
 }
 
-/** Field 22 of /proc/PID/stat: when the process started (ticks since boot), to tell a reused pid. */
 /** A process's state letter and start time (clock ticks after boot), from /proc/PID/stat. */
 async function statOf(pid: number): Promise<{ state: string; startTime: number } | undefined> {
   const text = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
@@ -44,6 +43,7 @@ async function statOf(pid: number): Promise<{ state: string; startTime: number }
   return Number.isFinite(startTime) ? { state: rest[0] ?? "", startTime } : undefined;
 }
 
+/** Field 22 of /proc/PID/stat: when the process started (ticks since boot), to tell a reused pid. */
 export async function processStartTime(pid: number): Promise<number | undefined> {
   return (await statOf(pid))?.startTime;
 }
