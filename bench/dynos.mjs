@@ -38,7 +38,7 @@ import { descendants, rssBytes } from "../dist/dyno/procfs.js";
 import { launchDyno, prepareDynoRuntime } from "../dist/dyno/runtime.js";
 import { DYNO_FDS, dynoBwrapOptions, dynoEnv, dynoLauncher } from "../dist/dyno/sandbox.js";
 import { dynoSize } from "../dist/dyno/sizes.js";
-import { resolveSlug, unpackSlug } from "../dist/dyno/slug.js";
+import { resolveSlug, unpackSlug } from "../dist/slug/runnable.js";
 import { appUid } from "../dist/dyno/uids.js";
 import { createLogger } from "../dist/log/logger.js";
 import { createCore } from "../dist/main.js";

@@ -11,7 +11,7 @@
 import { createHash } from "node:crypto";
 import { mkdir, mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
-import { parseProcfile } from "../builder/procfile.js";
+import { parseProcfile } from "../sandboxtools/procfile.js";
 import { detectBuildpack, detectBuildpackInNix } from "../buildpacks/detect.js";
 import {
   parsePackageJson,

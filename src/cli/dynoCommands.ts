@@ -7,7 +7,7 @@ import { sameProcess } from "../dyno/procfs.js";
 import { reconcileDynos } from "../dyno/reconcile.js";
 import { launchDyno, prepareDynoRuntime } from "../dyno/runtime.js";
 import { DEFAULT_DYNO_SIZE, DYNO_SIZES } from "../dyno/sizes.js";
-import { resolveSlug } from "../dyno/slug.js";
+import { resolveSlug } from "../slug/runnable.js";
 import { readDynoRecords } from "../dyno/state.js";
 import { DEFAULT_BOOT_TIMEOUT_MS, DEFAULT_RESTART, DEFAULT_STOP_TIMEOUT_MS } from "../dyno/supervisor.js";
 import { KilnError } from "../errors.js";

@@ -15,7 +15,7 @@ import { type ReconcileReport, reconcileDynos } from "./reconcile.js";
 import { type DynoGrant, dynoEnv } from "./sandbox.js";
 import { compiledSeccomp } from "./seccomp.js";
 import { dynoSize } from "./sizes.js";
-import { type RunnableSlug, unpackSlug } from "./slug.js";
+import { type RunnableSlug, unpackSlug } from "../slug/runnable.js";
 import { type RestartPolicy, type Supervised, type SuperviseOptions, superviseDyno } from "./supervisor.js";
 import type { TestPause } from "./testPause.js";
 import { appUid } from "./uids.js";

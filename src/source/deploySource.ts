@@ -5,7 +5,7 @@
  */
 import { join } from "node:path";
 import { listTree } from "../archive/tar.js";
-import { slugignoreMatcher } from "../builder/slugignore.js";
+import { slugignoreMatcher } from "../sandboxtools/slugignore.js";
 import { run } from "../process/run.js";
 import { exists } from "../util/fs.js";
 import { readTextBeneath } from "./beneath.js";

@@ -12,7 +12,7 @@ import { buildApp } from "../../src/builds/build.js";
 import { openAppLog } from "../../src/dyno/logs.js";
 import { type DynoRuntime, launchDyno, prepareDynoRuntime } from "../../src/dyno/runtime.js";
 import { dynoSize } from "../../src/dyno/sizes.js";
-import { type RunnableSlug, resolveSlug, unpackSlug } from "../../src/dyno/slug.js";
+import { type RunnableSlug, resolveSlug, unpackSlug } from "../../src/slug/runnable.js";
 import type { Supervised } from "../../src/dyno/supervisor.js";
 import { run } from "../../src/process/run.js";
 import { ensureSeed } from "../../src/seed/seed.js";

@@ -15,7 +15,7 @@ import { instanceId } from "../../src/dyno/instance.js";
 import { processStartTime, sameProcess } from "../../src/dyno/procfs.js";
 import { reconcileDynos } from "../../src/dyno/reconcile.js";
 import { dynoSize } from "../../src/dyno/sizes.js";
-import { type RunnableSlug, resolveSlug } from "../../src/dyno/slug.js";
+import { type RunnableSlug, resolveSlug } from "../../src/slug/runnable.js";
 import { readDynoRecords, stateDir } from "../../src/dyno/state.js";
 import { ensureSeed } from "../../src/seed/seed.js";
 import { exists } from "../../src/util/fs.js";

@@ -21,7 +21,7 @@ import {
   launchDyno,
   prepareDynoRuntime,
 } from "../../src/dyno/runtime.js";
-import { type RunnableSlug, resolveSlug, unpackSlug } from "../../src/dyno/slug.js";
+import { type RunnableSlug, resolveSlug, unpackSlug } from "../../src/slug/runnable.js";
 import { readDynoRecords } from "../../src/dyno/state.js";
 import type { Supervised } from "../../src/dyno/supervisor.js";
 import { ensureSeed } from "../../src/seed/seed.js";

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { listTarGz } from "../../src/archive/tar.js";
 import { buildApp } from "../../src/builds/build.js";
-import { type RunnableSlug, unpackSlug } from "../../src/dyno/slug.js";
+import { type RunnableSlug, unpackSlug } from "../../src/slug/runnable.js";
 import { hashFile } from "../../src/util/fs.js";
 import { craftTarGz, type TarEntrySpec, testContext } from "../helpers.js";
 import { tempDir } from "../tmp.js";
