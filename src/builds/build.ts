@@ -11,7 +11,6 @@
 import { createHash } from "node:crypto";
 import { mkdir, mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
-import { parseProcfile } from "../sandboxtools/procfile.js";
 import { detectBuildpack, detectBuildpackInNix } from "../buildpacks/detect.js";
 import {
   parsePackageJson,
@@ -33,6 +32,7 @@ import type { BuildOptions, Nix } from "../nix/driver.js";
 import { toNix } from "../nix/escape.js";
 import { derivationName } from "../nix/events.js";
 import { run } from "../process/run.js";
+import { parseProcfile } from "../sandboxtools/procfile.js";
 import { readSeedLock } from "../seed/lock.js";
 import { readTextBeneath } from "../source/beneath.js";
 import { snapshotDir } from "../source/snapshot.js";

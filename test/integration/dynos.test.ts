@@ -21,10 +21,10 @@ import {
   launchDyno,
   prepareDynoRuntime,
 } from "../../src/dyno/runtime.js";
-import { type RunnableSlug, resolveSlug, unpackSlug } from "../../src/slug/runnable.js";
 import { readDynoRecords } from "../../src/dyno/state.js";
 import type { Supervised } from "../../src/dyno/supervisor.js";
 import { ensureSeed } from "../../src/seed/seed.js";
+import { type RunnableSlug, resolveSlug, unpackSlug } from "../../src/slug/runnable.js";
 import { stackExecArgs } from "../../src/stacks/sandbox.js";
 import { processesOf } from "../dynoHelpers.js";
 import { httpGet, kiln, NODE_WEB_GREETING, projectDir, testContext } from "../helpers.js";
