@@ -32,11 +32,13 @@ import { KilnError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import type { BuildOptions, Nix } from "../nix/driver.js";
 import { toNix } from "../nix/escape.js";
+import { releaseSlug } from "../release/release.js";
 import { createRouter } from "../router/router.js";
+import { readBuildFile, readReleaseFile } from "../slug/output.js";
 import { buildStacks } from "../stacks/stacks.js";
-import { createApp, getApp, getConfig, patchConfig } from "../store/apps.js";
+import { createApp, getApp, patchConfig } from "../store/apps.js";
 import { scaleFormation } from "../store/formation.js";
-import { createRelease, currentRelease } from "../store/releases.js";
+import { currentRelease } from "../store/releases.js";
 import { writeFileAtomic } from "../util/fs.js";
 import { createHostedApi, type HostedBuild } from "./hostedApi.js";
 import { injectedAt, injectedSource, injectedUpload, injectedWebCommand, parseInjected } from "./inject.js";
@@ -411,7 +413,7 @@ async function run(deps: Deps, opts: BootstrapOptions & { signal: AbortSignal },
   );
   const release1 = await stage1Slug.releaseFile();
   const platformFail = injectedAt(inject, "platform");
-  const v1 = createRelease(db, {
+  const v1 = releaseSlug(db, {
     appId: app.id,
     buildId: null,
     slugSha256: stage1Slug.sha256,
@@ -419,7 +421,7 @@ async function run(deps: Deps, opts: BootstrapOptions & { signal: AbortSignal },
     processTypes: platformFail
       ? { ...release1.processTypes, web: injectedWebCommand(platformFail, config.dataDir) }
       : release1.processTypes,
-    config: { ...release1.configVars, ...getConfig(db, app.id) },
+    defaults: release1.configVars,
     description: "stage1: kiln built by stage0 (nix/bootstrap)",
   });
   scaleFormation(db, app.id, [{ type: "web", quantity: 1, size: KILN_DYNO_SIZE }]);
@@ -589,18 +591,12 @@ async function stageOf(nix: Nix, b: HostedBuild, seconds: number): Promise<Omit<
 /** A slug derivation's output: slug.tgz (with its sha256 from build.json) and release.json. */
 async function slugInfo(nix: Nix, out: string) {
   const dir = nix.realPath(out);
-  const build = JSON.parse(await readFile(join(dir, "build.json"), "utf8")) as {
-    slug: { sha256: string; bytes: number };
-  };
+  const build = await readBuildFile(dir);
   return {
     path: join(out, "slug.tgz"),
     sha256: build.slug.sha256,
     bytes: build.slug.bytes,
-    releaseFile: async () =>
-      JSON.parse(await readFile(join(dir, "release.json"), "utf8")) as {
-        processTypes: Record<string, string>;
-        configVars: Record<string, string>;
-      },
+    releaseFile: () => readReleaseFile(dir),
   };
 }
 
