@@ -28,7 +28,7 @@ import { listTree, writeTarGzOf } from "../archive/tar.js";
 import type { Config } from "../config/config.js";
 import { assertReachable } from "../dyno/sandbox.js";
 import { appUid } from "../dyno/uids.js";
-import { KilnError } from "../errors.js";
+import { bug, KilnError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import type { BuildOptions, Nix } from "../nix/driver.js";
 import { toNix } from "../nix/escape.js";
@@ -277,7 +277,7 @@ async function run(deps: Deps, opts: BootstrapOptions & { signal: AbortSignal },
       },
     });
     const out = r?.outputs.out;
-    if (!out) throw new KilnError({ code: "internal", message: `nix gave no output for ${attr}` });
+    if (!out) bug(`nix gave no output for ${attr}`);
     return { out, seconds: (Date.now() - t0) / 1000 };
   };
 
@@ -327,7 +327,7 @@ async function run(deps: Deps, opts: BootstrapOptions & { signal: AbortSignal },
   parts.push({ what: "the nix-daemon", stop: () => daemon.stop() });
   watch.enter("platform", "the Nix build of the build stack");
   const [buildStack] = await buildStacks(deps, ["build"], { signal, onProgress: () => watch.progress() });
-  if (!buildStack) throw new KilnError({ code: "internal", message: "no build stack" });
+  if (!buildStack) bug("no build stack");
 
   watch.enter("platform", "the dyno manager to start");
   const cp = await startControlPlane(deps, {
@@ -365,7 +365,7 @@ async function run(deps: Deps, opts: BootstrapOptions & { signal: AbortSignal },
   });
   const token = config.adminToken ?? (await readFile(cp.adminTokenFile, "utf8")).trim();
   const fm = cp.formation;
-  if (!fm) throw new KilnError({ code: "internal", message: "the platform runs no dynos" });
+  if (!fm) bug("the platform runs no dynos");
   watch.enter("platform", `the front door to listen on 127.0.0.1:${opts.apiPort}`);
   const frontDoor = await createRouter({
     domain: opts.domain,
@@ -578,7 +578,7 @@ async function bounded(p: Promise<unknown>, ms: number): Promise<boolean> {
 const mib = (bytes: number) => `${(bytes / 1048576).toFixed(1)} MiB`;
 
 const slugPathOf = (b: HostedBuild): string => {
-  if (!b.slug_path) throw new KilnError({ code: "internal", message: `build ${b.id} has no slug` });
+  if (!b.slug_path) bug(`build ${b.id} has no slug`);
   return b.slug_path;
 };
 

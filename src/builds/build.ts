@@ -26,7 +26,7 @@ import {
   storeBuildpack,
 } from "../buildpacks/registry.js";
 import type { Config } from "../config/config.js";
-import { KilnError } from "../errors.js";
+import { bug, KilnError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import type { BuildOptions, Nix } from "../nix/driver.js";
 import { toNix } from "../nix/escape.js";
@@ -188,7 +188,7 @@ export async function prepareBuild(deps: BuildDeps, req: BuildRequest, tmp: stri
   const [stack] = await buildStacks(deps, ["build"], {
     ...(req.onProgress ? { onProgress: req.onProgress } : {}),
   });
-  if (!stack) throw new KilnError({ code: "internal", message: "no build stack" });
+  if (!stack) bug("no build stack");
   const fromCaller = req.buildpacks && req.buildpacks.length > 0 ? req.buildpacks : undefined;
   const fromApp = fromCaller ? undefined : await appBuildpackList(snapshot);
   const stored: StoredBuildpack[] = [];
@@ -333,8 +333,7 @@ async function realiseBuild(
     },
   });
   const outPath = result?.outputs.out;
-  if (!result || !outPath)
-    throw new KilnError({ code: "internal", message: "nix build gave no slug output" });
+  if (!result || !outPath) bug("nix build gave no slug output");
 
   // 5. Records.
   const outDir = nix.realPath(outPath);

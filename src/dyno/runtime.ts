@@ -6,7 +6,7 @@
 import { randomInt } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { KilnError } from "../errors.js";
+import { bug, KilnError } from "../errors.js";
 import { type RunnableSlug, unpackSlug } from "../slug/runnable.js";
 import { buildStacks, type StackDeps } from "../stacks/stacks.js";
 import { type CgroupHost, detectCgroups } from "./cgroups.js";
@@ -60,7 +60,7 @@ export async function prepareDynoRuntime(deps: StackDeps & { signal?: AbortSigna
     });
   }
   const [stack] = await buildStacks(deps, ["run"], deps.signal ? { signal: deps.signal } : {});
-  if (!stack) throw new KilnError({ code: "internal", message: "no run stack was built" });
+  if (!stack) bug("no run stack was built");
   const cgroups = await detectCgroups();
   const { dataDir, runDir, projectDir } = deps.config;
   return {

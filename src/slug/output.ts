@@ -9,7 +9,7 @@ import { parseJsonWith } from "../util/json.js";
 
 const damaged = (file: string) => ({
   file,
-  code: "invalid_slug_output",
+  code: "invalid_slug_output" as const,
   invalid: "is not one kiln's tools wrote",
   jsonHint: "the build output is damaged; build again",
   schemaHint: "it was written by another kiln's tools; build again with this one",

@@ -37,7 +37,7 @@ export interface RunnableSlug {
 }
 
 const invalid = (what: string) => ({
-  code: "invalid_slug_ref",
+  code: "invalid_slug_ref" as const,
   invalid: "is invalid",
   jsonHint: `${what} is damaged; rebuild the app with kiln build`,
   schemaHint: `${what} is not one kiln wrote; rebuild the app with kiln build`,
