@@ -25,7 +25,9 @@ import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { type ControlPlane, startControlPlane } from "../api/controlPlane.js";
 import { listTree, writeTarGzOf } from "../archive/tar.js";
+import { manifestSchema } from "../builds/records.js";
 import type { Config } from "../config/config.js";
+import { logLineSchema } from "../dyno/logs.js";
 import { assertReachable } from "../dyno/sandbox.js";
 import { appUid } from "../dyno/uids.js";
 import { bug, KilnError } from "../errors.js";
@@ -39,7 +41,7 @@ import { buildStacks } from "../stacks/stacks.js";
 import { createApp, getApp, patchConfig } from "../store/apps.js";
 import { scaleFormation } from "../store/formation.js";
 import { currentRelease } from "../store/releases.js";
-import { writeFileAtomic } from "../util/fs.js";
+import { absent, writeFileAtomic } from "../util/fs.js";
 import { createHostedApi, type HostedBuild } from "./hostedApi.js";
 import { injectedAt, injectedSource, injectedUpload, injectedWebCommand, parseInjected } from "./inject.js";
 import { startNixDaemon } from "./nixDaemon.js";
@@ -604,9 +606,9 @@ async function slugInfo(nix: Nix, out: string) {
 async function recordedTools(kilnState: string, b: HostedBuild): Promise<string | undefined> {
   if (!b.slug_sha256) return undefined;
   const text = await readFile(join(kilnState, "builds", KILN_APP, `${b.slug_sha256}.json`), "utf8").catch(
-    () => undefined,
+    absent(undefined),
   );
-  return text ? (JSON.parse(text) as { tools?: { narHash?: string } }).tools?.narHash : undefined;
+  return text === undefined ? undefined : manifestSchema.safeParse(JSON.parse(text)).data?.tools.narHash;
 }
 
 /** kiln's source as the upload `kiln deploy` would make of it: every file of the tree. */
@@ -644,15 +646,15 @@ async function waitForRelease(
     );
     if (crashed) {
       const log = join(dirname(cp.adminTokenFile), "logs", `${KILN_APP}.log`);
-      const tail = (await readFile(log, "utf8").catch(() => ""))
+      const tail = (await readFile(log, "utf8").catch(absent("")))
         .trimEnd()
         .split("\n")
         .slice(-8)
         .map((l) => {
           try {
-            return `  ${(JSON.parse(l) as { line: string }).line}`;
+            return `  ${logLineSchema.parse(JSON.parse(l)).line}`;
           } catch {
-            return `  ${l}`;
+            return `  ${l}`; // a line the log did not write whole (cut by the crash): as it is
           }
         });
       throw new KilnError({

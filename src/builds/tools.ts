@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { z } from "zod";
 import { KilnError } from "../errors.js";
 import type { Nix } from "../nix/driver.js";
-import { exists, writeFileAtomic } from "../util/fs.js";
+import { absent, exists, writeFileAtomic } from "../util/fs.js";
 
 /** Compiled directories the builder needs (it imports ../archive). */
 const TOOL_DIRS = ["sandboxtools", "archive"];
@@ -76,7 +76,7 @@ export async function storeTools(
       .catch(() => undefined);
     const cached = await readFile(cacheFile, "utf8").then(
       (t) => cacheSchema.safeParse(JSON.parse(t)).data,
-      () => undefined,
+      absent(undefined),
     );
     if (fp && cached?.fingerprint === fp && (await nix.isValid(cached.path))) {
       return { path: cached.path, narHash: cached.narHash };

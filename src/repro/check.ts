@@ -17,7 +17,7 @@ import { type BuildSpec, buildSpecSchema, type CheckSummary } from "../builds/re
 import { bug, isKilnError, KilnError } from "../errors.js";
 import type { BuildOptions } from "../nix/driver.js";
 import { derivationName } from "../nix/events.js";
-import { hashFile, writeFileAtomic } from "../util/fs.js";
+import { absent, hashFile, writeFileAtomic } from "../util/fs.js";
 import { CAUSE_HINTS, type Cause, type CauseContext, type CauseId, nameCauses } from "./causes.js";
 import { compareEntries, diffArchives, type FileDifference } from "./diff.js";
 import { diffoscopeHtml } from "./diffoscope.js";
@@ -42,7 +42,7 @@ export interface Against {
 
 /** Checks that `file` is a file and hashes it: before anything is built (bad input changes nothing). */
 export async function resolveAgainst(file: string, label: string): Promise<Against> {
-  const st = await stat(file).catch(() => undefined);
+  const st = await stat(file).catch(absent(undefined));
   if (!st?.isFile())
     throw new KilnError({
       code: "invalid_against",
