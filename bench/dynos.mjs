@@ -38,11 +38,11 @@ import { descendants, rssBytes } from "../dist/dyno/procfs.js";
 import { launchDyno, prepareDynoRuntime } from "../dist/dyno/runtime.js";
 import { DYNO_FDS, dynoBwrapOptions, dynoEnv, dynoLauncher } from "../dist/dyno/sandbox.js";
 import { dynoSize } from "../dist/dyno/sizes.js";
-import { resolveSlug, unpackSlug } from "../dist/dyno/slug.js";
 import { appUid } from "../dist/dyno/uids.js";
 import { createLogger } from "../dist/log/logger.js";
 import { createCore } from "../dist/main.js";
 import { ensureSeed } from "../dist/seed/seed.js";
+import { resolveSlug, unpackSlug } from "../dist/slug/runnable.js";
 
 const root = join(import.meta.dirname, "..");
 const fixture = join(root, "test", "fixtures", "apps", "node-web");

@@ -2,11 +2,11 @@
 // outside: every process it starts is noted while it runs (by parent pid, with its start time and
 // cgroups), so that once it has ended the test can tell whether anything of it is left.
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
+import { chmodSync, existsSync, readdirSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort } from "./slugRunner.js";
+import { tempDir } from "./tmp.js";
 
 export interface SeenProcess {
   pid: number;
@@ -89,11 +89,11 @@ export async function runBootstrap(opts: {
    */
   slugsFrom?: string | undefined;
 }): Promise<BootstrapRun> {
-  const dataDir = mkdtempSync(join(tmpdir(), "kiln-bootfail-"));
+  const dataDir = tempDir("kiln-bootfail-");
   chmodSync(dataDir, 0o711);
   if (opts.slugsFrom && existsSync(join(opts.slugsFrom, "slugs")))
     spawnSync("cp", ["-a", "-l", join(opts.slugsFrom, "slugs"), join(dataDir, "slugs")]);
-  const runDir = mkdtempSync(join(tmpdir(), "kiln-bootfail-run-"));
+  const runDir = tempDir("kiln-bootfail-run-");
   const apiPort = await freePort();
   const routerPort = await freePort();
   const child: ChildProcess = spawn(opts.command, opts.args({ apiPort, routerPort }), {

@@ -1,15 +1,14 @@
 /** Shared set-up for integration tests: the real config, the real Nix, the real CLI. */
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { mkdtemp } from "node:fs/promises";
+import { readFileSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
 import { type Config, loadConfig } from "../src/config/config.js";
 import { createLogger } from "../src/log/logger.js";
 import { createCore } from "../src/main.js";
 import type { Nix } from "../src/nix/driver.js";
+import { tempDir } from "./tmp.js";
 
 export const projectDir = join(import.meta.dirname, "..");
 export const kilnBin = join(projectDir, "bin", "kiln.js");
@@ -28,7 +27,7 @@ export function testContext(overrides: Partial<Config> = {}): TestContext {
 
 /** A fresh, empty Nix store under /tmp (a chroot store): tests never delete from the real one. */
 export async function throwawayStore(): Promise<{ store: string; dataDir: string }> {
-  const dir = await mkdtemp(join(tmpdir(), "kiln-store-"));
+  const dir = tempDir("kiln-store-");
   return { store: join(dir, "store"), dataDir: join(dir, "data") };
 }
 
@@ -73,7 +72,7 @@ export type TarEntrySpec = {
 
 /** Writes a tar.gz with hand-made entries (Python's tarfile writes what tar(1) would refuse). */
 export function craftTarGz(entries: TarEntrySpec[], opts: { truncate?: number } = {}): string {
-  const dir = mkdtempSync(join(tmpdir(), "kiln-hostile-"));
+  const dir = tempDir("kiln-hostile-");
   const file = join(dir, "src.tar.gz");
   const script = `
 import io, json, sys, tarfile

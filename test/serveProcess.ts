@@ -1,10 +1,10 @@
 /** `kiln serve` as its own process (the real CLI, API socket, router, dynos), for end-to-end tests. */
 import { type ChildProcess, spawn } from "node:child_process";
-import { chmodSync, mkdtempSync, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { chmodSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { httpGet, kiln, kilnBin } from "./helpers.js";
 import { freePort } from "./slugRunner.js";
+import { tempDir } from "./tmp.js";
 
 export interface ServeProcess {
   dataDir: string;
@@ -35,7 +35,7 @@ export async function until(what: string, fn: () => Promise<boolean> | boolean, 
 }
 
 export async function serveProcess(opts: { prefix: string; dataDir?: string }): Promise<ServeProcess> {
-  const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), opts.prefix));
+  const dataDir = opts.dataDir ?? tempDir(opts.prefix);
   // The dynos' uids must be able to reach the slugs under it (mkdtemp makes it 0700).
   if (!opts.dataDir) chmodSync(dataDir, 0o711);
   const apiPort = await freePort();

@@ -5,12 +5,12 @@
  * .profile.d scripts sourced, the command run by the stack's shell.
  */
 import { spawn } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
+import { rm } from "node:fs/promises";
 import { createServer } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as tar from "tar";
 import { stackExecArgs } from "../src/stacks/sandbox.js";
+import { tempDir } from "./tmp.js";
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -37,7 +37,7 @@ export async function runSlugWeb(
   command: string,
   paths: string[] = ["/"],
 ): Promise<SlugResponse[]> {
-  const dir = await mkdtemp(join(tmpdir(), "kiln-slug-"));
+  const dir = tempDir("kiln-slug-");
   await tar.extract({ file: slugPath, cwd: dir });
   const port = await freePort();
   const args = stackExecArgs(

@@ -148,7 +148,7 @@ case "$phase" in
     if [ -n "$deps" ]; then depsBind="--ro-bind $deps /kiln/deps"; fi
     # shellcheck disable=SC2086
     in_stack --ro-bind "$source" /kiln/source --ro-bind "$tools" /kiln/tools $depsBind --bind "$out" /kiln/out -- \
-      sh -c 'umask "$1"; mkdir -p /tmp/home; exec node /kiln/tools/builder/main.js /kiln/meta/spec.json' sh "$umask"
+      sh -c 'umask "$1"; mkdir -p /tmp/home; exec node /kiln/tools/sandboxtools/main.js /kiln/meta/spec.json' sh "$umask"
     ;;
   detect)
     # One buildpack's bin/detect over the source (kiln hosted in a dyno cannot start bwrap itself).
@@ -171,7 +171,7 @@ case "$phase" in
         cp -RP /app/. /kiln/out/'
     ;;
   tools)
-    # A kiln tree's own tools (src/builder and what it imports), assembled by that tree's own code.
+    # A kiln tree's own tools (src/sandboxtools and what it imports), assembled by that tree's own code.
     in_stack --ro-bind "$kiln" /kiln/kiln --bind "$out" /kiln/out -- \
       node --input-type=module -e 'const { assembleToolsDir } = await import("/kiln/kiln/dist/builds/tools.js");
         await assembleToolsDir("/kiln/kiln", "/kiln/out");'

@@ -8,7 +8,7 @@
  * - platform apps (src/store/apps.ts: the reserved names, and any app an admin marks) are the
  *   admins' alone: to every other user they do not exist, and their names cannot be taken.
  */
-import { KilnError } from "../errors.js";
+import { type ErrorCode, KilnError } from "../errors.js";
 import { type App, getApp, isPlatformApp, PLATFORM_APP_NAMES, unknownApp } from "../store/apps.js";
 import { isCollaborator } from "../store/collaborators.js";
 import type { Db } from "../store/db.js";
@@ -70,7 +70,7 @@ export function assertMayCreate(caller: TokenInfo, name: string): void {
 const raise = (setting: string, env: string) =>
   `the server's operator can raise it (${setting} in kiln's configuration, env ${env})`;
 
-function quotaError(opts: { code: string; message: string; hint: string; quota: string }): KilnError {
+function quotaError(opts: { code: ErrorCode; message: string; hint: string; quota: string }): KilnError {
   return new KilnError({
     code: opts.code,
     message: opts.message,

@@ -25,19 +25,23 @@ import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { type ControlPlane, startControlPlane } from "../api/controlPlane.js";
 import { listTree, writeTarGzOf } from "../archive/tar.js";
+import { manifestSchema } from "../builds/records.js";
 import type { Config } from "../config/config.js";
+import { logLineSchema } from "../dyno/logs.js";
 import { assertReachable } from "../dyno/sandbox.js";
 import { appUid } from "../dyno/uids.js";
-import { KilnError } from "../errors.js";
+import { bug, KilnError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import type { BuildOptions, Nix } from "../nix/driver.js";
 import { toNix } from "../nix/escape.js";
+import { releaseSlug } from "../release/release.js";
 import { createRouter } from "../router/router.js";
+import { readBuildFile, readReleaseFile } from "../slug/output.js";
 import { buildStacks } from "../stacks/stacks.js";
-import { createApp, getApp, getConfig, patchConfig } from "../store/apps.js";
+import { createApp, getApp, patchConfig } from "../store/apps.js";
 import { scaleFormation } from "../store/formation.js";
-import { createRelease, currentRelease } from "../store/releases.js";
-import { writeFileAtomic } from "../util/fs.js";
+import { currentRelease } from "../store/releases.js";
+import { absent, writeFileAtomic } from "../util/fs.js";
 import { createHostedApi, type HostedBuild } from "./hostedApi.js";
 import { injectedAt, injectedSource, injectedUpload, injectedWebCommand, parseInjected } from "./inject.js";
 import { startNixDaemon } from "./nixDaemon.js";
@@ -275,7 +279,7 @@ async function run(deps: Deps, opts: BootstrapOptions & { signal: AbortSignal },
       },
     });
     const out = r?.outputs.out;
-    if (!out) throw new KilnError({ code: "internal", message: `nix gave no output for ${attr}` });
+    if (!out) bug(`nix gave no output for ${attr}`);
     return { out, seconds: (Date.now() - t0) / 1000 };
   };
 
@@ -325,7 +329,7 @@ async function run(deps: Deps, opts: BootstrapOptions & { signal: AbortSignal },
   parts.push({ what: "the nix-daemon", stop: () => daemon.stop() });
   watch.enter("platform", "the Nix build of the build stack");
   const [buildStack] = await buildStacks(deps, ["build"], { signal, onProgress: () => watch.progress() });
-  if (!buildStack) throw new KilnError({ code: "internal", message: "no build stack" });
+  if (!buildStack) bug("no build stack");
 
   watch.enter("platform", "the dyno manager to start");
   const cp = await startControlPlane(deps, {
@@ -363,7 +367,7 @@ async function run(deps: Deps, opts: BootstrapOptions & { signal: AbortSignal },
   });
   const token = config.adminToken ?? (await readFile(cp.adminTokenFile, "utf8")).trim();
   const fm = cp.formation;
-  if (!fm) throw new KilnError({ code: "internal", message: "the platform runs no dynos" });
+  if (!fm) bug("the platform runs no dynos");
   watch.enter("platform", `the front door to listen on 127.0.0.1:${opts.apiPort}`);
   const frontDoor = await createRouter({
     domain: opts.domain,
@@ -411,7 +415,7 @@ async function run(deps: Deps, opts: BootstrapOptions & { signal: AbortSignal },
   );
   const release1 = await stage1Slug.releaseFile();
   const platformFail = injectedAt(inject, "platform");
-  const v1 = createRelease(db, {
+  const v1 = releaseSlug(db, {
     appId: app.id,
     buildId: null,
     slugSha256: stage1Slug.sha256,
@@ -419,7 +423,7 @@ async function run(deps: Deps, opts: BootstrapOptions & { signal: AbortSignal },
     processTypes: platformFail
       ? { ...release1.processTypes, web: injectedWebCommand(platformFail, config.dataDir) }
       : release1.processTypes,
-    config: { ...release1.configVars, ...getConfig(db, app.id) },
+    defaults: release1.configVars,
     description: "stage1: kiln built by stage0 (nix/bootstrap)",
   });
   scaleFormation(db, app.id, [{ type: "web", quantity: 1, size: KILN_DYNO_SIZE }]);
@@ -576,7 +580,7 @@ async function bounded(p: Promise<unknown>, ms: number): Promise<boolean> {
 const mib = (bytes: number) => `${(bytes / 1048576).toFixed(1)} MiB`;
 
 const slugPathOf = (b: HostedBuild): string => {
-  if (!b.slug_path) throw new KilnError({ code: "internal", message: `build ${b.id} has no slug` });
+  if (!b.slug_path) bug(`build ${b.id} has no slug`);
   return b.slug_path;
 };
 
@@ -589,18 +593,12 @@ async function stageOf(nix: Nix, b: HostedBuild, seconds: number): Promise<Omit<
 /** A slug derivation's output: slug.tgz (with its sha256 from build.json) and release.json. */
 async function slugInfo(nix: Nix, out: string) {
   const dir = nix.realPath(out);
-  const build = JSON.parse(await readFile(join(dir, "build.json"), "utf8")) as {
-    slug: { sha256: string; bytes: number };
-  };
+  const build = await readBuildFile(dir);
   return {
     path: join(out, "slug.tgz"),
     sha256: build.slug.sha256,
     bytes: build.slug.bytes,
-    releaseFile: async () =>
-      JSON.parse(await readFile(join(dir, "release.json"), "utf8")) as {
-        processTypes: Record<string, string>;
-        configVars: Record<string, string>;
-      },
+    releaseFile: () => readReleaseFile(dir),
   };
 }
 
@@ -608,9 +606,9 @@ async function slugInfo(nix: Nix, out: string) {
 async function recordedTools(kilnState: string, b: HostedBuild): Promise<string | undefined> {
   if (!b.slug_sha256) return undefined;
   const text = await readFile(join(kilnState, "builds", KILN_APP, `${b.slug_sha256}.json`), "utf8").catch(
-    () => undefined,
+    absent(undefined),
   );
-  return text ? (JSON.parse(text) as { tools?: { narHash?: string } }).tools?.narHash : undefined;
+  return text === undefined ? undefined : manifestSchema.safeParse(JSON.parse(text)).data?.tools.narHash;
 }
 
 /** kiln's source as the upload `kiln deploy` would make of it: every file of the tree. */
@@ -648,15 +646,15 @@ async function waitForRelease(
     );
     if (crashed) {
       const log = join(dirname(cp.adminTokenFile), "logs", `${KILN_APP}.log`);
-      const tail = (await readFile(log, "utf8").catch(() => ""))
+      const tail = (await readFile(log, "utf8").catch(absent("")))
         .trimEnd()
         .split("\n")
         .slice(-8)
         .map((l) => {
           try {
-            return `  ${(JSON.parse(l) as { line: string }).line}`;
+            return `  ${logLineSchema.parse(JSON.parse(l)).line}`;
           } catch {
-            return `  ${l}`;
+            return `  ${l}`; // a line the log did not write whole (cut by the crash): as it is
           }
         });
       throw new KilnError({

@@ -10,6 +10,7 @@ import { KilnError } from "../errors.js";
 import type { Nix } from "../nix/driver.js";
 import { fsLookup, readTextBeneath, resolveBeneath } from "../source/beneath.js";
 import { snapshotDir } from "../source/snapshot.js";
+import { absent } from "../util/fs.js";
 
 /** Detection order when an app names no buildpack (Heroku's: the first that detects wins). */
 export const SHIPPED_BUILDPACKS = ["nodejs", "static", "procfile"] as const;
@@ -73,7 +74,7 @@ export async function resolveBuildpackRef(
     dir = join(where.root, res.path);
   }
   for (const prog of ["detect", "compile", "release"]) {
-    const st = await stat(join(dir, "bin", prog)).catch(() => undefined);
+    const st = await stat(join(dir, "bin", prog)).catch(absent(undefined));
     if (!st?.isFile() || (st.mode & 0o111) === 0) {
       throw new KilnError({
         code: "invalid_buildpack",

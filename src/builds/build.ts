@@ -11,7 +11,6 @@
 import { createHash } from "node:crypto";
 import { mkdir, mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
-import { parseProcfile } from "../builder/procfile.js";
 import { detectBuildpack, detectBuildpackInNix } from "../buildpacks/detect.js";
 import {
   parsePackageJson,
@@ -27,12 +26,13 @@ import {
   storeBuildpack,
 } from "../buildpacks/registry.js";
 import type { Config } from "../config/config.js";
-import { KilnError } from "../errors.js";
+import { bug, KilnError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import type { BuildOptions, Nix } from "../nix/driver.js";
 import { toNix } from "../nix/escape.js";
 import { derivationName } from "../nix/events.js";
 import { run } from "../process/run.js";
+import { parseProcfile } from "../sandboxtools/procfile.js";
 import { readSeedLock } from "../seed/lock.js";
 import { readTextBeneath } from "../source/beneath.js";
 import { snapshotDir } from "../source/snapshot.js";
@@ -188,7 +188,7 @@ export async function prepareBuild(deps: BuildDeps, req: BuildRequest, tmp: stri
   const [stack] = await buildStacks(deps, ["build"], {
     ...(req.onProgress ? { onProgress: req.onProgress } : {}),
   });
-  if (!stack) throw new KilnError({ code: "internal", message: "no build stack" });
+  if (!stack) bug("no build stack");
   const fromCaller = req.buildpacks && req.buildpacks.length > 0 ? req.buildpacks : undefined;
   const fromApp = fromCaller ? undefined : await appBuildpackList(snapshot);
   const stored: StoredBuildpack[] = [];
@@ -333,8 +333,7 @@ async function realiseBuild(
     },
   });
   const outPath = result?.outputs.out;
-  if (!result || !outPath)
-    throw new KilnError({ code: "internal", message: "nix build gave no slug output" });
+  if (!result || !outPath) bug("nix build gave no slug output");
 
   // 5. Records.
   const outDir = nix.realPath(outPath);

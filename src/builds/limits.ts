@@ -25,6 +25,7 @@ import { processStartTime, sameProcess } from "../dyno/procfs.js";
 import { type DynoSize, dynoSize } from "../dyno/sizes.js";
 import type { Logger } from "../log/logger.js";
 import type { BuildOptions, Nix } from "../nix/driver.js";
+import { absent } from "../util/fs.js";
 
 /** The app config var that picks a build size for that app's builds. */
 export const APP_BUILD_SIZE_VAR = "KILN_BUILD_SIZE";
@@ -77,7 +78,7 @@ export async function sweepBuildCgroups(host: CgroupHost, dataDir: string): Prom
   const mounts = new Set(Object.values(host.controllers).map((h) => h.mount));
   for (const mount of mounts) {
     const base = join(mount, "kiln-builds");
-    for (const e of await readdir(base, { withFileTypes: true }).catch(() => [])) {
+    for (const e of await readdir(base, { withFileTypes: true }).catch(absent([]))) {
       const m = CGROUP_NAME.exec(e.name);
       if (!e.isDirectory() || !m || m[1] !== tag) continue;
       if (await sameProcess(Number(m[2]), Number(m[3]))) continue;
@@ -94,7 +95,7 @@ let sweptFiles: string | undefined;
 export async function sweepLimitFiles(dir: string, dataDir: string): Promise<string[]> {
   const tag = instanceTag(dataDir);
   const removed: string[] = [];
-  for (const e of await readdir(dir).catch(() => [])) {
+  for (const e of await readdir(dir).catch(absent([]))) {
     const m = CGROUP_NAME.exec(e);
     if (!m || m[1] !== tag || (await sameProcess(Number(m[2]), Number(m[3])))) continue;
     await rm(join(dir, e), { force: true });

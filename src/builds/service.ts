@@ -11,11 +11,12 @@ import type { Config } from "../config/config.js";
 import { isKilnError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import type { Nix } from "../nix/driver.js";
+import { releaseSlug } from "../release/release.js";
 import { getConfig } from "../store/apps.js";
 import { endBuild, getBuild, startBuild, succeedBuild } from "../store/builds.js";
 import type { Db } from "../store/db.js";
 import { ensureDefaultFormation } from "../store/formation.js";
-import { createRelease, type Release } from "../store/releases.js";
+import type { Release } from "../store/releases.js";
 import { buildApp } from "./build.js";
 import type { BuildLogs } from "./buildLog.js";
 import { openBuildLimits } from "./limits.js";
@@ -83,13 +84,13 @@ export async function runQueuedBuild(
       );
       return;
     }
-    const release = createRelease(db, {
+    const release = releaseSlug(db, {
       appId: job.appId,
       buildId: build.id,
       slugSha256: result.slug.sha256,
       slugPath: result.manifest.slug.path,
       processTypes: result.release.processTypes,
-      config: { ...result.release.configVars, ...getConfig(db, job.appId) },
+      defaults: result.release.configVars,
       description: `Deploy ${build.id.slice(0, 8)}`,
     });
     ensureDefaultFormation(db, release);

@@ -15,7 +15,7 @@ import { readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Db } from "../store/db.js";
 import { stmt } from "../store/db.js";
-import { pidAlive } from "../util/fs.js";
+import { absent, pidAlive } from "../util/fs.js";
 
 export interface SweepReport {
   sources: number;
@@ -39,7 +39,7 @@ function ownerGone(name: string): boolean {
   return pid === process.pid || !pidAlive(pid);
 }
 
-const entries = (dir: string) => readdir(dir, { withFileTypes: true }).catch(() => []);
+const entries = (dir: string) => readdir(dir, { withFileTypes: true }).catch(absent([]));
 
 export async function sweepBuildLeftovers(db: Db, dataDir: string): Promise<SweepReport> {
   const report: SweepReport = { sources: 0, partials: 0, tmpDirs: 0, tornFiles: 0 };

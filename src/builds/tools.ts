@@ -1,5 +1,5 @@
 /**
- * kiln's "tools": the part of kiln that runs inside the build sandbox (src/builder, compiled, plus
+ * kiln's "tools": the part of kiln that runs inside the build sandbox (src/sandboxtools, compiled, plus
  * the few pure-JS packages it imports). They go into the store content-addressed, so a change to
  * them is a change to every slug derivation, and nothing else about kiln is.
  */
@@ -9,10 +9,10 @@ import { join } from "node:path";
 import { z } from "zod";
 import { KilnError } from "../errors.js";
 import type { Nix } from "../nix/driver.js";
-import { exists, writeFileAtomic } from "../util/fs.js";
+import { absent, exists, writeFileAtomic } from "../util/fs.js";
 
 /** Compiled directories the builder needs (it imports ../archive). */
-const TOOL_DIRS = ["builder", "archive"];
+const TOOL_DIRS = ["sandboxtools", "archive"];
 /** npm packages the builder imports. */
 const TOOL_PACKAGES = ["tar", "yaml", "picomatch"];
 
@@ -76,7 +76,7 @@ export async function storeTools(
       .catch(() => undefined);
     const cached = await readFile(cacheFile, "utf8").then(
       (t) => cacheSchema.safeParse(JSON.parse(t)).data,
-      () => undefined,
+      absent(undefined),
     );
     if (fp && cached?.fingerprint === fp && (await nix.isValid(cached.path))) {
       return { path: cached.path, narHash: cached.narHash };

@@ -8,7 +8,7 @@ import { readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { z } from "zod";
-import { KilnError } from "../errors.js";
+import { KilnError, relayedError } from "../errors.js";
 
 export interface ClientOptions {
   server?: string;
@@ -112,7 +112,7 @@ export async function readResponse(res: Response): Promise<unknown> {
   }
   if (!res.ok) {
     const e = (json as { error?: { code?: string; message?: string; hint?: string } } | undefined)?.error;
-    throw new KilnError({
+    throw relayedError({
       code: e?.code ?? `http_${res.status}`,
       message: e?.message ?? `the server answered ${res.status}: ${text.slice(0, 200)}`,
       ...(e?.hint ? { hint: e.hint } : res.status === 401 ? { hint: "pass --token (or KILN_TOKEN)" } : {}),

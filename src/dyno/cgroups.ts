@@ -7,7 +7,7 @@
  */
 import { mkdir, readdir, readFile, rmdir, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { exists } from "../util/fs.js";
+import { absent, exists } from "../util/fs.js";
 import type { DynoSize } from "./sizes.js";
 
 export const CONTROLLERS = ["memory", "pids", "cpu"] as const;
@@ -30,7 +30,7 @@ export interface Limit {
 
 /** Reads /proc/self/mountinfo: which controllers are mounted where, v1 and v2. */
 export async function detectCgroups(mountinfo = "/proc/self/mountinfo"): Promise<CgroupHost> {
-  const text = await readFile(mountinfo, "utf8").catch(() => "");
+  const text = await readFile(mountinfo, "utf8").catch(absent(""));
   const host: CgroupHost = { controllers: {}, missing: {} };
   const v2Mounts: string[] = [];
   for (const line of text.split("\n")) {
@@ -45,7 +45,7 @@ export async function detectCgroups(mountinfo = "/proc/self/mountinfo"): Promise
     } else if (fstype === "cgroup2") v2Mounts.push(mount);
   }
   for (const mount of v2Mounts) {
-    const available = (await readFile(join(mount, "cgroup.controllers"), "utf8").catch(() => ""))
+    const available = (await readFile(join(mount, "cgroup.controllers"), "utf8").catch(absent("")))
       .trim()
       .split(/\s+/);
     for (const c of CONTROLLERS) {
@@ -195,7 +195,7 @@ export async function createDynoCgroup(
     },
     async processes() {
       if (!listDir) return undefined;
-      return parsePids(await readFile(join(listDir, "cgroup.procs"), "utf8").catch(() => ""));
+      return parsePids(await readFile(join(listDir, "cgroup.procs"), "utf8").catch(absent("")));
     },
     async oomKills() {
       const d = dirs.get("memory");
@@ -238,7 +238,7 @@ export async function removeCgroupDirs(dirs: string[]): Promise<void> {
     if (!(await exists(dir))) continue;
     await writeFile(join(dir, "cgroup.kill"), "1").catch(() => {});
     for (let attempt = 0; attempt < 250; attempt++) {
-      const pids = parsePids(await readFile(join(dir, "cgroup.procs"), "utf8").catch(() => ""));
+      const pids = parsePids(await readFile(join(dir, "cgroup.procs"), "utf8").catch(absent("")));
       if (pids.length === 0) break;
       for (const pid of pids) {
         try {
@@ -261,7 +261,7 @@ export async function listDynoCgroups(host: CgroupHost, instance: string): Promi
   const mounts = new Set(Object.values(host.controllers).map((h) => h.mount));
   for (const mount of mounts) {
     const base = join(mount, "kiln", instance);
-    for (const e of await readdir(base, { withFileTypes: true }).catch(() => [])) {
+    for (const e of await readdir(base, { withFileTypes: true }).catch(absent([]))) {
       if (!e.isDirectory()) continue;
       out.set(e.name, [...(out.get(e.name) ?? []), join(base, e.name)]);
     }

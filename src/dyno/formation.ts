@@ -9,11 +9,11 @@
  */
 import type { Logger } from "../log/logger.js";
 import type { Nix } from "../nix/driver.js";
+import type { RunnableSlug } from "../slug/runnable.js";
 import type { FormationEntry } from "../store/formation.js";
 import type { Release } from "../store/releases.js";
 import { openAppLog } from "./logs.js";
 import { type DynoRuntime, launchDyno } from "./runtime.js";
-import type { RunnableSlug } from "./slug.js";
 import type { DynoRecord } from "./state.js";
 import type { Supervised } from "./supervisor.js";
 

@@ -12,6 +12,7 @@ import { type FileHandle, mkdir, open, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
 import { MAX_LINE_BYTES } from "../process/run.js";
+import { absent } from "../util/fs.js";
 
 export const logLineSchema = z.object({ t: z.string(), src: z.string(), line: z.string() });
 export type LogLine = z.infer<typeof logLineSchema>;
@@ -183,8 +184,8 @@ function parseLines(text: string): LogLine[] {
 /** The last `n` lines on disk (the rotated file first, then the current one). */
 export async function readLogTail(dataDir: string, app: string, n: number): Promise<LogLine[]> {
   const file = logFile(dataDir, app);
-  const old = await readFile(`${file}.1`, "utf8").catch(() => "");
-  const cur = await readFile(file, "utf8").catch(() => "");
+  const old = await readFile(`${file}.1`, "utf8").catch(absent(""));
+  const cur = await readFile(file, "utf8").catch(absent(""));
   const lines = [...parseLines(old), ...parseLines(cur)];
   return n > 0 ? lines.slice(-n) : [];
 }
@@ -208,7 +209,7 @@ export async function followLog(
   let pos = 0;
   let partial = "";
   const openCurrent = async (at: "start" | "end") => {
-    const next = await open(file, "r").catch(() => undefined);
+    const next = await open(file, "r").catch(absent(undefined));
     if (!next) return false;
     await fh?.close();
     fh = next;
@@ -236,14 +237,14 @@ export async function followLog(
   try {
     while (!signal.aborted) {
       if (fh) pos = await readRest(fh, pos);
-      const st = await stat(file).catch(() => undefined);
+      const st = await stat(file).catch(absent(undefined));
       if (st && st.ino !== ino) {
         // Rotated (or created): finish the old generation, catch any we missed, then the new one.
         if (fh) pos = await readRest(fh, pos);
         partial = "";
-        const old = await stat(`${file}.1`).catch(() => undefined);
+        const old = await stat(`${file}.1`).catch(absent(undefined));
         if (fh && old && old.ino !== ino && old.ino !== st.ino) {
-          const missed = await open(`${file}.1`, "r").catch(() => undefined);
+          const missed = await open(`${file}.1`, "r").catch(absent(undefined));
           if (missed) {
             try {
               await readRest(missed, 0);

@@ -15,6 +15,7 @@
  */
 import { readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
+import { absent } from "../util/fs.js";
 import { type CgroupHost, dynoCgroupDirs, listDynoCgroups, removeCgroupDirs } from "./cgroups.js";
 import { instanceId, isPlainName } from "./instance.js";
 import { openAppLog } from "./logs.js";
@@ -57,7 +58,7 @@ export async function reconcileDynos(opts: {
   report.tempFilesRemoved = await sweepTornRecords(opts.dataDir);
   // First what exists, then the records: anything listed here has its record on disk already.
   const cgroups = await listDynoCgroups(opts.cgroups, instance);
-  const runDirs = await readdir(instanceRun).catch(() => [] as string[]);
+  const runDirs = await readdir(instanceRun).catch(absent([] as string[]));
 
   for (const rec of await readDynoRecords(opts.dataDir)) {
     if (await sameProcess(rec.supervisor.pid, rec.supervisor.startTime)) continue;

@@ -6,7 +6,8 @@
 import { randomInt } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { KilnError } from "../errors.js";
+import { bug, KilnError } from "../errors.js";
+import { type RunnableSlug, unpackSlug } from "../slug/runnable.js";
 import { buildStacks, type StackDeps } from "../stacks/stacks.js";
 import { type CgroupHost, detectCgroups } from "./cgroups.js";
 import { instanceId } from "./instance.js";
@@ -15,7 +16,6 @@ import { type ReconcileReport, reconcileDynos } from "./reconcile.js";
 import { type DynoGrant, dynoEnv } from "./sandbox.js";
 import { compiledSeccomp } from "./seccomp.js";
 import { dynoSize } from "./sizes.js";
-import { type RunnableSlug, unpackSlug } from "./slug.js";
 import { type RestartPolicy, type Supervised, type SuperviseOptions, superviseDyno } from "./supervisor.js";
 import type { TestPause } from "./testPause.js";
 import { appUid } from "./uids.js";
@@ -60,7 +60,7 @@ export async function prepareDynoRuntime(deps: StackDeps & { signal?: AbortSigna
     });
   }
   const [stack] = await buildStacks(deps, ["run"], deps.signal ? { signal: deps.signal } : {});
-  if (!stack) throw new KilnError({ code: "internal", message: "no run stack was built" });
+  if (!stack) bug("no run stack was built");
   const cgroups = await detectCgroups();
   const { dataDir, runDir, projectDir } = deps.config;
   return {

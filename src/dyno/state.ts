@@ -7,7 +7,7 @@
 import { mkdir, readdir, readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
-import { pidAlive, writeFileAtomic } from "../util/fs.js";
+import { absent, pidAlive, writeFileAtomic } from "../util/fs.js";
 
 export const DYNO_STATES = ["starting", "up", "crashed", "stopping", "down"] as const;
 export type DynoStateName = (typeof DYNO_STATES)[number];
@@ -70,7 +70,7 @@ export async function removeDynoRecord(dataDir: string, id: string): Promise<voi
 export async function readDynoRecords(dataDir: string): Promise<DynoRecord[]> {
   const dir = stateDir(dataDir);
   const out: DynoRecord[] = [];
-  for (const f of await readdir(dir).catch(() => [] as string[])) {
+  for (const f of await readdir(dir).catch(absent([] as string[]))) {
     if (!f.endsWith(".json")) continue;
     try {
       const r = dynoRecordSchema.safeParse(JSON.parse(await readFile(join(dir, f), "utf8")));
@@ -89,11 +89,11 @@ export async function readDynoRecords(dataDir: string): Promise<DynoRecord[]> {
 export async function sweepTornRecords(dataDir: string): Promise<number> {
   const dir = stateDir(dataDir);
   let removed = 0;
-  for (const f of await readdir(dir).catch(() => [] as string[])) {
+  for (const f of await readdir(dir).catch(absent([] as string[]))) {
     const m = /\.tmp-(\d+)-\d+$/.exec(f);
     if (!m) continue;
     const file = join(dir, f);
-    const age = Date.now() - ((await stat(file).catch(() => undefined))?.mtimeMs ?? Date.now());
+    const age = Date.now() - ((await stat(file).catch(absent(undefined)))?.mtimeMs ?? Date.now());
     if (pidAlive(Number(m[1])) && age < 60_000) continue;
     await rm(file, { force: true });
     removed++;

@@ -1,5 +1,5 @@
 /** Nix failures as typed errors: what failed, where, and the tail of the failing build's log. */
-import { KilnError } from "../errors.js";
+import { type ErrorCode, KilnError } from "../errors.js";
 
 /** The seed's fetchTarball "URL" (nix/seed.nix) starts with this, so kiln can recognise the failure. */
 export const SEED_MISSING_MARKER = "kiln-seed-is-missing";
@@ -35,7 +35,7 @@ export class NixBuildError extends KilnError {
 
 export class NixError extends KilnError {
   readonly nixMessage: string;
-  constructor(opts: { code: string; message: string; hint?: string; nixMessage: string }) {
+  constructor(opts: { code: ErrorCode; message: string; hint?: string; nixMessage: string }) {
     super({ code: opts.code, message: opts.message, ...(opts.hint ? { hint: opts.hint } : {}) });
     this.nixMessage = opts.nixMessage;
   }

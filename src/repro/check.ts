@@ -14,10 +14,10 @@ import { dirname, join } from "node:path";
 import { readTarEntries, type TarMember } from "../archive/tar.js";
 import { type BuildDeps, buildExpr, type PreparedBuild } from "../builds/build.js";
 import { type BuildSpec, buildSpecSchema, type CheckSummary } from "../builds/records.js";
-import { isKilnError, KilnError } from "../errors.js";
+import { bug, isKilnError, KilnError } from "../errors.js";
 import type { BuildOptions } from "../nix/driver.js";
 import { derivationName } from "../nix/events.js";
-import { hashFile, writeFileAtomic } from "../util/fs.js";
+import { absent, hashFile, writeFileAtomic } from "../util/fs.js";
 import { CAUSE_HINTS, type Cause, type CauseContext, type CauseId, nameCauses } from "./causes.js";
 import { compareEntries, diffArchives, type FileDifference } from "./diff.js";
 import { diffoscopeHtml } from "./diffoscope.js";
@@ -42,7 +42,7 @@ export interface Against {
 
 /** Checks that `file` is a file and hashes it: before anything is built (bad input changes nothing). */
 export async function resolveAgainst(file: string, label: string): Promise<Against> {
-  const st = await stat(file).catch(() => undefined);
+  const st = await stat(file).catch(absent(undefined));
   if (!st?.isFile())
     throw new KilnError({
       code: "invalid_against",
@@ -309,7 +309,7 @@ async function buildJobs(
     const out: SlugFile[] = [];
     for (const j of jobs) {
       const o = byIndex.get(j.index)?.outputs.out;
-      if (!o) throw new KilnError({ code: "internal", message: `nix gave no slug for build ${j.index}` });
+      if (!o) bug(`nix gave no slug for build ${j.index}`);
       const dir = nix.realPath(o);
       // The host's own hash of the registered slug, never the build's report of it.
       const path = join(dir, "slug.tgz");

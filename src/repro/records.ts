@@ -5,7 +5,7 @@
 import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { type CheckSummary, manifestSchema } from "../builds/records.js";
-import { withFileLock, writeFileAtomic } from "../util/fs.js";
+import { absent, withFileLock, writeFileAtomic } from "../util/fs.js";
 import type { CheckReport } from "./check.js";
 
 export function checkSummary(r: CheckReport): CheckSummary {
@@ -42,7 +42,7 @@ export async function recordInManifest(
   manifestPath = join(dataDir, "builds", r.app, `${referenceSha256(r) ?? "none"}.json`),
 ): Promise<string | undefined> {
   return withFileLock(`${manifestPath}.lock`, async () => {
-    const text = await readFile(manifestPath, "utf8").catch(() => undefined);
+    const text = await readFile(manifestPath, "utf8").catch(absent(undefined));
     if (text === undefined) return undefined;
     const m = manifestSchema.parse(JSON.parse(text));
     m.checks = [...(m.checks ?? []).filter((c) => c.id !== r.id), checkSummary(r)];

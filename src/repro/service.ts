@@ -12,6 +12,7 @@ import type { Nix } from "../nix/driver.js";
 import type { BuildRecord } from "../store/builds.js";
 import { type CheckRecord, createCheck, failCheck, finishCheck } from "../store/checks.js";
 import type { Db } from "../store/db.js";
+import { absent } from "../util/fs.js";
 import { resolveAgainst, runCheck } from "./check.js";
 import { recordInManifest, saveCheckReport } from "./records.js";
 import { loadVariations, selectVariations } from "./variations.js";
@@ -46,7 +47,7 @@ export function createCheckRunner(deps: { config: Config; log: Logger; nix: Nix;
       });
     const manifest = manifestSchema.parse(JSON.parse(await readFile(build.manifestPath, "utf8")));
     if (!manifest.specFile) throw unavailable("its manifest names no spec (it was built by an older kiln)");
-    const text = await readFile(manifest.specFile, "utf8").catch(() => undefined);
+    const text = await readFile(manifest.specFile, "utf8").catch(absent(undefined));
     if (text === undefined) throw unavailable(`its spec ${manifest.specFile} is gone`);
     const spec = buildSpecSchema.parse(JSON.parse(text));
     for (const p of [spec.source, spec.tools, ...spec.buildpacks.map((b) => b.path)])

@@ -12,6 +12,7 @@ import { constants } from "node:fs";
 import { lstat, open, readdir, readlink } from "node:fs/promises";
 import { join } from "node:path";
 import { KilnError } from "../errors.js";
+import { absent } from "../util/fs.js";
 
 /** What one path (relative to the root, no links in its parents) is. */
 export type Node = { kind: "dir" | "file" | "other" | "missing" } | { kind: "link"; target: string };
@@ -79,7 +80,7 @@ export function resolveBeneathSync(lookup: (rel: string) => Node, rel: string, f
 export function fsLookup(root: string): Lookup {
   return async (rel) => {
     const p = join(root, rel);
-    const st = await lstat(p).catch(() => undefined);
+    const st = await lstat(p).catch(absent(undefined));
     if (!st) return { kind: "missing" };
     if (st.isSymbolicLink()) return { kind: "link", target: await readlink(p) };
     return { kind: st.isDirectory() ? "dir" : st.isFile() ? "file" : "other" };

@@ -5,8 +5,8 @@
  */
 import { join } from "node:path";
 import { listTree } from "../archive/tar.js";
-import { slugignoreMatcher } from "../builder/slugignore.js";
 import { run } from "../process/run.js";
+import { slugignoreMatcher } from "../sandboxtools/slugignore.js";
 import { exists } from "../util/fs.js";
 import { readTextBeneath } from "./beneath.js";
 

@@ -7,6 +7,7 @@
 import { chmod, copyFile, lstat, mkdir, readdir, readlink, symlink } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { KilnError } from "../errors.js";
+import { absent } from "../util/fs.js";
 import { fsLookup, linkOutError, resolveBeneath } from "./beneath.js";
 
 export interface SnapshotStats {
@@ -19,7 +20,7 @@ const SKIP_AT_ROOT = new Set(["node_modules"]);
 
 export async function snapshotDir(appDir: string, dest: string): Promise<SnapshotStats> {
   const root = resolve(appDir);
-  const st = await lstat(root).catch(() => undefined);
+  const st = await lstat(root).catch(absent(undefined));
   if (!st?.isDirectory()) {
     throw new KilnError({
       code: "app_not_found",

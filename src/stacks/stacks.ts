@@ -6,7 +6,7 @@ import { rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { writeDeterministicTarGz } from "../archive/tar.js";
 import type { Config } from "../config/config.js";
-import { KilnError } from "../errors.js";
+import { bug, KilnError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import type { BuildOptions, Nix, Target } from "../nix/driver.js";
 import type { ValidPathInfo } from "../nix/pathInfo.js";
@@ -59,8 +59,7 @@ export async function buildStacks(
   for (const name of names) {
     const r = results.find((x) => x.outputs.out?.endsWith(`-kiln-stack-${name}`));
     const storePath = r?.outputs.out;
-    if (!r || !storePath)
-      throw new KilnError({ code: "internal", message: `nix build returned no output for stack-${name}` });
+    if (!r || !storePath) bug(`nix build returned no output for stack-${name}`);
     await deps.nix.addRoot(storePath, `stack-${name}`);
     out.push({ name, storePath, drvPath: r.drvPath });
   }
@@ -74,8 +73,7 @@ export async function checkStack(deps: StackDeps, name: StackName, opts: BuildOp
 
 export async function stackInfo(deps: StackDeps, stack: BuiltStack): Promise<ValidPathInfo> {
   const [info] = await deps.nix.pathInfo([stack.storePath], { closureSize: true });
-  if (!info)
-    throw new KilnError({ code: "internal", message: `${stack.storePath} is not valid after building it` });
+  if (!info) bug(`${stack.storePath} is not valid after building it`);
   return info;
 }
 
@@ -87,7 +85,7 @@ export async function exportStack(
   opts: BuildOptions = {},
 ): Promise<{ sha256: string; storePath: string }> {
   const [stack] = await buildStacks(deps, [name], opts);
-  if (!stack) throw new KilnError({ code: "internal", message: "no stack built" });
+  if (!stack) bug("no stack built");
   // Written beside the target and renamed when complete: an interrupted export leaves no half file.
   const partial = `${file}.partial`;
   try {

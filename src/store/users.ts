@@ -3,7 +3,7 @@
  * admin may make more users, admins among them. Apps belong to users (src/store/apps.ts).
  */
 import { randomUUID } from "node:crypto";
-import { KilnError } from "../errors.js";
+import { bug, KilnError } from "../errors.js";
 import { type Db, stmt } from "./db.js";
 
 export interface User {
@@ -93,6 +93,6 @@ export function platformAdmin(db: Db): User {
   const row = stmt(db, "SELECT * FROM users WHERE admin = 1 ORDER BY created_at, name LIMIT 1").get() as
     | UserRow
     | undefined;
-  if (!row) throw new KilnError({ code: "internal", message: "kiln's state file has no admin user" });
+  if (!row) bug("kiln's state file has no admin user");
   return toUser(row);
 }

@@ -3,13 +3,25 @@ import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { open, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 
+/**
+ * True when a failure means "the path is not there": ENOENT, or ENOTDIR (a component of it is a
+ * file). Anything else (EACCES, EIO, EISDIR, ELOOP) is a real failure and is thrown on.
+ */
+export function isAbsent(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return code === "ENOENT" || code === "ENOTDIR";
+}
+
+/** For `.catch(absent(fallback))`: the fallback when the path is not there, any other error rethrown. */
+export function absent<F>(fallback: F): (err: unknown) => F {
+  return (err) => {
+    if (isAbsent(err)) return fallback;
+    throw err;
+  };
+}
+
 export async function exists(p: string): Promise<boolean> {
-  try {
-    await stat(p);
-    return true;
-  } catch {
-    return false;
-  }
+  return stat(p).then(() => true, absent(false));
 }
 
 /** Streams a file through a hash: hex for sha256 (Debian's convention), SRI for sha512 (npm's). */
@@ -44,7 +56,7 @@ export async function withFileLock<T>(
       break;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
-      const holder = Number((await readFile(lockFile, "utf8").catch(() => "")).trim());
+      const holder = Number((await readFile(lockFile, "utf8").catch(absent(""))).trim());
       if (holder > 0 && !pidAlive(holder)) {
         await rm(lockFile, { force: true });
         continue;

@@ -1,6 +1,6 @@
 /** Reading JSON that kiln validates with zod, with errors a user can act on. */
 import type { z } from "zod";
-import { KilnError } from "../errors.js";
+import { type ErrorCode, KilnError } from "../errors.js";
 
 /** `a.b: expected string; (top): …` — zod's issues on one line. */
 export function describeIssues(error: z.ZodError): string {
@@ -14,7 +14,7 @@ export function describeIssues(error: z.ZodError): string {
 export function parseJsonWith<T>(
   text: string,
   schema: z.ZodType<T>,
-  opts: { file: string; code: string; invalid: string; jsonHint: string; schemaHint: string },
+  opts: { file: string; code: ErrorCode; invalid: string; jsonHint: string; schemaHint: string },
 ): T {
   let json: unknown;
   try {

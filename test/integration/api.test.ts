@@ -3,8 +3,7 @@
  * from upload to release with its output streamed; then a restart that recovers the records.
  */
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type ControlPlane, startControlPlane } from "../../src/api/controlPlane.js";
@@ -12,6 +11,7 @@ import { createApp } from "../../src/store/apps.js";
 import { createBuild, getBuild, startBuild } from "../../src/store/builds.js";
 import { openStore, STORE_FILE } from "../../src/store/db.js";
 import { craftTarGz, projectDir, testContext } from "../helpers.js";
+import { tempDir } from "../tmp.js";
 
 const fixture = (name: string) => join(projectDir, "test", "fixtures", "apps", name);
 
@@ -20,7 +20,7 @@ function tarOf(dir: string): Buffer {
 }
 
 describe("the HTTP API", () => {
-  const dataDir = mkdtempSync(join(tmpdir(), "kiln-api-"));
+  const dataDir = tempDir("kiln-api-");
   const t = testContext({ dataDir });
   let cp: ControlPlane;
   let token = "";
@@ -288,7 +288,7 @@ describe("the HTTP API", () => {
   });
 
   it("after a crash, marks running builds failed (interrupted) and runs the queued ones", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "kiln-api-crash-"));
+    const dir = tempDir("kiln-api-crash-");
     // The state a kill -9 leaves: one build was running, one was queued.
     const db = openStore(join(dir, STORE_FILE));
     const app = createApp(db, "crashy");

@@ -1,17 +1,17 @@
 import { randomBytes } from "node:crypto";
-import { mkdir, mkdtemp, readdir, symlink, writeFile } from "node:fs/promises";
+import { mkdir, readdir, symlink, writeFile } from "node:fs/promises";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildApp } from "../../src/builds/build.js";
 import { ensureSeed } from "../../src/seed/seed.js";
 import { kiln, testContext, throwawayStore } from "../helpers.js";
+import { tempDir } from "../tmp.js";
 
 /** Writes an app from a map of file name → content into a fresh directory. */
 async function app(files: Record<string, string | Buffer>): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), "kiln-bad-"));
+  const dir = tempDir("kiln-bad-");
   for (const [name, content] of Object.entries(files)) {
     await mkdir(join(dir, name, ".."), { recursive: true });
     await writeFile(join(dir, name), content);

@@ -3,8 +3,7 @@
 // a temporary directory. After `npm run setup` (whose main job is this bootstrap) the Nix stages
 // are cached, so this exercises the platform part: stage2 and stage3 through the hosted API.
 import { type ChildProcess, spawn } from "node:child_process";
-import { chmodSync, mkdtempSync, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { chmodSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { execa } from "execa";
@@ -13,6 +12,7 @@ import { nixSettingArgs } from "../../src/nix/settings.js";
 import { leftovers, runBootstrap } from "../bootstrapRun.js";
 import { httpGet, kiln, kilnBin, NODE_WEB_GREETING, projectDir } from "../helpers.js";
 import { freePort } from "../slugRunner.js";
+import { tempDir } from "../tmp.js";
 
 const NIX = nixSettingArgs();
 // The data directory of a run that unpacked kiln's slug (later runs share that cache, nothing else).
@@ -25,9 +25,9 @@ describe("kiln bootstrap", () => {
   });
 
   it("reaches the fixed point through its own API, runs as stage2 built by stage1, and the self-built platform builds and serves an app", async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), "kiln-bootstrap-"));
+    const dataDir = tempDir("kiln-bootstrap-");
     chmodSync(dataDir, 0o711); // the app uids pass through it to their slugs and state
-    const runDir = mkdtempSync(join(tmpdir(), "kiln-bootstrap-run-"));
+    const runDir = tempDir("kiln-bootstrap-run-");
     warm = dataDir;
     const apiPort = await freePort();
     const routerPort = await freePort();

@@ -4,8 +4,7 @@
  * with the build stack's gcc). Every row is first shown to WORK with the lockdown off
  * (KILN_BUILD_LOCKDOWN=off, a test-only switch), then shown blocked with it on.
  */
-import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { cp, mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { execa } from "execa";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -16,6 +15,7 @@ import { processStartTime } from "../../src/dyno/procfs.js";
 import { ensureSeed } from "../../src/seed/seed.js";
 import { buildStacks } from "../../src/stacks/stacks.js";
 import { kilnBin, projectDir, testContext } from "../helpers.js";
+import { tempDir } from "../tmp.js";
 
 /** The server's build log of a build through the API (waits for it to end). */
 async function apiBuildLog(url: string, token: string, app: string, dir: string): Promise<string> {
@@ -49,7 +49,7 @@ const buildpack = join(projectDir, "test", "fixtures", "buildpacks", "attacks");
 const SIZE = "standard-2x";
 
 async function attackApp(attacks: string[]): Promise<{ dir: string; nonce: string }> {
-  const dir = await mkdtemp(join(tmpdir(), "kiln-attacks-"));
+  const dir = tempDir("kiln-attacks-");
   await cp(join(projectDir, "test", "fixtures", "apps", "build-attacks"), dir, { recursive: true });
   const nonce = `${process.pid}${Date.now()}`;
   await writeFile(join(dir, "nonce"), `${nonce}\n`);
@@ -145,7 +145,7 @@ describe("builds run under a dyno's lockdown", () => {
   });
 
   it("the build size: the server's (kiln serve), or the app's KILN_BUILD_SIZE config var", async () => {
-    const dataDir = await mkdtemp(join(tmpdir(), "kiln-build-size-"));
+    const dataDir = tempDir("kiln-build-size-");
     const cp = await startControlPlane(testContext({ dataDir, buildSize: SIZE }), {
       host: "127.0.0.1",
       port: 0,

@@ -1,5 +1,4 @@
-import { cp, mkdtemp, readdir, readFile, utimes, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { cp, readdir, readFile, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { execa } from "execa";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -13,6 +12,7 @@ import { ensureSeed } from "../../src/seed/seed.js";
 import { buildStacks } from "../../src/stacks/stacks.js";
 import { kiln, NODE_WEB_GREETING, projectDir, testContext } from "../helpers.js";
 import { runSlugWeb } from "../slugRunner.js";
+import { tempDir } from "../tmp.js";
 
 const fixture = (name: string) => join(projectDir, "test", "fixtures", "apps", name);
 
@@ -122,7 +122,7 @@ describe("kiln build: the fixture apps", () => {
   it("each app from another path, with other mtimes, TZ, LANG and umask, gives the same slug", async () => {
     for (const c of cases) {
       const first = built.get(c.name) ?? (await buildApp(t, { appDir: fixture(c.name) }));
-      const copy = join(await mkdtemp(join(tmpdir(), "kiln elsewhere ")), "renamed-app");
+      const copy = join(tempDir("kiln elsewhere "), "renamed-app");
       await cp(fixture(c.name), copy, { recursive: true });
       for (const f of await readdir(copy))
         await utimes(join(copy, f), new Date("2011-11-11"), new Date("2011-11-11"));
@@ -157,7 +157,7 @@ describe("kiln build: the fixture apps", () => {
   });
 
   it("an app-code change reuses the dependency derivation", async () => {
-    const copy = join(await mkdtemp(join(tmpdir(), "kiln-edit-")), "node-web");
+    const copy = join(tempDir("kiln-edit-"), "node-web");
     await cp(fixture("node-web"), copy, { recursive: true });
     // A new edit every run, so the slug is really rebuilt even on a warm store.
     const edit = `// edited ${process.pid} ${Date.now()}\n`;

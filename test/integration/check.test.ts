@@ -5,9 +5,8 @@
  * recorded build is rechecked and the check shown with it.
  */
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { readdir } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type ControlPlane, startControlPlane } from "../../src/api/controlPlane.js";
@@ -16,6 +15,7 @@ import type { CheckReport } from "../../src/repro/check.js";
 import { formatReport } from "../../src/repro/report.js";
 import { loadVariations, settingsFor, variationNames } from "../../src/repro/variations.js";
 import { kiln, projectDir, testContext } from "../helpers.js";
+import { tempDir } from "../tmp.js";
 
 const nonrepro = (name: string) => join(projectDir, "test", "fixtures", "nonrepro", name);
 const app = (name: string) => join(projectDir, "test", "fixtures", "apps", name);
@@ -33,7 +33,7 @@ describe("kiln check: one deliberately non-reproducible fixture per cause", () =
     { name: "tz", file: "app/release-date.txt", cause: "time-zone" },
     { name: "locale", file: "app/glossary.txt", cause: "locale-collation" },
   ];
-  const dir = mkdtempSync(join(tmpdir(), "kiln-check-"));
+  const dir = tempDir("kiln-check-");
   const results = new Map<string, { exitCode: number | undefined; report: CheckReport; junit: string }>();
 
   beforeAll(async () => {
@@ -143,7 +143,7 @@ describe("kiln check: a reproducible app, bad input, --against", () => {
     const built = await kiln(["build", "-q", "--json", app("static-site")]);
     expect(built.exitCode, built.all).toBe(0);
     const { manifest } = JSON.parse(built.stdout) as { manifest: string };
-    const junit = join(mkdtempSync(join(tmpdir(), "kiln-check-")), "junit.xml");
+    const junit = join(tempDir("kiln-check-"), "junit.xml");
     const r = await kiln(["check", "-q", "--junit", junit, app("static-site")]);
     expect(r.exitCode, r.all).toBe(0);
     expect(r.stdout).toMatch(/kiln check: static-site is reproducible/);
@@ -209,7 +209,7 @@ describe("kiln check: a reproducible app, bad input, --against", () => {
 });
 
 describe("kiln check through the server: POST /v1/apps/{app}/builds/{id}/checks", () => {
-  const dataDir = mkdtempSync(join(tmpdir(), "kiln-check-api-"));
+  const dataDir = tempDir("kiln-check-api-");
   const t = testContext({ dataDir });
   let cp: ControlPlane;
   let auth: { authorization: string };

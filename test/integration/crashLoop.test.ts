@@ -5,9 +5,8 @@
  * SQLite's integrity check passes. Rounds: CRASH_ROUNDS (default 30).
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { appendFileSync, chmodSync, mkdtempSync, readFileSync } from "node:fs";
-import { cp, mkdtemp, readdir, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { appendFileSync, chmodSync, readFileSync } from "node:fs";
+import { cp, readdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { detectCgroups } from "../../src/dyno/cgroups.js";
@@ -17,12 +16,13 @@ import { openStore, STORE_FILE } from "../../src/store/db.js";
 import { processesOf } from "../dynoHelpers.js";
 import { kiln, kilnBin, projectDir, testContext } from "../helpers.js";
 import { freePort } from "../slugRunner.js";
+import { tempDir } from "../tmp.js";
 
 const ROUNDS = Number(process.env.CRASH_ROUNDS ?? 30);
 const APP = "loop";
 
 describe("kill -9 of kiln serve, again and again", () => {
-  const dataDir = mkdtempSync(join(tmpdir(), "kiln-crashloop-"));
+  const dataDir = tempDir("kiln-crashloop-");
   chmodSync(dataDir, 0o711);
   const runDir = testContext({ dataDir }).config.runDir;
   let apiPort = 0;
@@ -72,7 +72,7 @@ describe("kill -9 of kiln serve, again and again", () => {
     const began = Date.now();
     apiPort = await freePort();
     routerPort = await freePort();
-    const src = await mkdtemp(join(tmpdir(), "kiln-crashloop-src-"));
+    const src = tempDir("kiln-crashloop-src-");
     await cp(join(projectDir, "test", "fixtures", "apps", "procfile-shell"), src, { recursive: true });
     const tarball = () => execFileSync("tar", ["czf", "-", "-C", src, "."]);
 

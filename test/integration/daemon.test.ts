@@ -1,9 +1,8 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
+import { rm } from "node:fs/promises";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { toNix } from "../../src/nix/escape.js";
@@ -11,6 +10,7 @@ import { readSeedLock } from "../../src/seed/lock.js";
 import { ensureSeed } from "../../src/seed/seed.js";
 import { buildStacks } from "../../src/stacks/stacks.js";
 import { projectDir, testContext } from "../helpers.js";
+import { tempDir } from "../tmp.js";
 
 // A private nix-daemon on its own socket, started with the machine's /etc/nix/nix.conf as it is
 // (Debian's says sandbox = false). kiln talks to it as a client, as it does on hosts where Nix is
@@ -24,7 +24,7 @@ describe("kiln through nix-daemon", () => {
 
   beforeAll(async () => {
     await ensureSeed(testContext());
-    dir = await mkdtemp(join(tmpdir(), "kiln-daemon-"));
+    dir = tempDir("kiln-daemon-");
     socket = join(dir, "socket");
     daemon = spawn("nix-daemon", [], {
       env: { ...process.env, NIX_DAEMON_SOCKET_PATH: socket },

@@ -4,8 +4,7 @@
  * reported by its exit code, every crash counted and announced.
  */
 import { spawn } from "node:child_process";
-import { chmodSync, mkdtempSync, readlinkSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { chmodSync, readlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -13,12 +12,13 @@ import { buildApp } from "../../src/builds/build.js";
 import { openAppLog } from "../../src/dyno/logs.js";
 import { type DynoRuntime, launchDyno, prepareDynoRuntime } from "../../src/dyno/runtime.js";
 import { dynoSize } from "../../src/dyno/sizes.js";
-import { type RunnableSlug, resolveSlug, unpackSlug } from "../../src/dyno/slug.js";
 import type { Supervised } from "../../src/dyno/supervisor.js";
 import { run } from "../../src/process/run.js";
 import { ensureSeed } from "../../src/seed/seed.js";
+import { type RunnableSlug, resolveSlug, unpackSlug } from "../../src/slug/runnable.js";
 import { stackExecArgs } from "../../src/stacks/sandbox.js";
 import { kilnBin, projectDir, testContext } from "../helpers.js";
+import { tempDir } from "../tmp.js";
 
 async function until<T>(what: string, fn: () => T | undefined, ms = 60_000): Promise<T> {
   const deadline = Date.now() + ms;
@@ -31,7 +31,7 @@ async function until<T>(what: string, fn: () => T | undefined, ms = 60_000): Pro
 }
 
 describe("what a dyno gets from the host", () => {
-  const dataDir = mkdtempSync(join(tmpdir(), "kiln-dynohygiene-"));
+  const dataDir = tempDir("kiln-dynohygiene-");
   chmodSync(dataDir, 0o711);
   const t = testContext({ dataDir });
   let rt: DynoRuntime;

@@ -5,9 +5,8 @@
  * decoy process that the dead dyno's record names (as a reused pid would be) must survive.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { chmodSync, mkdtempSync } from "node:fs";
+import { chmodSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildApp } from "../../src/builds/build.js";
@@ -16,12 +15,13 @@ import { instanceId } from "../../src/dyno/instance.js";
 import { processStartTime, sameProcess } from "../../src/dyno/procfs.js";
 import { reconcileDynos } from "../../src/dyno/reconcile.js";
 import { dynoSize } from "../../src/dyno/sizes.js";
-import { type RunnableSlug, resolveSlug } from "../../src/dyno/slug.js";
 import { readDynoRecords, stateDir } from "../../src/dyno/state.js";
 import { ensureSeed } from "../../src/seed/seed.js";
+import { type RunnableSlug, resolveSlug } from "../../src/slug/runnable.js";
 import { exists } from "../../src/util/fs.js";
 import { findDirs, processesOf } from "../dynoHelpers.js";
 import { kiln, kilnBin, projectDir, testContext } from "../helpers.js";
+import { tempDir } from "../tmp.js";
 
 async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 60_000): Promise<T> {
   const deadline = Date.now() + ms;
@@ -36,7 +36,7 @@ async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 60_
 const STEPS = ["spawned", "cgroups", "before-go", "after-go"] as const;
 
 describe("kill -9 of kiln while a dyno starts", () => {
-  const dataDir = mkdtempSync(join(tmpdir(), "kiln-dynokill-"));
+  const dataDir = tempDir("kiln-dynokill-");
   chmodSync(dataDir, 0o711);
   const t = testContext({ dataDir });
   const env = { KILN_DATA_DIR: dataDir, KILN_RUN_DIR: t.config.runDir };
@@ -118,7 +118,7 @@ describe("kill -9 of kiln while a dyno starts", () => {
   it("judges only this kiln's own cgroups: another instance's dyno and a build live on", async () => {
     const cgroups = await detectCgroups();
     const size = dynoSize("basic");
-    const other = instanceId(mkdtempSync(join(tmpdir(), "kiln-other-")));
+    const other = instanceId(tempDir("kiln-other-"));
     const mine = instanceId(dataDir);
     const theirs = await createDynoCgroup(cgroups, `${other}/web.1-theirs`, size);
     const build = await createDynoCgroup(cgroups, `b-${process.pid}`, size, { parent: "kiln-builds" });

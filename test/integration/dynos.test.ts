@@ -5,10 +5,10 @@
  * weak sandbox shows the attacks themselves work).
  */
 import { spawn } from "node:child_process";
-import { chmodSync, mkdtempSync } from "node:fs";
+import { chmodSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { createServer, type Server } from "node:net";
-import { networkInterfaces, tmpdir } from "node:os";
+import { networkInterfaces } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildApp } from "../../src/builds/build.js";
@@ -21,14 +21,15 @@ import {
   launchDyno,
   prepareDynoRuntime,
 } from "../../src/dyno/runtime.js";
-import { type RunnableSlug, resolveSlug, unpackSlug } from "../../src/dyno/slug.js";
 import { readDynoRecords } from "../../src/dyno/state.js";
 import type { Supervised } from "../../src/dyno/supervisor.js";
 import { ensureSeed } from "../../src/seed/seed.js";
+import { type RunnableSlug, resolveSlug, unpackSlug } from "../../src/slug/runnable.js";
 import { stackExecArgs } from "../../src/stacks/sandbox.js";
 import { processesOf } from "../dynoHelpers.js";
 import { httpGet, kiln, NODE_WEB_GREETING, projectDir, testContext } from "../helpers.js";
 import { freePort } from "../slugRunner.js";
+import { tempDir } from "../tmp.js";
 
 const fixture = (name: string) => join(projectDir, "test", "fixtures", "apps", name);
 
@@ -58,7 +59,7 @@ function hostAddress(): string {
 
 describe("dynos", () => {
   // The machine's Nix store (builds are cached there), but a data directory of the test's own.
-  const dataDir = mkdtempSync(join(tmpdir(), "kiln-dynos-"));
+  const dataDir = tempDir("kiln-dynos-");
   chmodSync(dataDir, 0o711);
   const t = testContext({ dataDir });
   let rt: DynoRuntime;

@@ -3,17 +3,16 @@
  * several rotations of the app's log: every line arrives, once, in order — not just the last.
  */
 import { spawn } from "node:child_process";
-import { mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+
 import { describe, expect, it } from "vitest";
 import { DEFAULT_LOG_FILE_BYTES, openAppLog } from "../../src/dyno/logs.js";
 import { kilnBin } from "../helpers.js";
 import { until } from "../serveProcess.js";
+import { tempDir } from "../tmp.js";
 
 describe("kiln logs -t across rotations", () => {
   it("loses no line when the log rotates under it", async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), "kiln-follow-"));
+    const dataDir = tempDir("kiln-follow-");
     const log = await openAppLog(dataDir, "busy");
     log.write("kiln[web.1]", "marker 1");
     const follower = spawn(process.execPath, [kilnBin, "logs", "busy", "-t"], {

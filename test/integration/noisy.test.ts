@@ -3,12 +3,12 @@
  * as the pipe takes it) next to a quiet web app. The server's memory stays bounded, every log line
  * is at most 10,000 bytes, and the quiet app keeps answering (its latency is printed, not asserted).
  */
-import { cpSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { cpSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { projectDir } from "../helpers.js";
 import { procStatusKb, type ServeProcess, serveProcess, until } from "../serveProcess.js";
+import { tempDir } from "../tmp.js";
 
 const fixture = (name: string) => join(projectDir, "test", "fixtures", "apps", name);
 
@@ -40,7 +40,7 @@ describe("a dyno flooding its output", () => {
     await until("calm to serve", async () => (await s.viaRouter("/", "calm.localhost")).status === 200);
     const before = await latencies(40);
 
-    const src = mkdtempSync(join(tmpdir(), "kiln-noisy-src-"));
+    const src = tempDir("kiln-noisy-src-");
     cpSync(fixture("procfile-shell"), src, { recursive: true });
     // One line that never ends, as fast as the pipe takes it.
     writeFileSync(join(src, "Procfile"), "worker: tr '\\0' x < /dev/zero\n");

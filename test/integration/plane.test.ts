@@ -4,20 +4,20 @@
  * escape sequences in app output, a port in use, a data directory dynos cannot pass.
  */
 import { execFileSync } from "node:child_process";
-import { chmodSync, cpSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { chmodSync, cpSync, mkdirSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { kiln, projectDir } from "../helpers.js";
 import { type ServeProcess, serveProcess, until } from "../serveProcess.js";
 import { freePort } from "../slugRunner.js";
+import { tempDir } from "../tmp.js";
 
 const fixture = (name: string) => join(projectDir, "test", "fixtures", "apps", name);
 
 /** node-web with a route that echoes the request's headers, a crash switch and a noisy boot line. */
 function echoApp(): string {
-  const src = mkdtempSync(join(tmpdir(), "kiln-echo-src-"));
+  const src = tempDir("kiln-echo-src-");
   cpSync(fixture("node-web"), src, { recursive: true });
   writeFileSync(
     join(src, "server.js"),
@@ -179,7 +179,7 @@ describe("the control plane refuses what would break an app", () => {
     const port = (busy.address() as { port: number }).port;
     try {
       // A data directory of its own: a server that cannot start must not touch another's.
-      const dataDir = mkdtempSync(join(tmpdir(), "kiln-port-"));
+      const dataDir = tempDir("kiln-port-");
       chmodSync(dataDir, 0o711);
       const env = { KILN_DATA_DIR: dataDir };
       const api = await kiln(["serve", "--no-dynos", "--port", String(port)], { env });
@@ -202,7 +202,7 @@ describe("the control plane refuses what would break an app", () => {
   });
 
   it("refuses to start dynos from a data directory their uids cannot pass", async () => {
-    const parent = mkdtempSync(join(tmpdir(), "kiln-closed-"));
+    const parent = tempDir("kiln-closed-");
     chmodSync(parent, 0o700);
     const dataDir = join(parent, "data");
     mkdirSync(dataDir);

@@ -5,18 +5,9 @@
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import {
-  chmodSync,
-  cpSync,
-  existsSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  writeFileSync,
-} from "node:fs";
+import { chmodSync, cpSync, existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer as createHttpServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { getApp } from "../../src/store/apps.js";
@@ -25,11 +16,12 @@ import { openStore, STORE_FILE } from "../../src/store/db.js";
 import { listDynoRows } from "../../src/store/dynos.js";
 import { httpGet, kiln, kilnBin, NODE_WEB_GREETING, projectDir } from "../helpers.js";
 import { freePort } from "../slugRunner.js";
+import { tempDir } from "../tmp.js";
 
 const fixture = (name: string) => join(projectDir, "test", "fixtures", "apps", name);
 
 describe("the platform end to end", () => {
-  const dataDir = mkdtempSync(join(tmpdir(), "kiln-platform-"));
+  const dataDir = tempDir("kiln-platform-");
   chmodSync(dataDir, 0o711);
   let apiPort = 0;
   let routerPort = 0;
@@ -196,7 +188,7 @@ describe("the platform end to end", () => {
   });
 
   it("kiln dev rebuilds and rolls the app when a file changes", async () => {
-    const src = mkdtempSync(join(tmpdir(), "kiln-dev-src-"));
+    const src = tempDir("kiln-dev-src-");
     cpSync(fixture("node-web"), src, { recursive: true });
     await k("apps:create", "devapp");
     const dev = spawn(process.execPath, [kilnBin, "dev", src, "-a", "devapp"], {
@@ -225,7 +217,7 @@ describe("the platform end to end", () => {
 
   it("survives kill -9 mid-build: the build is recorded as interrupted and the dynos come back", async () => {
     // A source Nix has not built yet, so the build is still running when the server dies.
-    const src = mkdtempSync(join(tmpdir(), "kiln-platform-src-"));
+    const src = tempDir("kiln-platform-src-");
     cpSync(fixture("node-web"), src, { recursive: true });
     writeFileSync(join(src, "version.txt"), `${Date.now()}\n`);
     const deploy = spawn(process.execPath, [kilnBin, "deploy", src, "-a", "shop"], {

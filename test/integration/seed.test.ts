@@ -1,5 +1,4 @@
-import { copyFile, mkdtemp, rm, stat, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { copyFile, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { execa } from "execa";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -8,6 +7,7 @@ import { readSeedLock } from "../../src/seed/lock.js";
 import { ensureSeed, exportSeed, importSeed } from "../../src/seed/seed.js";
 import { hashFile } from "../../src/util/fs.js";
 import { kiln, projectDir, testContext, throwawayStore } from "../helpers.js";
+import { tempDir } from "../tmp.js";
 
 const NIX = nixSettingArgs();
 
@@ -33,7 +33,7 @@ describe("the seed, in the real Nix store", () => {
 
   it("exports to a NAR whose sha256 is the NAR hash, and imports into another store verified", async () => {
     const lock = await readSeedLock(projectDir);
-    const dir = await mkdtemp(join(tmpdir(), "kiln-seed-export-"));
+    const dir = tempDir("kiln-seed-export-");
     const file = join(dir, "seed.nar");
     try {
       const r = await exportSeed(t, file);
@@ -95,14 +95,14 @@ describe("the seed, in the real Nix store", () => {
     const { fetchDeb } = await import("../../src/seed/apt.js");
     const pin = lock.debian.find((p) => p.name === "busybox-static");
     if (!pin) throw new Error("busybox-static not pinned");
-    const cache = await mkdtemp(join(tmpdir(), "kiln-debs-"));
+    const cache = tempDir("kiln-debs-");
     const good = await fetchDeb(pin, join(t.config.dataDir, "cache", "debs"));
     await copyFile(good, join(cache, `${pin.sha256}.deb`));
     await writeFile(join(cache, `${pin.sha256}.deb`), "corrupt");
     const file = await fetchDeb(pin, cache);
     expect(await hashFile(file, "sha256")).toBe(pin.sha256);
     // A version that apt has never had fails with the re-pin command in the hint.
-    const empty = await mkdtemp(join(tmpdir(), "kiln-debs-"));
+    const empty = tempDir("kiln-debs-");
     await expect(fetchDeb({ ...pin, version: "0.0-kiln-never" }, empty)).rejects.toMatchObject({
       code: "deb_version_gone",
       hint: expect.stringContaining("kiln seed pin"),

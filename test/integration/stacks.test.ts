@@ -1,5 +1,4 @@
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { listTarGz } from "../../src/archive/tar.js";
@@ -14,6 +13,7 @@ import {
   STACK_SOURCE_DATE_EPOCH,
 } from "../../src/stacks/stacks.js";
 import { projectDir, testContext } from "../helpers.js";
+import { tempDir } from "../tmp.js";
 
 describe("the stacks", () => {
   const t = testContext();
@@ -85,7 +85,7 @@ describe("the stacks", () => {
   });
 
   it("stack-build: node-gyp compiles a C++ addon offline and Node loads it", async () => {
-    const app = await mkdtemp(join(tmpdir(), "kiln-addon-"));
+    const app = tempDir("kiln-addon-");
     await writeFile(
       join(app, "addon.cc"),
       `#include <node_api.h>
@@ -148,7 +148,7 @@ NAPI_MODULE(NODE_GYP_MODULE_NAME, Init)
   });
 
   it("export to the same deterministic tarball every time", async () => {
-    const dir = await mkdtemp(join(tmpdir(), "kiln-stack-export-"));
+    const dir = tempDir("kiln-stack-export-");
     try {
       const a = await exportStack(t, "run", join(dir, "a.tar.gz"));
       const b = await exportStack(t, "run", join(dir, "b.tar.gz"));

@@ -1,7 +1,6 @@
 /** kiln's state in a real SQLite file: schema, constraints, releases, tokens, crash safety. */
 import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { createApp, deleteApp, getApp, getConfig, listApps, patchConfig } from "../../src/store/apps.js";
@@ -28,9 +27,10 @@ import { createRelease, currentRelease, listReleases, rollback } from "../../src
 import { addToken, createToken, hasAdminToken, verifyToken } from "../../src/store/tokens.js";
 import { createUser } from "../../src/store/users.js";
 import { projectDir } from "../helpers.js";
+import { tempDir } from "../tmp.js";
 
 const fresh = () => {
-  const file = join(mkdtempSync(join(tmpdir(), "kiln-store-")), STORE_FILE);
+  const file = join(tempDir("kiln-store-"), STORE_FILE);
   return { file, db: openStore(file) };
 };
 
@@ -212,7 +212,7 @@ describe("the state file", () => {
   });
 
   it("loses nothing it acknowledged when the process is killed with SIGKILL mid-write", async () => {
-    const file = join(mkdtempSync(join(tmpdir(), "kiln-store-")), STORE_FILE);
+    const file = join(tempDir("kiln-store-"), STORE_FILE);
     // A writer that acknowledges each committed release on stdout, as the API acknowledges requests.
     const script = `
       const { openStore } = await import(${JSON.stringify(join(projectDir, "dist/store/db.js"))});

@@ -6,8 +6,7 @@
  */
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdtempSync, readdirSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -19,6 +18,7 @@ import { MIGRATIONS } from "../../src/store/migrations.js";
 import { listTokens, verifyToken } from "../../src/store/tokens.js";
 import { listUsers } from "../../src/store/users.js";
 import { kiln, projectDir, testContext } from "../helpers.js";
+import { tempDir } from "../tmp.js";
 
 const source = execFileSync("tar", [
   "czf",
@@ -66,7 +66,7 @@ function clientOf(url: string) {
 }
 
 async function startServer(opts: { quotas?: Record<string, number>; concurrency?: number } = {}) {
-  const dataDir = mkdtempSync(join(tmpdir(), "kiln-tenancy-"));
+  const dataDir = tempDir("kiln-tenancy-");
   const cp = await startControlPlane(
     testContext({
       dataDir,
@@ -311,7 +311,7 @@ describe("tenancy", () => {
   });
 
   it("drives users, tokens and access from the CLI", async () => {
-    const home = mkdtempSync(join(tmpdir(), "kiln-tenancy-cli-"));
+    const home = tempDir("kiln-tenancy-cli-");
     const k = (token: string, ...args: string[]) =>
       kiln(args, {
         env: { KILN_SERVER: s.cp.url, KILN_TOKEN: token, KILN_DATA_DIR: home, XDG_CONFIG_HOME: home },
@@ -467,7 +467,7 @@ describe("quotas", () => {
 
 describe("migration 4", () => {
   it("keeps every record of a state file made by the old schema: the admin owns the apps, each token gets a user", () => {
-    const file = join(mkdtempSync(join(tmpdir(), "kiln-migrate-")), STORE_FILE);
+    const file = join(tempDir("kiln-migrate-"), STORE_FILE);
     // The state file as kiln wrote it before tenancy: schema version 3, written with its own SQL.
     const old = new Database(file);
     old.pragma("foreign_keys = ON");

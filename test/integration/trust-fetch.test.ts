@@ -6,10 +6,9 @@
  */
 import { execFileSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type ControlPlane, startControlPlane } from "../../src/api/controlPlane.js";
@@ -18,6 +17,7 @@ import { buildApp, npmRegistry } from "../../src/builds/build.js";
 import { toNix } from "../../src/nix/escape.js";
 import { isPublicAddress } from "../../src/source/remoteFetch.js";
 import { projectDir, testContext } from "../helpers.js";
+import { tempDir } from "../tmp.js";
 
 /** A loopback HTTP server counting its requests (the "host service" an attacker aims at). */
 async function loopbackServer(handler?: (url: string, res: import("node:http").ServerResponse) => void) {
@@ -35,7 +35,7 @@ async function loopbackServer(handler?: (url: string, res: import("node:http").S
 const INTEGRITY = `sha512-${randomBytes(64).toString("base64")}`;
 
 function evilApp(resolved: string): string {
-  const dir = mkdtempSync(join(tmpdir(), "kiln-trust-deps-"));
+  const dir = tempDir("kiln-trust-deps-");
   writeFileSync(
     join(dir, "package.json"),
     JSON.stringify({ name: "evil", version: "1.0.0", dependencies: { probe: "1.0.0" } }),
@@ -102,7 +102,7 @@ describe("dependency tarballs come from the registry's origin alone", () => {
   });
 
   it("a build with a loopback `resolved` reaches the host service when allowed (control), and is refused before building otherwise", async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), "kiln-trust-depsbuild-"));
+    const dataDir = tempDir("kiln-trust-depsbuild-");
     const dir = evilApp(`${svc.origin}/probe.tgz`);
     // Control: with the origin allowed, Nix's fetcher really makes the request on the host network.
     const before = svc.hits.length;
@@ -124,7 +124,7 @@ describe("dependency tarballs come from the registry's origin alone", () => {
 });
 
 describe("source_blob URLs: https to public addresses only, redirects checked, no port oracle", () => {
-  const dataDir = mkdtempSync(join(tmpdir(), "kiln-trust-blob-"));
+  const dataDir = tempDir("kiln-trust-blob-");
   let cp: ControlPlane;
   let token = "";
   let secret: Awaited<ReturnType<typeof loopbackServer>>;
@@ -219,7 +219,7 @@ describe("source_blob URLs: https to public addresses only, redirects checked, n
     });
     const cp2 = await startControlPlane(
       testContext({
-        dataDir: mkdtempSync(join(tmpdir(), "kiln-trust-blob2-")),
+        dataDir: tempDir("kiln-trust-blob2-"),
         fetchAllow: [`http://127.0.0.1:${closedPort}`],
       }),
       { host: "127.0.0.1", port: 0, dynos: false },

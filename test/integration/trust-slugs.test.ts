@@ -6,24 +6,15 @@
  * out of the tree. The unpack rows first show plain `tar` as root keeping what kiln refuses.
  */
 import { execFileSync } from "node:child_process";
-import {
-  chmodSync,
-  copyFileSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from "node:fs";
-import { tmpdir } from "node:os";
+import { chmodSync, copyFileSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { listTarGz } from "../../src/archive/tar.js";
 import { buildApp } from "../../src/builds/build.js";
-import { type RunnableSlug, unpackSlug } from "../../src/dyno/slug.js";
+import { type RunnableSlug, unpackSlug } from "../../src/slug/runnable.js";
 import { hashFile } from "../../src/util/fs.js";
 import { craftTarGz, type TarEntrySpec, testContext } from "../helpers.js";
+import { tempDir } from "../tmp.js";
 
 async function runnable(file: string): Promise<RunnableSlug> {
   return { app: "evil", file, sha256: await hashFile(file, "sha256"), processTypes: {}, configVars: {} };
@@ -73,7 +64,7 @@ describe("unpacking a slug", () => {
   ])("refuses %s (plain tar as root keeps it)", async (what, extra, probe, message) => {
     const file = craftTarGz([...base, ...extra]);
     // Control: what unpacking as root with plain tar gives.
-    const plain = mkdtempSync(join(tmpdir(), "kiln-slug-plain-"));
+    const plain = tempDir("kiln-slug-plain-");
     execFileSync("tar", ["-xpzPf", file, "-C", plain]);
     const st = statSync(join(plain, probe));
     if (what.startsWith("a setuid")) expect(st.mode & 0o4000).toBe(0o4000);
@@ -83,7 +74,7 @@ describe("unpacking a slug", () => {
     if (what === "a symlink chain out") expect(st.ino).toBe(statSync("/etc/passwd").ino);
     rmSync(plain, { recursive: true, force: true }); // not least the hard link to /etc/shadow
 
-    const dataDir = mkdtempSync(join(tmpdir(), "kiln-slug-data-"));
+    const dataDir = tempDir("kiln-slug-data-");
     chmodSync(dataDir, 0o711); // as kiln serve requires: the dynos' (and the unpacking) uids pass through
     await expect(unpackSlug(dataDir, await runnable(file))).rejects.toMatchObject({
       code: "slug_unsafe",
@@ -95,7 +86,7 @@ describe("unpacking a slug", () => {
 
   it("unpacks a plain slug as files owned by root with plain modes", async () => {
     const file = craftTarGz([...base, { name: "app/run", type: "file", data: "#!/bin/sh\n", mode: 0o755 }]);
-    const dataDir = mkdtempSync(join(tmpdir(), "kiln-slug-data-"));
+    const dataDir = tempDir("kiln-slug-data-");
     chmodSync(dataDir, 0o711); // as kiln serve requires: the dynos' (and the unpacking) uids pass through
     const dir = await unpackSlug(dataDir, await runnable(file));
     const st = statSync(join(dir, "run"));
@@ -111,7 +102,7 @@ describe("a build that leaves a process rewriting its slug", () => {
       ...base,
       { name: "app/suid", type: "file", data: "#!/bin/sh\nid\n", mode: 0o4755 },
     ]);
-    const bp = mkdtempSync(join(tmpdir(), "kiln-slug-bp-"));
+    const bp = tempDir("kiln-slug-bp-");
     mkdirSync(join(bp, "bin"));
     copyFileSync(evil, join(bp, "evil.tgz"));
     const script = (name: string, text: string) => {
@@ -134,11 +125,11 @@ mkdir -p "$1/public" && echo '<h1>hi</h1>' > "$1/public/index.html"
       "release",
       "#!/bin/sh\nprintf -- '---\\ndefault_process_types:\\n  web: httpd -f -p $PORT -h /app/public\\n'\n",
     );
-    const app = mkdtempSync(join(tmpdir(), "kiln-slug-app-"));
+    const app = tempDir("kiln-slug-app-");
     writeFileSync(join(app, "README"), `leftover ${Date.now()}\n`);
 
     const lines: string[] = [];
-    const dataDir = mkdtempSync(join(tmpdir(), "kiln-slug-build-"));
+    const dataDir = tempDir("kiln-slug-build-");
     const r = await buildApp(testContext({ dataDir }), {
       appDir: app,
       buildpacks: [bp],

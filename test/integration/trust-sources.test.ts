@@ -6,23 +6,15 @@
  */
 import { execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import {
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  symlinkSync,
-  writeFileSync,
-} from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type ControlPlane, startControlPlane } from "../../src/api/controlPlane.js";
 import { buildApp } from "../../src/builds/build.js";
 import { kilnBin, projectDir, testContext } from "../helpers.js";
+import { tempDir } from "../tmp.js";
 
 /** `u -> .`, `up1 -> u/..`, … `upN -> up(N-1)/..`: each looks like `.` to normalize(), each climbs. */
 function writeChain(dir: string, depth: number): string {
@@ -38,10 +30,10 @@ function tarOf(dir: string): Buffer {
 
 /** A directory holding a secret no tenant may read, and the chain app pointing its files at it. */
 function plantSecretAndChain() {
-  const secretDir = mkdtempSync(join(tmpdir(), "kiln-trust-secret-"));
+  const secretDir = tempDir("kiln-trust-secret-");
   const secret = `TOPSECRET-${randomBytes(12).toString("hex")}`;
   writeFileSync(join(secretDir, "secret"), `${secret}\n`, { mode: 0o600 });
-  const app = mkdtempSync(join(tmpdir(), "kiln-trust-app-"));
+  const app = tempDir("kiln-trust-app-");
   // Deep enough to reach / from wherever it is unpacked (`..` at / stays at /).
   const top = writeChain(app, 24);
   const target = `${top}${secretDir}/secret`;
@@ -51,7 +43,7 @@ function plantSecretAndChain() {
 }
 
 describe("uploaded sources: links resolved for real, .buildpacks kept to the app", () => {
-  const dataDir = mkdtempSync(join(tmpdir(), "kiln-trust-"));
+  const dataDir = tempDir("kiln-trust-");
   const t = testContext({ dataDir });
   let cp: ControlPlane;
   let token = "";
@@ -84,7 +76,7 @@ describe("uploaded sources: links resolved for real, .buildpacks kept to the app
     const { secret, app } = plantSecretAndChain();
     const archive = tarOf(app);
     // Control: unpacked by plain tar, the chain really reaches the secret.
-    const plain = mkdtempSync(join(tmpdir(), "kiln-trust-plain-"));
+    const plain = tempDir("kiln-trust-plain-");
     execFileSync("tar", ["xzf", "-", "-C", plain], { input: archive });
     expect(readFileSync(join(plain, ".buildpacks"), "utf8")).toContain(secret);
     // And every link in it passes a lexical check (the old rule): normalised, none leaves the tree.
@@ -114,7 +106,7 @@ describe("uploaded sources: links resolved for real, .buildpacks kept to the app
   });
 
   it("a link in the middle of a path that stays inside is still fine", async () => {
-    const app = mkdtempSync(join(tmpdir(), "kiln-trust-ok-"));
+    const app = tempDir("kiln-trust-ok-");
     mkdirSync(join(app, "public"));
     writeFileSync(join(app, "public", "index.html"), "<h1>hi</h1>\n");
     symlinkSync("public", join(app, "www"));
@@ -124,7 +116,7 @@ describe("uploaded sources: links resolved for real, .buildpacks kept to the app
   });
 
   it(".buildpacks naming a host path is refused (the operator's -b PATH is not)", async () => {
-    const app = mkdtempSync(join(tmpdir(), "kiln-trust-bp-"));
+    const app = tempDir("kiln-trust-bp-");
     writeFileSync(join(app, "index.html"), "<h1>hi</h1>\n");
     const hostBuildpack = join(projectDir, "test", "fixtures", "buildpacks", "greeting");
     writeFileSync(join(app, ".buildpacks"), `${hostBuildpack}\n`);
@@ -184,7 +176,7 @@ function gzipBomb(): Buffer {
 }
 
 describe("a gzip bomb through a spawned `kiln serve`", () => {
-  const dataDir = mkdtempSync(join(tmpdir(), "kiln-trust-bomb-"));
+  const dataDir = tempDir("kiln-trust-bomb-");
   const token = `kiln_${randomBytes(16).toString("hex")}`;
   let child: ReturnType<typeof spawn> | undefined;
   let url = "";

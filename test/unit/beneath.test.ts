@@ -1,12 +1,12 @@
-import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { fsLookup, readTextBeneath, resolveBeneath } from "../../src/source/beneath.js";
+import { tempDir } from "../tmp.js";
 
 /** A tree under a parent holding a secret: what a link climbing one level would reach. */
 function tree() {
-  const parent = mkdtempSync(join(tmpdir(), "kiln-beneath-"));
+  const parent = tempDir("kiln-beneath-");
   writeFileSync(join(parent, "secret"), "TOPSECRET\n");
   const root = join(parent, "root");
   mkdirSync(join(root, "d"), { recursive: true });

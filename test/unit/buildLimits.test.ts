@@ -1,5 +1,4 @@
-import { mkdir, mkdtemp, readdir, readFile, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { buildSizeFor, instanceTag, setUpBuildLimits } from "../../src/builds/limits.js";
@@ -10,6 +9,7 @@ import { isKilnError } from "../../src/errors.js";
 import { createLogger } from "../../src/log/logger.js";
 import type { Nix } from "../../src/nix/driver.js";
 import { projectDir } from "../helpers.js";
+import { tempDir } from "../tmp.js";
 
 describe("build limits", () => {
   it("nix/build/seccomp.bpf is what the compiler makes of the current dyno policy", async () => {
@@ -17,7 +17,7 @@ describe("build limits", () => {
     // src/dyno/seccomp.ts or libexec/kiln-seccomp.py changes, regenerate it:
     //   cp "$(node --input-type=module -e 'const {compiledSeccomp}=await import("./dist/dyno/seccomp.js");
     //     console.log(await compiledSeccomp({dataDir:"/tmp/kiln-seccomp",projectDir:"."}))')" nix/build/seccomp.bpf
-    const dataDir = await mkdtemp(join(tmpdir(), "kiln-seccomp-"));
+    const dataDir = tempDir("kiln-seccomp-");
     const fresh = await readFile(await compiledSeccomp({ dataDir, projectDir }));
     const committed = await readFile(join(projectDir, "nix", "build", "seccomp.bpf"));
     expect(committed.length).toBeGreaterThan(0);
@@ -40,7 +40,7 @@ describe("build limits", () => {
   });
 
   it("through a Nix daemon, says memory, pids and CPU are NOT ENFORCED and passes no file", async () => {
-    const runDir = await mkdtemp(join(tmpdir(), "kiln-run-"));
+    const runDir = tempDir("kiln-run-");
     const config = loadConfig({ KILN_DATA_DIR: "/tmp/x", KILN_RUN_DIR: runDir, KILN_BUILD_SIZE: "basic" });
     // Only the store's name matters here: no Nix call is made before a build.
     const nix = { store: "daemon" } as Nix;

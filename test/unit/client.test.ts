@@ -1,11 +1,11 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { clientConfigFile, createClient, DEFAULT_SERVER } from "../../src/cli/client.js";
+import { tempDir } from "../tmp.js";
 
 describe("finding the kiln server", () => {
-  const dir = mkdtempSync(join(tmpdir(), "kiln-client-"));
+  const dir = tempDir("kiln-client-");
   const env = { XDG_CONFIG_HOME: join(dir, "config") };
 
   it("defaults to this machine's server", () => {

@@ -1,17 +1,17 @@
-import { chmod, mkdir, mkdtemp, readFile, symlink, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { chmod, mkdir, readFile, symlink, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { gzipSync } from "node:zlib";
 import * as tar from "tar";
 import { describe, expect, it } from "vitest";
 import { readTarEntries, writeDeterministicTarGz } from "../../src/archive/tar.js";
 import { compareEntries, diffArchives, explainFile, type TreeEntry } from "../../src/repro/diff.js";
+import { tempDir } from "../tmp.js";
 
 type Spec = string | Buffer | { link: string } | { exec: string };
 
 /** Writes `files` under a fresh directory; `{ link }` is a symlink, `{ exec }` an executable file. */
 async function makeTree(files: Record<string, Spec>): Promise<string> {
-  const root = await mkdtemp(join(tmpdir(), "kiln-diff-"));
+  const root = tempDir("kiln-diff-");
   const dir = join(root, "t");
   await mkdir(dir);
   for (const [p, spec] of Object.entries(files)) {

@@ -1,5 +1,4 @@
-import { mkdir, mkdtemp, readFile, stat, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { oneOffCommand } from "../../src/cli/dynoCommands.js";
@@ -10,6 +9,7 @@ import { compiledSeccomp, dynoSeccompPolicy } from "../../src/dyno/seccomp.js";
 import { dynoSize } from "../../src/dyno/sizes.js";
 import { backoffDelay, DEFAULT_RESTART } from "../../src/dyno/supervisor.js";
 import { projectDir } from "../helpers.js";
+import { tempDir } from "../tmp.js";
 
 const size = dynoSize("standard-1x");
 
@@ -119,7 +119,7 @@ describe("the seccomp policy", () => {
   });
 
   it("compiles with libseccomp into a BPF program, cached by its hash", async () => {
-    const dataDir = await mkdtemp(join(tmpdir(), "kiln-seccomp-"));
+    const dataDir = tempDir("kiln-seccomp-");
     const file = await compiledSeccomp({ dataDir, projectDir });
     const bytes = (await stat(file)).size;
     // Classic BPF: 8 bytes per instruction; a policy this size is well over 100 instructions.
@@ -129,7 +129,7 @@ describe("the seccomp policy", () => {
   });
 
   it("says what to install when a rule names a syscall libseccomp does not know", async () => {
-    const dataDir = await mkdtemp(join(tmpdir(), "kiln-seccomp-"));
+    const dataDir = tempDir("kiln-seccomp-");
     await expect(
       compiledSeccomp({
         dataDir,
@@ -150,7 +150,7 @@ describe("restart backoff", () => {
 
 describe("cgroups", () => {
   it("finds v1 controllers per hierarchy and v2 controllers in the unified tree", async () => {
-    const dir = await mkdtemp(join(tmpdir(), "kiln-cg-"));
+    const dir = tempDir("kiln-cg-");
     await writeFile(join(dir, "cgroup.controllers"), "cpuset cpu io memory pids\n");
     const mountinfo = join(dir, "mountinfo");
     await writeFile(
@@ -172,7 +172,7 @@ describe("cgroups", () => {
   });
 
   it("writes v2 limits and enables the controllers down the tree (on a plain directory: this host has no v2 controllers)", async () => {
-    const root = await mkdtemp(join(tmpdir(), "kiln-cg2-"));
+    const root = tempDir("kiln-cg2-");
     const host = {
       controllers: {
         memory: { version: 2 as const, mount: root },
@@ -213,7 +213,7 @@ describe("cgroups", () => {
 
 describe("app logs", () => {
   it("keeps a bounded buffer in memory and on disk, rotating the file", async () => {
-    const dataDir = await mkdtemp(join(tmpdir(), "kiln-logs-"));
+    const dataDir = tempDir("kiln-logs-");
     const log = await openAppLog(dataDir, "a", { maxLines: 5, maxFileBytes: 2000 });
     for (let i = 0; i < 100; i++) log.write("app[web.1]", `line ${i}`);
     expect(log.recent().map((l) => l.line)).toEqual(["line 95", "line 96", "line 97", "line 98", "line 99"]);
@@ -227,7 +227,7 @@ describe("app logs", () => {
   });
 
   it("follows new lines, across a rotation", async () => {
-    const dataDir = await mkdtemp(join(tmpdir(), "kiln-logs-"));
+    const dataDir = tempDir("kiln-logs-");
     const log = await openAppLog(dataDir, "a", { maxFileBytes: 300 });
     log.write("kiln[web.1]", "before");
     const seen: string[] = [];

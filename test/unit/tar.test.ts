@@ -1,9 +1,9 @@
 import { createHash } from "node:crypto";
-import { chmod, mkdir, mkdtemp, readFile, symlink, utimes, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { chmod, mkdir, readFile, symlink, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { listTarGz, listTree, writeDeterministicTarGz } from "../../src/archive/tar.js";
+import { tempDir } from "../tmp.js";
 
 async function makeTree(root: string, variant: number) {
   // Same content, different creation order, times and permission noise.
@@ -23,7 +23,7 @@ describe("deterministic tar.gz", () => {
   it("gives the same bytes for the same tree whatever the times, modes noise and creation order", async () => {
     const hashes: string[] = [];
     for (const variant of [0, 1]) {
-      const root = await mkdtemp(join(tmpdir(), "kiln-tar-"));
+      const root = tempDir("kiln-tar-");
       await makeTree(join(root, "t"), variant).catch(async () => {
         await mkdir(join(root, "t"));
         await makeTree(join(root, "t"), variant);
@@ -40,7 +40,7 @@ describe("deterministic tar.gz", () => {
   });
 
   it("sorts entries bytewise, owns them by 0, fixes mtimes and keeps only the executable bit", async () => {
-    const root = await mkdtemp(join(tmpdir(), "kiln-tar-"));
+    const root = tempDir("kiln-tar-");
     await mkdir(join(root, "t"));
     await makeTree(join(root, "t"), 1);
     const file = join(root, "out.tar.gz");

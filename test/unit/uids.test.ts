@@ -4,14 +4,14 @@
  * written by an older kiln (which counted from 400000 in each) gives up a uid another one holds.
  * These use the real host-wide registry (root only), as kiln does.
  */
-import { chmod, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { chmod, mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { appUid, DYNO_UID_BASE, DYNO_UID_COUNT } from "../../src/dyno/uids.js";
+import { tempDir } from "../tmp.js";
 
 const dataDir = async () => {
-  const d = await mkdtemp(join(tmpdir(), "kiln-uids-"));
+  const d = tempDir("kiln-uids-");
   await chmod(d, 0o711);
   return d;
 };

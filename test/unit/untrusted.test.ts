@@ -1,16 +1,16 @@
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { extractUntrustedTarGz, inspectUntrustedTarGz } from "../../src/archive/untrusted.js";
 import { craftTarGz, type TarEntrySpec as Entry } from "../helpers.js";
+import { tempDir } from "../tmp.js";
 
 const limits = { maxBytes: 1 << 20, maxEntries: 1000 };
 
 /** Both passes must refuse; nothing may appear outside the scratch directory. */
 async function expectRefused(file: string, message: RegExp, lim = limits) {
   await expect(inspectUntrustedTarGz(file, lim)).rejects.toThrow(message);
-  const root = mkdtempSync(join(tmpdir(), "kiln-hostile-out-"));
+  const root = tempDir("kiln-hostile-out-");
   const scratch = join(root, "scratch");
   mkdirSync(scratch);
   await expect(extractUntrustedTarGz(file, scratch, lim)).rejects.toThrow(message);
@@ -26,7 +26,7 @@ describe("untrusted source archives", () => {
       { name: "app/link", type: "symlink", target: "package.json" },
     ]);
     expect(await inspectUntrustedTarGz(file, limits)).toEqual({ entries: 4 });
-    const out = mkdtempSync(join(tmpdir(), "kiln-hostile-out-"));
+    const out = tempDir("kiln-hostile-out-");
     await extractUntrustedTarGz(file, out, limits);
     expect(readFileSync(join(out, "app/package.json"), "utf8")).toBe("{}");
     expect(statSync(join(out, "app/run")).mode & 0o7777).toBe(0o755);
@@ -87,7 +87,7 @@ describe("untrusted source archives", () => {
       data: "y".repeat(999),
     }));
     await expectRefused(craftTarGz(files, { truncate: 0.5 }), /not a readable tar.gz/);
-    const junk = join(mkdtempSync(join(tmpdir(), "kiln-hostile-")), "x.tar.gz");
+    const junk = join(tempDir("kiln-hostile-"), "x.tar.gz");
     writeFileSync(junk, "not a tarball");
     await expectRefused(junk, /not a readable tar.gz/);
   });

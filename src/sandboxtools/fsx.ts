@@ -1,5 +1,5 @@
 // File helpers for the in-sandbox tools. (src/util has an `exists` too; the tools ship only
-// builder/ and archive/, so they keep their own.)
+// sandboxtools/ and archive/, so they keep their own.)
 import { access, chmod, copyFile, lstat, mkdir, readdir, readlink, symlink } from "node:fs/promises";
 import { join } from "node:path";
 

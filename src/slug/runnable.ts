@@ -23,7 +23,7 @@ import { KilnError } from "../errors.js";
 import type { Nix } from "../nix/driver.js";
 import { run } from "../process/run.js";
 import { assertLinksBeneath } from "../source/beneath.js";
-import { exists, hashFile } from "../util/fs.js";
+import { absent, exists, hashFile } from "../util/fs.js";
 import { parseJsonWith } from "../util/json.js";
 
 export interface RunnableSlug {
@@ -37,7 +37,7 @@ export interface RunnableSlug {
 }
 
 const invalid = (what: string) => ({
-  code: "invalid_slug_ref",
+  code: "invalid_slug_ref" as const,
   invalid: "is invalid",
   jsonHint: `${what} is damaged; rebuild the app with kiln build`,
   schemaHint: `${what} is not one kiln wrote; rebuild the app with kiln build`,
@@ -85,8 +85,8 @@ function appFromStoreName(name: string): string {
 async function manifestsOf(dataDir: string): Promise<{ app: string; file: string; mtimeMs: number }[]> {
   const root = join(dataDir, "builds");
   const out: { app: string; file: string; mtimeMs: number }[] = [];
-  for (const app of await readdir(root).catch(() => [] as string[])) {
-    for (const f of await readdir(join(root, app)).catch(() => [] as string[])) {
+  for (const app of await readdir(root).catch(absent([] as string[]))) {
+    for (const f of await readdir(join(root, app)).catch(absent([] as string[]))) {
       if (!f.endsWith(".json")) continue;
       const file = join(root, app, f);
       out.push({ app, file, mtimeMs: (await stat(file)).mtimeMs });
@@ -102,7 +102,7 @@ async function manifestsOf(dataDir: string): Promise<{ app: string; file: string
  */
 export async function resolveSlug(deps: { nix: Nix; dataDir: string }, ref: string): Promise<RunnableSlug> {
   const path = resolve(ref);
-  const st = await stat(path).catch(() => undefined);
+  const st = await stat(path).catch(absent(undefined));
   if (st?.isDirectory()) {
     if (await exists(join(path, "slug.tgz"))) return fromBuildOutput(path, undefined);
     throw new KilnError({
