@@ -31,7 +31,8 @@ import { getFormation } from "../store/formation.js";
 import { currentRelease, type Release } from "../store/releases.js";
 import { addToken, createToken, hasAdminToken, verifyToken } from "../store/tokens.js";
 import { createPlatformHandoff } from "./platformHandoff.js";
-import { createApi, type DynoControl } from "./server.js";
+import { buildApi, type DynoControl } from "./server.js";
+import type * as wire from "./wire.js";
 
 export const DEFAULT_BUILD_TIMEOUT_MS = 15 * 60 * 1000;
 
@@ -140,12 +141,12 @@ export async function startControlPlane(
     dynoControl = {
       reconcile,
       list: (appName) => {
-        const rows = fm.dynos(appName).map((d) => {
+        const rows = fm.dynos(appName).map((d): wire.Dyno => {
           const r = d.supervised.record();
           return {
             name: d.name,
             type: d.type,
-            state: r.state as string,
+            state: r.state,
             release: d.releaseVersion,
             since: r.since,
             restarts: r.restarts,
@@ -227,7 +228,7 @@ export async function startControlPlane(
   });
   // Accepted but never started before the last stop: they run now, in their original order.
   const pending = pendingBuilds(db);
-  const api = createApi({
+  const api = buildApi({
     db,
     log: deps.log,
     dataDir: deps.config.dataDir,
