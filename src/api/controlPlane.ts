@@ -25,10 +25,11 @@ import { DEFAULT_MAX_SOURCE_BYTES } from "../source/upload.js";
 import { getApp, listApps } from "../store/apps.js";
 import { endBuild, failInterruptedBuilds, getBuild, pendingBuilds } from "../store/builds.js";
 import { failInterruptedChecks } from "../store/checks.js";
-import { type Db, openStore, STORE_FILE, stmt } from "../store/db.js";
+import { type Db, openStore, STORE_FILE } from "../store/db.js";
 import { clearDynos, deleteDyno, upsertDyno } from "../store/dynos.js";
 import { getFormation } from "../store/formation.js";
 import { currentRelease, type Release } from "../store/releases.js";
+import { appNamed } from "../store/stats.js";
 import { addToken, createToken, hasAdminToken, verifyToken } from "../store/tokens.js";
 import { createPlatformHandoff } from "./platformHandoff.js";
 import { buildApi, type DynoControl } from "./server.js";
@@ -251,7 +252,7 @@ export async function startControlPlane(
       domain,
       log: deps.log,
       webSockets: (app) => fm.webSockets(app),
-      appExists: (app) => !!stmt(db, "SELECT 1 FROM apps WHERE name = ?").get(app),
+      appExists: (app) => appNamed(db, app),
     });
   }
   let address: string;
