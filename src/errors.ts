@@ -109,6 +109,7 @@ export const ERROR_CODES = {
   tools_incomplete: 500,
   uids_exhausted: 500,
   unauthorized: 401,
+  unexpected_response: 502,
   unknown_app: 404,
   unknown_build: 404,
   unknown_buildpack: 404,

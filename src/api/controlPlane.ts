@@ -25,13 +25,15 @@ import { DEFAULT_MAX_SOURCE_BYTES } from "../source/upload.js";
 import { getApp, listApps } from "../store/apps.js";
 import { endBuild, failInterruptedBuilds, getBuild, pendingBuilds } from "../store/builds.js";
 import { failInterruptedChecks } from "../store/checks.js";
-import { type Db, openStore, STORE_FILE, stmt } from "../store/db.js";
+import { type Db, openStore, STORE_FILE } from "../store/db.js";
 import { clearDynos, deleteDyno, upsertDyno } from "../store/dynos.js";
 import { getFormation } from "../store/formation.js";
 import { currentRelease, type Release } from "../store/releases.js";
+import { appNamed } from "../store/stats.js";
 import { addToken, createToken, hasAdminToken, verifyToken } from "../store/tokens.js";
 import { createPlatformHandoff } from "./platformHandoff.js";
-import { createApi, type DynoControl } from "./server.js";
+import { buildApi, type DynoControl } from "./server.js";
+import type * as wire from "./wire.js";
 
 export const DEFAULT_BUILD_TIMEOUT_MS = 15 * 60 * 1000;
 
@@ -140,12 +142,12 @@ export async function startControlPlane(
     dynoControl = {
       reconcile,
       list: (appName) => {
-        const rows = fm.dynos(appName).map((d) => {
+        const rows = fm.dynos(appName).map((d): wire.Dyno => {
           const r = d.supervised.record();
           return {
             name: d.name,
             type: d.type,
-            state: r.state as string,
+            state: r.state,
             release: d.releaseVersion,
             since: r.since,
             restarts: r.restarts,
@@ -227,7 +229,7 @@ export async function startControlPlane(
   });
   // Accepted but never started before the last stop: they run now, in their original order.
   const pending = pendingBuilds(db);
-  const api = createApi({
+  const api = buildApi({
     db,
     log: deps.log,
     dataDir: deps.config.dataDir,
@@ -250,7 +252,7 @@ export async function startControlPlane(
       domain,
       log: deps.log,
       webSockets: (app) => fm.webSockets(app),
-      appExists: (app) => !!stmt(db, "SELECT 1 FROM apps WHERE name = ?").get(app),
+      appExists: (app) => appNamed(db, app),
     });
   }
   let address: string;

@@ -1,29 +1,6 @@
-/** The one place where kiln's error codes become HTTP statuses and JSON error bodies. */
+/** Where kiln's errors become JSON error bodies, with the status src/errors.ts's table gives. */
 import type { FastifyError, FastifyReply, FastifyRequest } from "fastify";
-import { isKilnError } from "../errors.js";
-
-const STATUS_BY_CODE: Record<string, number> = {
-  unauthorized: 401,
-  forbidden: 403,
-  conflict: 409,
-  payload_too_large: 413,
-  unsupported_media_type: 415,
-  queue_full: 429,
-  build_quota_exceeded: 429,
-  quota_exceeded: 422,
-  dynos_disabled: 501,
-  checks_disabled: 501,
-  platform_handoff_failed: 502,
-};
-
-/** unknown_* → 404, invalid_* and other input errors → 422, the table above, else 500. */
-export function httpStatusFor(code: string): number {
-  const known = STATUS_BY_CODE[code];
-  if (known) return known;
-  if (code.startsWith("unknown_")) return 404;
-  if (code.startsWith("invalid_") || code === "usage" || code.startsWith("source_")) return 422;
-  return 500;
-}
+import { isKilnError, statusOf } from "../errors.js";
 
 export interface ErrorBody {
   error: { code: string; message: string; hint?: string; field?: string };
@@ -31,7 +8,7 @@ export interface ErrorBody {
 
 export function errorHandler(err: FastifyError | Error, req: FastifyRequest, reply: FastifyReply): void {
   if (isKilnError(err)) {
-    const status = httpStatusFor(err.code);
+    const status = statusOf(err.code);
     if (status >= 500) req.log.error({ err }, "request failed");
     const body: ErrorBody = {
       error: {

@@ -4,6 +4,7 @@
  */
 import type { BuildQueue } from "../builds/queue.js";
 import type { Db } from "../store/db.js";
+import { buildCountsByStatus, finishedBuildSeconds, releaseCount } from "../store/stats.js";
 
 const BUCKETS = [5, 10, 30, 60, 120, 300, 600, 900];
 
@@ -14,20 +15,11 @@ export function renderMetrics(
 ): string {
   const lines: string[] = [];
   lines.push("# HELP kiln_builds Builds by status.", "# TYPE kiln_builds gauge");
-  const byStatus = db.prepare("SELECT status, COUNT(*) AS n FROM builds GROUP BY status").all() as {
-    status: string;
-    n: number;
-  }[];
+  const byStatus = buildCountsByStatus(db);
   for (const s of ["pending", "building", "succeeded", "failed", "cancelled"]) {
     lines.push(`kiln_builds{status="${s}"} ${byStatus.find((r) => r.status === s)?.n ?? 0}`);
   }
-  const durations = (
-    db
-      .prepare(
-        "SELECT (julianday(finished_at) - julianday(started_at)) * 86400.0 AS s FROM builds WHERE finished_at IS NOT NULL AND started_at IS NOT NULL",
-      )
-      .all() as { s: number }[]
-  ).map((r) => r.s);
+  const durations = finishedBuildSeconds(db);
   lines.push(
     "# HELP kiln_build_duration_seconds How long finished builds took.",
     "# TYPE kiln_build_duration_seconds histogram",
@@ -41,7 +33,7 @@ export function renderMetrics(
   lines.push(`kiln_build_queue_depth ${queue.depth()}`);
   lines.push("# HELP kiln_builds_running Builds running now.", "# TYPE kiln_builds_running gauge");
   lines.push(`kiln_builds_running ${queue.running()}`);
-  const releases = (db.prepare("SELECT COUNT(*) AS n FROM releases").get() as { n: number }).n;
+  const releases = releaseCount(db);
   lines.push("# HELP kiln_releases_total Releases made.", "# TYPE kiln_releases_total counter");
   lines.push(`kiln_releases_total ${releases}`);
   lines.push("# HELP kiln_dynos Dynos by state.", "# TYPE kiln_dynos gauge");

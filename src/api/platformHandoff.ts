@@ -7,12 +7,13 @@
 import { request } from "node:http";
 import { KilnError } from "../errors.js";
 import type { Release } from "../store/releases.js";
+import * as wire from "./wire.js";
 
 export interface PlatformHandoff {
   /** Records the release on the platform (creating the app there if needed); its version there. */
   release(appName: string, release: Release, builtWith?: string): Promise<number>;
   /** Scales the app's dynos there (what it runs is the platform's formation). */
-  scale(appName: string, updates: { type: string; quantity: number; size?: string }[]): Promise<void>;
+  scale(appName: string, updates: wire.FormationUpdate[]): Promise<void>;
 }
 
 export function createPlatformHandoff(opts: { url: string; token: string }): PlatformHandoff {
@@ -64,18 +65,24 @@ export function createPlatformHandoff(opts: { url: string; token: string }): Pla
     async scale(appName, updates) {
       await ensureApp(appName);
       const r = await call("PATCH", `/v1/apps/${encodeURIComponent(appName)}/formation`, { updates });
-      if (r.status !== 200) throw fail(`scale ${appName}`, r);
+      if (r.status !== 200 || !wire.formation.safeParse(r.json).success) throw fail(`scale ${appName}`, r);
     },
     async release(appName, release, builtWith) {
       await ensureApp(appName);
-      const r = await call("POST", `/v1/apps/${encodeURIComponent(appName)}/releases`, {
-        slug: { path: release.slugPath, sha256: release.slugSha256 },
+      const { slugPath, slugSha256 } = release;
+      // Every release made here is of a built slug (the platform could only refuse one without).
+      if (!slugPath || !slugSha256) throw new Error(`release v${release.version} has no slug to hand over`);
+      const body: wire.ReleaseImport = {
+        slug: { path: slugPath, sha256: slugSha256 },
         process_types: release.processTypes,
         config: release.config,
         description: `${release.description}: v${release.version} of the hosted control plane${builtWith ? `, built with ${builtWith}` : ""}`,
-      });
+      };
+      const r = await call("POST", `/v1/apps/${encodeURIComponent(appName)}/releases`, body);
       if (r.status !== 201) throw fail(`take release v${release.version}`, r);
-      return (r.json as { version: number }).version;
+      const taken = wire.release.safeParse(r.json);
+      if (!taken.success) throw fail(`answer release v${release.version} with a release`, r);
+      return taken.data.version;
     },
   };
 }

@@ -5,16 +5,12 @@
  */
 import { openAsBlob } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
+import type { z } from "zod";
+import * as wire from "../api/wire.js";
 import { KilnError } from "../errors.js";
+import { describeIssues } from "../util/json.js";
 
-export interface HostedBuild {
-  id: string;
-  status: string;
-  failure_reason: string | null;
-  slug_sha256: string | null;
-  slug_path: string | null;
-  output_stream_url: string;
-}
+export type HostedBuild = wire.Build;
 
 export interface HostedApiOptions {
   url: string;
@@ -48,7 +44,8 @@ export function createHostedApi(opts: HostedApiOptions) {
       });
     }
   };
-  const json = async <T>(res: Response, what: string): Promise<T> => {
+  /** The answer as `schema` (src/api/wire.ts) says it is. */
+  const json = async <S extends z.ZodType>(schema: S, res: Response, what: string): Promise<z.output<S>> => {
     const text = await res.text();
     if (!res.ok)
       throw new KilnError({
@@ -56,7 +53,20 @@ export function createHostedApi(opts: HostedApiOptions) {
         message: `the hosted control plane refused to ${what} (HTTP ${res.status}): ${text.slice(0, 500)}`,
         hint: "its log: kiln logs kiln",
       });
-    return JSON.parse(text) as T;
+    let body: unknown;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      body = text;
+    }
+    const r = schema.safeParse(body);
+    if (!r.success)
+      throw new KilnError({
+        code: "bootstrap_failed",
+        message: `the hosted control plane's answer to ${what} is not kiln's API: ${describeIssues(r.error)}`,
+        hint: "the hosted kiln and this one differ in version: its log: kiln logs kiln",
+      });
+    return r.data;
   };
   /** A file as a request body that reports each chunk sent. */
   const fileBody = async (file: string): Promise<ReadableStream<Uint8Array>> =>
@@ -91,7 +101,7 @@ export function createHostedApi(opts: HostedApiOptions) {
         body: JSON.stringify({ name }),
         type: "application/json",
       });
-      if (res.status !== 409) await json(res, `create the app ${name}`);
+      if (res.status !== 409) await json(wire.app, res, `create the app ${name}`);
       else await res.text();
     },
     /** Uploads a source (a tarball's path, or a body as is): the build it started. */
@@ -103,7 +113,8 @@ export function createHostedApi(opts: HostedApiOptions) {
       const a = encodeURIComponent(app);
       const body =
         typeof source === "string" ? { body: await fileBody(source), type: "application/gzip" } : source;
-      return json<HostedBuild>(
+      return json(
+        wire.build,
         await call("POST", `/v1/apps/${a}/builds${o.release ? "" : "?release=false"}`, body),
         "take a build",
       );
@@ -132,7 +143,8 @@ export function createHostedApi(opts: HostedApiOptions) {
         });
       }
       if (rest) onLine(rest);
-      const done = await json<HostedBuild>(
+      const done = await json(
+        wire.build,
         await call("GET", `/v1/apps/${a}/builds/${started.id}`),
         "show the build",
       );

@@ -7,6 +7,7 @@
 import { writeFile } from "node:fs/promises";
 import { resolve } from "node:path";
 import { type Command, Option } from "commander";
+import * as wire from "../api/wire.js";
 import { prepareBuild, withBuildTmp } from "../builds/build.js";
 import { KilnError } from "../errors.js";
 import { type CheckReport, EXIT_CODES, resolveAgainst, runCheck } from "../repro/check.js";
@@ -186,14 +187,12 @@ Examples:
     if (opts.vary) body.vary = opts.vary;
     if (opts.skip) body.skip = opts.skip;
     const base = `/v1/apps/${encodeURIComponent(opts.app)}/builds/${opts.against}/checks`;
-    const started = await client.request<{ id: string; status: string }>("POST", base, body);
+    const started = await client.request(wire.check, "POST", base, body);
     process.stderr.write(`-----> check ${started.id} started on ${client.server}\n`);
     for (;;) {
-      const got = await client.request<{ status: string; report: CheckReport | null; error?: string }>(
-        "GET",
-        `${base}/${started.id}`,
-      );
-      if (got.report) return got.report;
+      const got = await client.request(wire.checkWithReport, "GET", `${base}/${started.id}`);
+      // The report is src/repro/check.ts's, written by this kiln's server; the wire checks its id and verdict.
+      if (got.report) return got.report as unknown as CheckReport;
       if (got.status === "error")
         throw new KilnError({
           code: "check_failed",

@@ -8,7 +8,9 @@ import { readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { z } from "zod";
+import * as wire from "../api/wire.js";
 import { KilnError, relayedError } from "../errors.js";
+import { describeIssues } from "../util/json.js";
 
 export interface ClientOptions {
   server?: string;
@@ -17,7 +19,8 @@ export interface ClientOptions {
 
 export interface Client {
   server: string;
-  request<T>(method: string, path: string, body?: unknown): Promise<T>;
+  /** A JSON request whose answer must be what `schema` (one of src/api/wire.ts) says. */
+  request<S extends z.ZodType>(schema: S, method: string, path: string, body?: unknown): Promise<z.output<S>>;
   /** A raw request (uploads, streams). */
   fetch(path: string, init?: RequestInit): Promise<Response>;
 }
@@ -90,18 +93,34 @@ export function createClient(opts: ClientOptions, env: NodeJS.ProcessEnv, dataDi
   return {
     server,
     fetch: doFetch,
-    async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+    async request(schema, method, path, body) {
       const res = await doFetch(path, {
         method,
         ...(body !== undefined
           ? { body: JSON.stringify(body), headers: { "content-type": "application/json" } }
           : {}),
       });
-      return (await readResponse(res)) as T;
+      return parseAnswer(schema, await readResponse(res), { server, what: `${method} ${path}` });
     },
   };
 }
 
+/** A 2xx body as `schema` says it is, or an error that says the server speaks another API. */
+export function parseAnswer<S extends z.ZodType>(
+  schema: S,
+  json: unknown,
+  at: { server: string; what: string },
+): z.output<S> {
+  const r = schema.safeParse(json);
+  if (r.success) return r.data;
+  throw new KilnError({
+    code: "unexpected_response",
+    message: `the server at ${at.server} answered ${at.what} with a body this kiln does not understand: ${describeIssues(r.error)}`,
+    hint: "the server and this CLI are different versions of kiln: use the CLI of the server's version",
+  });
+}
+
+/** A response's JSON body; a 4xx/5xx becomes the server's own error (code, message, hint). */
 export async function readResponse(res: Response): Promise<unknown> {
   const text = await res.text();
   let json: unknown;
@@ -111,7 +130,8 @@ export async function readResponse(res: Response): Promise<unknown> {
     json = undefined;
   }
   if (!res.ok) {
-    const e = (json as { error?: { code?: string; message?: string; hint?: string } } | undefined)?.error;
+    const parsed = wire.error.safeParse(json);
+    const e = parsed.success ? parsed.data.error : undefined;
     throw relayedError({
       code: e?.code ?? `http_${res.status}`,
       message: e?.message ?? `the server answered ${res.status}: ${text.slice(0, 200)}`,

@@ -5,33 +5,14 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, join, resolve } from "node:path";
 import type { Command } from "commander";
+import * as wire from "../api/wire.js";
 import { writeTarGzOf } from "../archive/tar.js";
 import { KilnError } from "../errors.js";
 import { deployFiles } from "../source/deploySource.js";
 import { watchDir } from "../watch/watch.js";
-import { type Client, createClient, readResponse } from "./client.js";
+import { type Client, createClient, parseAnswer, readResponse } from "./client.js";
 import type { ContextFactory } from "./context.js";
 import { printJson, printLines } from "./output.js";
-
-interface Release {
-  version: number;
-  description: string;
-  slug_sha256: string | null;
-  created_at: string;
-  config_vars: Record<string, string>;
-}
-interface Build {
-  id: string;
-  status: string;
-  failure_reason: string | null;
-  output_stream_url: string;
-  slug_sha256: string | null;
-}
-interface AppInfo {
-  name: string;
-  web_url: string | null;
-  release: Release | null;
-}
 
 function withServer(cmd: Command): Command {
   return cmd
@@ -57,7 +38,7 @@ export function registerClientCommands(program: Command, ctx: ContextFactory): v
   withServer(program.command("apps").description("list the server's apps"))
     .option("--json", "print machine-readable JSON")
     .action(async (opts: { json?: boolean }, cmd: Command) => {
-      const apps = await client(cmd).request<{ name: string; created_at: string }[]>("GET", "/v1/apps");
+      const apps = await client(cmd).request(wire.app.array(), "GET", "/v1/apps");
       if (opts.json) return printJson(apps);
       printLines(apps.length ? apps.map((a) => a.name) : ["no apps yet: kiln apps:create NAME"]);
     });
@@ -65,7 +46,7 @@ export function registerClientCommands(program: Command, ctx: ContextFactory): v
   withServer(
     program.command("apps:create").description("create an app on the server").argument("<name>", "its name"),
   ).action(async (name: string, _opts: unknown, cmd: Command) => {
-    const app = await client(cmd).request<{ name: string }>("POST", "/v1/apps", { name });
+    const app = await client(cmd).request(wire.app, "POST", "/v1/apps", { name });
     printLines([`created ${app.name}; deploy it with: kiln deploy DIR --app ${app.name}`]);
   });
 
@@ -83,7 +64,7 @@ export function registerClientCommands(program: Command, ctx: ContextFactory): v
           message: "--confirm must repeat the app's name",
           hint: `--confirm ${name}`,
         });
-      await client(cmd).request("DELETE", `/v1/apps/${encodeURIComponent(name)}`);
+      await client(cmd).request(wire.appDeleted, "DELETE", `/v1/apps/${encodeURIComponent(name)}`);
       printLines([`destroyed ${name}`]);
     });
 
@@ -153,7 +134,8 @@ export function registerClientCommands(program: Command, ctx: ContextFactory): v
   appOption(withServer(program.command("releases").description("an app's releases, newest first")))
     .option("--json", "print machine-readable JSON")
     .action(async (opts: { app: string; json?: boolean }, cmd: Command) => {
-      const list = await client(cmd).request<Release[]>(
+      const list = await client(cmd).request(
+        wire.release.array(),
         "GET",
         `/v1/apps/${encodeURIComponent(opts.app)}/releases`,
       );
@@ -179,7 +161,8 @@ export function registerClientCommands(program: Command, ctx: ContextFactory): v
           message: `"${version}" is not a release version`,
           hint: "e.g. kiln rollback v3 -a APP",
         });
-      const r = await client(cmd).request<Release>(
+      const r = await client(cmd).request(
+        wire.release,
         "POST",
         `/v1/apps/${encodeURIComponent(opts.app)}/releases`,
         { rollback: n },
@@ -190,7 +173,8 @@ export function registerClientCommands(program: Command, ctx: ContextFactory): v
   appOption(withServer(program.command("config").description("an app's config vars")))
     .option("--json", "print machine-readable JSON")
     .action(async (opts: { app: string; json?: boolean }, cmd: Command) => {
-      const cfg = await client(cmd).request<Record<string, string>>(
+      const cfg = await client(cmd).request(
+        wire.configVars,
         "GET",
         `/v1/apps/${encodeURIComponent(opts.app)}/config-vars`,
       );
@@ -210,7 +194,12 @@ export function registerClientCommands(program: Command, ctx: ContextFactory): v
           throw new KilnError({ code: "usage", message: `bad pair "${p}"`, hint: "write NAME=value" });
         patch[p.slice(0, i)] = p.slice(i + 1);
       }
-      await client(cmd).request("PATCH", `/v1/apps/${encodeURIComponent(opts.app)}/config-vars`, patch);
+      await client(cmd).request(
+        wire.configVars,
+        "PATCH",
+        `/v1/apps/${encodeURIComponent(opts.app)}/config-vars`,
+        patch,
+      );
       printLines([`set ${Object.keys(patch).join(", ")}`]);
     });
 
@@ -218,6 +207,7 @@ export function registerClientCommands(program: Command, ctx: ContextFactory): v
     .argument("<names...>", "NAME …")
     .action(async (names: string[], opts: { app: string }, cmd: Command) => {
       await client(cmd).request(
+        wire.configVars,
         "PATCH",
         `/v1/apps/${encodeURIComponent(opts.app)}/config-vars`,
         Object.fromEntries(names.map((n) => [n, null])),
@@ -238,7 +228,8 @@ export function registerClientCommands(program: Command, ctx: ContextFactory): v
           });
         return { type: m[1] as string, quantity: Number(m[2]), ...(m[3] ? { size: m[3] } : {}) };
       });
-      const f = await client(cmd).request<{ type: string; quantity: number; size: string }[]>(
+      const f = await client(cmd).request(
+        wire.formation,
         "PATCH",
         `/v1/apps/${encodeURIComponent(opts.app)}/formation`,
         { updates },
@@ -250,34 +241,18 @@ export function registerClientCommands(program: Command, ctx: ContextFactory): v
     .argument("[dyno]", "one dyno, e.g. web.1")
     .action(async (dyno: string | undefined, opts: { app: string }, cmd: Command) => {
       const path = `/v1/apps/${encodeURIComponent(opts.app)}/dynos${dyno ? `/${encodeURIComponent(dyno)}` : ""}`;
-      const r = await client(cmd).request<{ restarted: number }>("DELETE", path);
+      const r = await client(cmd).request(wire.dynosRestarted, "DELETE", path);
       printLines([`restarted ${r.restarted} dyno(s)`]);
     });
 
   registerTenancyCommands(program, client);
 }
 
-interface UserInfo {
-  id: string;
-  name: string;
-  admin: boolean;
-  created_at: string;
-}
-interface TokenRecord {
-  id: string;
-  name: string;
-  user: string;
-  admin: boolean;
-  created_at: string;
-  last_used_at: string | null;
-  token?: string;
-}
-
 /** Users (admins), tokens (a user's own; an admin's for anyone), and who works on an app (à la `heroku access`). */
 function registerTenancyCommands(program: Command, client: (cmd: Command) => Client): void {
   withServer(program.command("whoami").description("the user this token acts for")).action(
     async (_opts: unknown, cmd: Command) => {
-      const me = await client(cmd).request<UserInfo & { token: TokenRecord }>("GET", "/v1/account");
+      const me = await client(cmd).request(wire.account, "GET", "/v1/account");
       printLines([`${me.name}${me.admin ? " (admin)" : ""}, token ${me.token.name} (${me.token.id})`]);
     },
   );
@@ -285,7 +260,7 @@ function registerTenancyCommands(program: Command, client: (cmd: Command) => Cli
   withServer(program.command("users").description("list the server's users (admins only)"))
     .option("--json", "print machine-readable JSON")
     .action(async (opts: { json?: boolean }, cmd: Command) => {
-      const users = await client(cmd).request<UserInfo[]>("GET", "/v1/users");
+      const users = await client(cmd).request(wire.user.array(), "GET", "/v1/users");
       if (opts.json) return printJson(users);
       printLines(users.map((u) => `${u.name}${u.admin ? " (admin)" : ""}`));
     });
@@ -298,7 +273,7 @@ function registerTenancyCommands(program: Command, client: (cmd: Command) => Cli
   )
     .option("--admin", "a platform admin: may do everything, to every app")
     .action(async (name: string, opts: { admin?: boolean }, cmd: Command) => {
-      const u = await client(cmd).request<UserInfo>("POST", "/v1/users", {
+      const u = await client(cmd).request(wire.user, "POST", "/v1/users", {
         name,
         admin: opts.admin === true,
       });
@@ -310,7 +285,7 @@ function registerTenancyCommands(program: Command, client: (cmd: Command) => Cli
   withServer(program.command("tokens").description("your tokens (an admin: everyone's)"))
     .option("--json", "print machine-readable JSON")
     .action(async (opts: { json?: boolean }, cmd: Command) => {
-      const tokens = await client(cmd).request<TokenRecord[]>("GET", "/v1/tokens");
+      const tokens = await client(cmd).request(wire.token.array(), "GET", "/v1/tokens");
       if (opts.json) return printJson(tokens);
       printLines(tokens.map((t) => `${t.id}  ${t.user}  ${t.name}  last used ${t.last_used_at ?? "never"}`));
     });
@@ -323,7 +298,7 @@ function registerTenancyCommands(program: Command, client: (cmd: Command) => Cli
   )
     .option("--user <user>", "whose token (admins only, for another user)")
     .action(async (name: string, opts: { user?: string }, cmd: Command) => {
-      const t = await client(cmd).request<TokenRecord>("POST", "/v1/tokens", {
+      const t = await client(cmd).request(wire.tokenCreated, "POST", "/v1/tokens", {
         name,
         ...(opts.user ? { user: opts.user } : {}),
       });
@@ -337,17 +312,17 @@ function registerTenancyCommands(program: Command, client: (cmd: Command) => Cli
       .description("revoke a token (yours; an admin: any)")
       .argument("<id>", "its id"),
   ).action(async (id: string, _opts: unknown, cmd: Command) => {
-    await client(cmd).request("DELETE", `/v1/tokens/${encodeURIComponent(id)}`);
+    await client(cmd).request(wire.tokenRevoked, "DELETE", `/v1/tokens/${encodeURIComponent(id)}`);
     printLines([`revoked ${id}`]);
   });
 
-  type Member = { user: string; role: string; created_at: string };
   appOption(
     withServer(program.command("access").description("who works on an app: its owner and collaborators")),
   )
     .option("--json", "print machine-readable JSON")
     .action(async (opts: { app: string; json?: boolean }, cmd: Command) => {
-      const list = await client(cmd).request<Member[]>(
+      const list = await client(cmd).request(
+        wire.collaborators,
         "GET",
         `/v1/apps/${encodeURIComponent(opts.app)}/collaborators`,
       );
@@ -363,7 +338,12 @@ function registerTenancyCommands(program: Command, client: (cmd: Command) => Cli
         .argument("<user>", "the user"),
     ),
   ).action(async (user: string, opts: { app: string }, cmd: Command) => {
-    await client(cmd).request("POST", `/v1/apps/${encodeURIComponent(opts.app)}/collaborators`, { user });
+    await client(cmd).request(
+      wire.collaborators,
+      "POST",
+      `/v1/apps/${encodeURIComponent(opts.app)}/collaborators`,
+      { user },
+    );
     printLines([`${user} now works on ${opts.app}`]);
   });
 
@@ -376,6 +356,7 @@ function registerTenancyCommands(program: Command, client: (cmd: Command) => Cli
     ),
   ).action(async (user: string, opts: { app: string }, cmd: Command) => {
     await client(cmd).request(
+      wire.collaborators,
       "DELETE",
       `/v1/apps/${encodeURIComponent(opts.app)}/collaborators/${encodeURIComponent(user)}`,
     );
@@ -386,12 +367,11 @@ function registerTenancyCommands(program: Command, client: (cmd: Command) => Cli
 /** After a release: until a web dyno of it is up (or 60 s), so the printed URL answers. */
 async function waitForWeb(api: Client, app: string, version: number): Promise<void> {
   const a = encodeURIComponent(app);
-  const formation = await api.request<{ type: string; quantity: number }[]>("GET", `/v1/apps/${a}/formation`);
+  const formation = await api.request(wire.formation, "GET", `/v1/apps/${a}/formation`);
   if (!formation.some((f) => f.type === "web" && f.quantity > 0)) return;
-  type Dyno = { type: string; state: string; release: number };
   const deadline = Date.now() + 60_000;
   while (Date.now() < deadline) {
-    const dynos = await api.request<Dyno[]>("GET", `/v1/apps/${a}/dynos`).catch((): Dyno[] => []);
+    const dynos = await api.request(wire.dynos, "GET", `/v1/apps/${a}/dynos`).catch((): wire.Dyno[] => []);
     if (dynos.some((d) => d.type === "web" && d.release === version && d.state === "up")) return;
     await new Promise((r) => setTimeout(r, 200));
   }
@@ -424,10 +404,13 @@ export async function deployDir(
       headers: { "content-type": "application/gzip" },
       body: await openAsBlob(tarball),
     });
-    const build = (await readResponse(res)) as Build;
+    const build = parseAnswer(wire.build, await readResponse(res), {
+      server: api.server,
+      what: `POST /v1/apps/${a}/builds`,
+    });
     const out = await api.fetch(build.output_stream_url);
     if (out.body) for await (const chunk of out.body) process.stderr.write(chunk);
-    const done = await api.request<Build>("GET", `/v1/apps/${a}/builds/${build.id}`);
+    const done = await api.request(wire.build, "GET", `/v1/apps/${a}/builds/${build.id}`);
     if (done.status !== "succeeded") {
       throw new KilnError({
         code: "build_failed",
@@ -435,7 +418,7 @@ export async function deployDir(
         hint: "the build log above says why",
       });
     }
-    const info = await api.request<AppInfo>("GET", `/v1/apps/${a}`);
+    const info = await api.request(wire.appShow, "GET", `/v1/apps/${a}`);
     if (info.web_url && info.release) await waitForWeb(api, app, info.release.version);
     return { version: info.release?.version ?? 0, slug: done.slug_sha256 ?? "", webUrl: info.web_url };
   } finally {
@@ -443,18 +426,9 @@ export async function deployDir(
   }
 }
 
-export interface RemoteDyno {
-  name: string;
-  state: string;
-  release: number;
-  since: string;
-  restarts: number;
-  last_exit: string | null;
-}
-
 /** `kiln ps -a APP`: the app's dynos on the server. */
 export async function printRemoteDynos(api: Client, app: string, json: boolean): Promise<void> {
-  const list = await api.request<RemoteDyno[]>("GET", `/v1/apps/${encodeURIComponent(app)}/dynos`);
+  const list = await api.request(wire.dynos, "GET", `/v1/apps/${encodeURIComponent(app)}/dynos`);
   if (json) return printJson({ dynos: list });
   printLines(
     list.length

@@ -1,6 +1,8 @@
 import { mkdirSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import * as wire from "../../src/api/wire.js";
 import { clientConfigFile, createClient, DEFAULT_SERVER } from "../../src/cli/client.js";
 import { tempDir } from "../tmp.js";
 
@@ -29,8 +31,33 @@ describe("finding the kiln server", () => {
 
   it("names the server it cannot reach, with what to do", async () => {
     const api = createClient({ server: "http://127.0.0.1:9" }, {}, dir);
-    await expect(api.request("GET", "/v1/apps")).rejects.toThrow(
+    await expect(api.request(wire.app.array(), "GET", "/v1/apps")).rejects.toThrow(
       /cannot reach the kiln server at http:\/\/127.0.0.1:9/,
     );
+  });
+
+  it("refuses an answer that is not the API's shape, and keeps the server's own errors", async () => {
+    // A real server on a real socket that speaks another API: apps without ids, then a 404.
+    const server = createServer((req, res) => {
+      res.setHeader("content-type", "application/json");
+      if (req.url === "/v1/apps") return res.end(JSON.stringify([{ name: "web" }]));
+      res.statusCode = 404;
+      res.end(JSON.stringify({ error: { code: "unknown_app", message: "no app x", hint: "kiln apps" } }));
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+    try {
+      const { port } = server.address() as { port: number };
+      const api = createClient({ server: `http://127.0.0.1:${port}`, token: "t" }, {}, dir);
+      await expect(api.request(wire.app.array(), "GET", "/v1/apps")).rejects.toMatchObject({
+        code: "unexpected_response",
+        message: expect.stringMatching(/GET \/v1\/apps .*0\.id/),
+      });
+      await expect(api.request(wire.app, "GET", "/v1/apps/x")).rejects.toMatchObject({
+        code: "unknown_app",
+        hint: "kiln apps",
+      });
+    } finally {
+      server.close();
+    }
   });
 });

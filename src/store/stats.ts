@@ -1,0 +1,27 @@
+/** Counts over the records, for /metrics (src/api/metrics.ts) and the router: the API runs no SQL itself. */
+import { type Db, stmt } from "./db.js";
+
+export function buildCountsByStatus(db: Db): { status: string; n: number }[] {
+  return stmt(db, "SELECT status, COUNT(*) AS n FROM builds GROUP BY status").all() as {
+    status: string;
+    n: number;
+  }[];
+}
+
+/** How long each finished build took, in seconds. */
+export function finishedBuildSeconds(db: Db): number[] {
+  return (
+    stmt(
+      db,
+      "SELECT (julianday(finished_at) - julianday(started_at)) * 86400.0 AS s FROM builds WHERE finished_at IS NOT NULL AND started_at IS NOT NULL",
+    ).all() as { s: number }[]
+  ).map((r) => r.s);
+}
+
+export function releaseCount(db: Db): number {
+  return (stmt(db, "SELECT COUNT(*) AS n FROM releases").get() as { n: number }).n;
+}
+
+export function appNamed(db: Db, name: string): boolean {
+  return !!stmt(db, "SELECT 1 FROM apps WHERE name = ?").get(name);
+}
