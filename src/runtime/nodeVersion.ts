@@ -144,6 +144,7 @@ export function resolveNode(inv: Inventory, req: NodeRequest): NodeResolution {
 
 function resolveAlias(inv: Inventory, raw: string, lts: number): NodeResolution | undefined {
   const a = raw.toLowerCase();
+  if (a === "latest" || a === "x") return undefined; // ranges, not codenames
   if (a === "current" || a === "node") {
     const v = sortedVersions(inv).at(-1) as string;
     return pick(inv, v, `engines.node ${raw} → ${v} (the newest release)`);
