@@ -60,9 +60,15 @@ let
     busybox = common.builder;
   };
 
+  # The app's Node and package manager (nix/build/runtime.nix), bound into both phases; without
+  # one (nix/bootstrap's specs) the phases use the stack's own Node and npm.
+  runtime = if (spec.runtime or null) == null then null
+    else import ./runtime.nix { inherit (spec) runtime; busybox = common.builder; };
+  runtimeEnv = if runtime == null then { } else runtime.env;
+
   dependencies =
     if spec.dependencies == null then null
-    else derivation (common // vary // {
+    else derivation (common // vary // runtimeEnv // {
       name = "kiln-deps-${spec.app}${suffix}";
       phase = "dependencies";
       buildpacks = [ (builtins.elemAt buildpacks spec.dependencies.buildpackIndex) ];
@@ -70,7 +76,7 @@ let
       specJSON = builtins.toJSON { inherit (spec) app; };
     });
 
-  slug = derivation (common // vary // {
+  slug = derivation (common // vary // runtimeEnv // {
     name = "kiln-slug-${spec.app}${suffix}";
     phase = "build";
     inherit buildpacks;
@@ -89,7 +95,7 @@ let
   });
 in
 {
-  inherit slug dependencies;
+  inherit slug dependencies runtime;
   # The dependency plan (names, hashes, URLs): what `kiln bootstrap --prefetch` fetches.
   inherit (nodeDeps) plan;
 }

@@ -8,6 +8,7 @@
 #   /kiln/tools          kiln's in-sandbox tools (build phase)
 #   /kiln/tarballs       pinned dependency tarballs (dependencies phase)
 #   /kiln/deps           the dependencies phase's output (build phase)
+#   /kiln/runtime/{node,npm,pm}  the app's Node, npm and package manager (both phases; when set)
 #
 # Every phase runs under a dyno's lockdown (src/builds/limits.ts says what is enforced where):
 # kiln's seccomp filter ($seccomp, nix/build/seccomp.bpf, compiled from src/dyno/seccomp.ts), no
@@ -40,6 +41,13 @@ for bp in $buildpacks; do
   i=$((i + 1))
 done
 
+# The app's runtime (nix/build/runtime.nix), in the dependencies and build phases: Node, npm and
+# the package manager, read-only; buildpacks/nodejs/lib/runtime.sh uses them. Unset: the stack's.
+if [ -n "${runtimeNode:-}" ]; then
+  binds="$binds --ro-bind $runtimeNode /kiln/runtime/node --ro-bind $runtimeNpm /kiln/runtime/npm
+    --ro-bind $runtimePm /kiln/runtime/pm"
+fi
+
 # A reproducibility check (kiln check, nix/build/variations.json) sets vary* to change what must not
 # matter; unset, each is the ordinary build's value.
 build_dir=${varyBuildDir:-/app}
@@ -71,6 +79,11 @@ FAKETIME=$varyFaketime
 FAKETIME_DONT_FAKE_MONOTONIC=1"; fi
 if [ -n "${varyExtraEnv:-}" ]; then env_list="$env_list
 $varyExtraEnv"; fi
+if [ -n "${runtimeNode:-}" ]; then env_list="$env_list
+KILN_NODE_VERSION=$runtimeNodeVersion
+KILN_NPM_VERSION=$runtimeNpmVersion
+KILN_PM_NAME=$runtimePmName
+KILN_PM_VERSION=$runtimePmVersion"; fi
 if [ "${varyEnv:-}" = reverse ]; then env_list=$(printf '%s\n' "$env_list" | tac); fi
 env_args=""
 for kv in $env_list; do env_args="$env_args --setenv ${kv%%=*} ${kv#*=}"; done

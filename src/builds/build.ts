@@ -32,6 +32,8 @@ import type { BuildOptions, Nix } from "../nix/driver.js";
 import { toNix } from "../nix/escape.js";
 import { derivationName } from "../nix/events.js";
 import { run } from "../process/run.js";
+import { prepareRuntime, runtimeManifest } from "../runtime/prepare.js";
+import { type RuntimePlan, runtimeSpec } from "../runtime/resolve.js";
 import { parseProcfile } from "../sandboxtools/procfile.js";
 import { readSeedLock } from "../seed/lock.js";
 import { readTextBeneath } from "../source/beneath.js";
@@ -132,6 +134,8 @@ export interface PreparedBuild {
   tools: { path: string; narHash: string };
   seedLock: Awaited<ReturnType<typeof readSeedLock>>;
   lockfile: Manifest["lockfile"];
+  /** The app's Node and package manager (nodejs buildpack only). */
+  runtime?: RuntimePlan;
 }
 
 export async function buildApp(deps: BuildDeps, req: BuildRequest): Promise<BuildResult> {
@@ -244,6 +248,7 @@ export async function prepareBuild(deps: BuildDeps, req: BuildRequest, tmp: stri
   }
   let dependencies: BuildSpec["dependencies"] = null;
   let lockfile: Manifest["lockfile"] = null;
+  let runtime: RuntimePlan | undefined;
   const nodeIndex = stored.findIndex((b) => b.shipped && b.name === "nodejs");
   if (nodeIndex !== -1) {
     if (!pkg)
@@ -254,7 +259,17 @@ export async function prepareBuild(deps: BuildDeps, req: BuildRequest, tmp: stri
       });
     const lockText = await readTextBeneath(snapshot, "package-lock.json", { maxBytes: 64 * 1024 * 1024 });
     const lock = lockText === undefined ? undefined : parsePackageLock(lockText);
-    validateNodeApp(pkg, lock, seedLock.node.version);
+    // The app's Node and package manager, from the pinned inventories (src/runtime); engines.node
+    // is checked there, so validateNodeApp sees the pkg without it.
+    runtime = await prepareRuntime({
+      projectDir: config.projectDir,
+      cacheDir: join(config.dataDir, "cache", "runtime"),
+      pkg,
+      sourceDir: snapshot,
+      env: req.env ?? {},
+      ...(req.onLog ? { onLine: (line: string) => req.onLog?.("detect", line) } : {}),
+    });
+    validateNodeApp({ ...pkg, engines: { ...pkg.engines, node: undefined } }, lock, runtime.node.version);
     if (lock && lockText !== undefined) {
       lockfile = { file: "package-lock.json", sha256: createHash("sha256").update(lockText).digest("hex") };
       // Checked here for readable errors; nix/build/node-deps.nix makes the same plan from the
@@ -285,6 +300,7 @@ export async function prepareBuild(deps: BuildDeps, req: BuildRequest, tmp: stri
     buildpacks: stored.map((b) => ({ name: b.name, version: b.version, path: b.path })),
     tools: tools.path,
     dependencies,
+    ...(runtime ? { runtime: runtimeSpec(runtime, await registry) } : {}),
   });
   const specText = `${JSON.stringify(spec, null, 2)}\n`;
   const specDir = join(config.dataDir, "specs");
@@ -302,6 +318,7 @@ export async function prepareBuild(deps: BuildDeps, req: BuildRequest, tmp: stri
     tools,
     seedLock,
     lockfile,
+    ...(runtime ? { runtime } : {}),
   };
 }
 
@@ -366,6 +383,7 @@ async function realiseBuild(
     tools: { path: tools.path, narHash: toolsInfo?.narHash },
     source: { narHash: source.narHash, files: srcStats.files, bytes: srcStats.bytes },
     lockfile,
+    ...(p.runtime ? { runtime: runtimeManifest(p.runtime) } : {}),
     slug: { path: join(outPath, "slug.tgz"), ...buildFile.slug, sha256: slugSha256, bytes: slugStat.size },
     derivation: result.drvPath,
     processTypes: release.processTypes,

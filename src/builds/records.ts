@@ -9,6 +9,18 @@ import { z } from "zod";
 const storePath = z.string().regex(/^\/nix\/store\/[0-9a-z]{32}-[^/]+$/);
 const narHash = z.string().regex(/^sha256-[A-Za-z0-9+/]+=*$/);
 const stringMap = z.record(z.string(), z.string());
+const runtimePin = z.object({
+  package: z.string(),
+  version: z.string(),
+  integrity: z.string(),
+  path: z.string(),
+});
+const runtimeRelease = z.object({
+  package: z.string(),
+  version: z.string(),
+  integrity: z.string(),
+  reason: z.string(),
+});
 
 export const buildSpecSchema = z.object({
   app: z.string().regex(/^[a-z][a-z0-9-]{0,62}$/),
@@ -28,6 +40,15 @@ export const buildSpecSchema = z.object({
       allow: z.array(z.string()).default([]),
     })
     .nullable(),
+  /** The app's Node, npm and package manager (src/runtime, nix/build/runtime.nix); absent: the stack's. */
+  runtime: z
+    .object({
+      registry: z.string().url(),
+      node: runtimePin,
+      npm: runtimePin.extend({ name: z.string() }),
+      pm: runtimePin.extend({ name: z.string() }),
+    })
+    .optional(),
   /** One build of a reproducibility check (src/repro): its own derivations, with variations. */
   check: z
     .object({
@@ -80,6 +101,14 @@ export const manifestSchema = z.object({
   tools: z.object({ path: storePath, narHash }),
   source: z.object({ narHash, files: z.number(), bytes: z.number() }),
   lockfile: z.object({ file: z.string(), sha256: z.string() }).nullable(),
+  /** The Node and package manager releases the build used (nodejs buildpack; older manifests lack it). */
+  runtime: z
+    .object({
+      node: runtimeRelease.extend({ lts: z.string().optional() }),
+      npm: runtimeRelease.extend({ name: z.string() }),
+      pm: runtimeRelease.extend({ name: z.string() }),
+    })
+    .optional(),
   slug: z.object({
     path: z.string(),
     sha256: z.string(),
