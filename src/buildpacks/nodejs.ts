@@ -201,7 +201,10 @@ export function planDependencies(
   return { tarballs };
 }
 
-/** Checks lockfileVersion, sync with package.json, and engines.node against the pinned runtime. */
+/**
+ * Checks engines.node against the pinned runtime. The lock (which one, its version, its sync with
+ * package.json, its entries) is nodePlan.ts's: `lock` is checked here only when given.
+ */
 export function validateNodeApp(pkg: PackageJson, lock: PackageLock | undefined, nodeVersion: string): void {
   const range = pkg.engines?.node;
   if (range && !semver.satisfies(nodeVersion, range)) {
@@ -211,24 +214,7 @@ export function validateNodeApp(pkg: PackageJson, lock: PackageLock | undefined,
       hint: `available: ${nodeVersion} (pinned in nix/seed.lock.json). Widen engines.node to include it`,
     });
   }
-  if (!lock) {
-    const hasDeps = DEP_FIELDS.some((f) => Object.keys(pkg[f] ?? {}).length > 0);
-    if (hasDeps) {
-      throw new KilnError({
-        code: "lockfile_missing",
-        message: "package.json has dependencies but there is no package-lock.json",
-        hint: "create it with `npm install --package-lock-only` and commit it: kiln installs exactly what the lock pins",
-      });
-    }
-    return;
-  }
-  if (lock.lockfileVersion < 2) {
-    throw new KilnError({
-      code: "lockfile_too_old",
-      message: `package-lock.json is lockfileVersion ${lock.lockfileVersion}; kiln needs 2 or 3`,
-      hint: "upgrade it with npm 7 or later: npm install --package-lock-only",
-    });
-  }
+  if (!lock) return;
   const drift = lockDrift(pkg, lock);
   if (drift.length > 0) {
     throw new KilnError({

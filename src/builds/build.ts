@@ -13,12 +13,8 @@ import { mkdir, mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
 import { parseProcfile } from "../builder/procfile.js";
 import { detectBuildpack, detectBuildpackInNix } from "../buildpacks/detect.js";
-import {
-  parsePackageJson,
-  parsePackageLock,
-  planDependencies,
-  validateNodeApp,
-} from "../buildpacks/nodejs.js";
+import { parsePackageJson, validateNodeApp } from "../buildpacks/nodejs.js";
+import { planNodeApp } from "../buildpacks/nodePlan.js";
 import {
   appBuildpackList,
   resolveBuildpackRef,
@@ -252,20 +248,33 @@ export async function prepareBuild(deps: BuildDeps, req: BuildRequest, tmp: stri
         message: "the nodejs buildpack needs a package.json",
         hint: "add one (npm init)",
       });
-    const lockText = await readTextBeneath(snapshot, "package-lock.json", { maxBytes: 64 * 1024 * 1024 });
-    const lock = lockText === undefined ? undefined : parsePackageLock(lockText);
-    validateNodeApp(pkg, lock, seedLock.node.version);
-    if (lock && lockText !== undefined) {
-      lockfile = { file: "package-lock.json", sha256: createHash("sha256").update(lockText).digest("hex") };
-      // Checked here for readable errors; nix/build/node-deps.nix makes the same plan from the
-      // source's lock (and the dependencies' input files), so pure evaluation can make it too.
-      const reg = await registry;
-      const plan = planDependencies(lock, reg, { allow: config.fetchAllow });
-      step(`planning ${plan.tarballs.length} dependency tarballs`);
+    validateNodeApp(pkg, undefined, seedLock.node.version);
+    // The lock chosen and checked (exactly one; refusals name the entries), its tarballs pinned;
+    // for locks other than npm's plain package-lock.json, the plan and the dependency phase's
+    // input are made here and handed to Nix in the spec.
+    const reg = await registry;
+    const plan = await planNodeApp(snapshot, pkg, {
+      registry: reg,
+      allow: config.fetchAllow,
+      integrityCacheFile: join(config.dataDir, "registry-integrity.json"),
+      work: tmp,
+    });
+    if (plan) {
+      lockfile = { file: plan.lockFile, sha256: createHash("sha256").update(plan.lockText).digest("hex") };
+      step(`planning ${plan.tarballs.length} dependency tarballs (${plan.kind}, ${plan.lockFile})`);
       dependencies = {
         buildpackIndex: nodeIndex,
         registry: reg.endsWith("/") ? reg : `${reg}/`,
         allow: config.fetchAllow,
+        ...(plan.planner === "kiln"
+          ? {
+              plan: {
+                manager: plan.kind,
+                input: (await nix.addPath(plan.inputDir)).path,
+                tarballs: plan.tarballs,
+              },
+            }
+          : {}),
       };
     }
   }

@@ -26,6 +26,22 @@ export const buildSpecSchema = z.object({
       registry: z.string().url(),
       /** More origins tarballs may come from (KILN_FETCH_ALLOW); node-deps.nix refuses all others. */
       allow: z.array(z.string()).default([]),
+      /** A plan made by kiln (src/buildpacks/nodePlan.ts) for locks node-deps.nix does not read. */
+      plan: z
+        .object({
+          manager: z.enum(["npm", "yarn", "berry", "pnpm"]),
+          input: storePath,
+          tarballs: z.array(
+            z.object({
+              name: z.string(),
+              url: z.string(),
+              integrity: z.string(),
+              package: z.string().optional(),
+              version: z.string().optional(),
+            }),
+          ),
+        })
+        .optional(),
     })
     .nullable(),
   /** One build of a reproducibility check (src/repro): its own derivations, with variations. */
