@@ -81,4 +81,20 @@ describe("package managers: built offline, run, answering", () => {
       message: expect.stringMatching(/package-lock\.json, yarn\.lock/),
     });
   });
+
+  it("a failing heroku-prebuild fails the build, named; heroku-cleanup runs last", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "kiln-prebuild-"));
+    const pkg = (scripts: Record<string, string>) =>
+      writeFile(join(dir, "package.json"), JSON.stringify({ name: "hooks", version: "1.0.0", scripts }));
+    await writeFile(join(dir, "server.js"), "");
+    await pkg({ "heroku-prebuild": "exit 3" });
+    const lines: string[] = [];
+    await expect(buildApp(t, { appDir: dir, onLog: (_p, l) => lines.push(l) })).rejects.toThrow();
+    expect(lines.join("\n")).toMatch(/the app's "heroku-prebuild" script failed \(exit 3\)/);
+    await pkg({ build: "echo built > out.txt", "heroku-cleanup": "cat out.txt > cleaned.txt" });
+    const r = await buildApp(t, { appDir: dir });
+    const names = (await listTarGz(r.slug.path)).map((e) => e.path);
+    expect(names).toContain("app/cleaned.txt");
+    expect(r.release.processTypes.web).toBe("node server.js");
+  }, 300_000);
 });
