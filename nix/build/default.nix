@@ -53,12 +53,17 @@ let
     };
   suffix = if check == null then "" else "-check${toString check.index}";
 
-  nodeDeps = import ./node-deps.nix {
-    inherit source;
-    registry = spec.dependencies.registry or null;
-    allow = spec.dependencies.allow or [ ];
-    busybox = common.builder;
-  };
+  # npm's plain package-lock.json is planned in Nix (pure evaluation of kiln itself needs it); every
+  # other lock by kiln, which passes the plan and the input it wrote in the spec.
+  nodeDeps =
+    if spec.dependencies != null && (spec.dependencies.plan or null) != null then
+      import ./planned-deps.nix { inherit (spec.dependencies.plan) tarballs; input = storePath spec.dependencies.plan.input; }
+    else import ./node-deps.nix {
+      inherit source;
+      registry = spec.dependencies.registry or null;
+      allow = spec.dependencies.allow or [ ];
+      busybox = common.builder;
+    };
 
   # The app's Node and package manager (nix/build/runtime.nix), bound into both phases; without
   # one (nix/bootstrap's specs) the phases use the stack's own Node and npm.

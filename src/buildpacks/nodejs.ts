@@ -1,9 +1,8 @@
 /**
  * What kiln checks and prepares for the `nodejs` buildpack before a build starts: the lock file
  * (zod-validated, in sync with package.json, every package pinned by integrity), the tarballs to
- * fetch as fixed-output derivations, the dependency phase's inputs, and `engines.node`.
+ * fetch as fixed-output derivations and the dependency phase's inputs (`engines.node` is src/runtime's).
  */
-import semver from "semver";
 import { z } from "zod";
 import { KilnError } from "../errors.js";
 import { allowedOrigins, originOf } from "../source/origins.js";
@@ -199,42 +198,4 @@ export function planDependencies(
   }
   const tarballs = [...byName.values()].sort((a, b) => (a.name < b.name ? -1 : 1));
   return { tarballs };
-}
-
-/** Checks lockfileVersion, sync with package.json, and engines.node against the pinned runtime. */
-export function validateNodeApp(pkg: PackageJson, lock: PackageLock | undefined, nodeVersion: string): void {
-  const range = pkg.engines?.node;
-  if (range && !semver.satisfies(nodeVersion, range)) {
-    throw new KilnError({
-      code: "node_version_unavailable",
-      message: `package.json asks for Node ${range}; kiln has Node ${nodeVersion}`,
-      hint: `available: ${nodeVersion} (pinned in nix/seed.lock.json). Widen engines.node to include it`,
-    });
-  }
-  if (!lock) {
-    const hasDeps = DEP_FIELDS.some((f) => Object.keys(pkg[f] ?? {}).length > 0);
-    if (hasDeps) {
-      throw new KilnError({
-        code: "lockfile_missing",
-        message: "package.json has dependencies but there is no package-lock.json",
-        hint: "create it with `npm install --package-lock-only` and commit it: kiln installs exactly what the lock pins",
-      });
-    }
-    return;
-  }
-  if (lock.lockfileVersion < 2) {
-    throw new KilnError({
-      code: "lockfile_too_old",
-      message: `package-lock.json is lockfileVersion ${lock.lockfileVersion}; kiln needs 2 or 3`,
-      hint: "upgrade it with npm 7 or later: npm install --package-lock-only",
-    });
-  }
-  const drift = lockDrift(pkg, lock);
-  if (drift.length > 0) {
-    throw new KilnError({
-      code: "lockfile_out_of_sync",
-      message: `package.json and package-lock.json are out of sync:\n${drift.map((d) => `  ${d}`).join("\n")}`,
-      hint: "run `npm install` to update package-lock.json, and commit both",
-    });
-  }
 }

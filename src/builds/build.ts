@@ -12,12 +12,8 @@ import { createHash } from "node:crypto";
 import { mkdir, mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
 import { detectBuildpack, detectBuildpackInNix } from "../buildpacks/detect.js";
-import {
-  parsePackageJson,
-  parsePackageLock,
-  planDependencies,
-  validateNodeApp,
-} from "../buildpacks/nodejs.js";
+import { parsePackageJson } from "../buildpacks/nodejs.js";
+import { planNodeApp } from "../buildpacks/nodePlan.js";
 import {
   appBuildpackList,
   resolveBuildpackRef,
@@ -257,30 +253,42 @@ export async function prepareBuild(deps: BuildDeps, req: BuildRequest, tmp: stri
         message: "the nodejs buildpack needs a package.json",
         hint: "add one (npm init)",
       });
-    const lockText = await readTextBeneath(snapshot, "package-lock.json", { maxBytes: 64 * 1024 * 1024 });
-    const lock = lockText === undefined ? undefined : parsePackageLock(lockText);
-    // The app's Node and package manager, from the pinned inventories (src/runtime); engines.node
-    // is checked there, so validateNodeApp sees the pkg without it.
+    // The lock chosen and checked (exactly one; refusals name the entries), its tarballs pinned;
+    // for locks other than npm's plain package-lock.json, the plan and the dependency phase's
+    // input are made here and handed to Nix in the spec.
+    const reg = await registry;
+    const plan = await planNodeApp(snapshot, pkg, {
+      registry: reg,
+      allow: config.fetchAllow,
+      integrityCacheFile: join(config.dataDir, "registry-integrity.json"),
+      work: tmp,
+    });
+    // The app's Node and package manager (the lock's), from the pinned inventories (src/runtime),
+    // which check engines.node too.
     runtime = await prepareRuntime({
       projectDir: config.projectDir,
       cacheDir: join(config.dataDir, "cache", "runtime"),
       pkg,
-      sourceDir: snapshot,
+      manager: plan?.kind ?? "npm",
       env: req.env ?? {},
       ...(req.onLog ? { onLine: (line: string) => req.onLog?.("detect", line) } : {}),
     });
-    validateNodeApp({ ...pkg, engines: { ...pkg.engines, node: undefined } }, lock, runtime.node.version);
-    if (lock && lockText !== undefined) {
-      lockfile = { file: "package-lock.json", sha256: createHash("sha256").update(lockText).digest("hex") };
-      // Checked here for readable errors; nix/build/node-deps.nix makes the same plan from the
-      // source's lock (and the dependencies' input files), so pure evaluation can make it too.
-      const reg = await registry;
-      const plan = planDependencies(lock, reg, { allow: config.fetchAllow });
-      step(`planning ${plan.tarballs.length} dependency tarballs`);
+    if (plan) {
+      lockfile = { file: plan.lockFile, sha256: createHash("sha256").update(plan.lockText).digest("hex") };
+      step(`planning ${plan.tarballs.length} dependency tarballs (${plan.kind}, ${plan.lockFile})`);
       dependencies = {
         buildpackIndex: nodeIndex,
         registry: reg.endsWith("/") ? reg : `${reg}/`,
         allow: config.fetchAllow,
+        ...(plan.planner === "kiln"
+          ? {
+              plan: {
+                manager: plan.kind,
+                input: (await nix.addPath(plan.inputDir)).path,
+                tarballs: plan.tarballs,
+              },
+            }
+          : {}),
       };
     }
   }

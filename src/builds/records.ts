@@ -38,6 +38,22 @@ export const buildSpecSchema = z.object({
       registry: z.string().url(),
       /** More origins tarballs may come from (KILN_FETCH_ALLOW); node-deps.nix refuses all others. */
       allow: z.array(z.string()).default([]),
+      /** A plan made by kiln (src/buildpacks/nodePlan.ts) for locks node-deps.nix does not read. */
+      plan: z
+        .object({
+          manager: z.enum(["npm", "yarn", "berry", "pnpm"]),
+          input: storePath,
+          tarballs: z.array(
+            z.object({
+              name: z.string(),
+              url: z.string(),
+              integrity: z.string(),
+              package: z.string().optional(),
+              version: z.string().optional(),
+            }),
+          ),
+        })
+        .optional(),
     })
     .nullable(),
   /** The app's Node, npm and package manager (src/runtime, nix/build/runtime.nix); absent: the stack's. */

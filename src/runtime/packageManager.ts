@@ -85,6 +85,8 @@ export interface ToolRequest {
   engines?: { npm?: string | undefined; yarn?: string | undefined; pnpm?: string | undefined } | undefined;
   /** The app's Node release (the resolved one). */
   node: string;
+  /** A yarn.lock written by yarn classic (1.x) or berry (2+): the default yarn is of its kind. */
+  yarnLock?: "classic" | "berry";
 }
 
 /** Does the release declare that it runs on `node`? `undefined` when it declares nothing. */
@@ -177,7 +179,9 @@ export function resolveTool(
     return pin;
   }
 
-  const defaultRange = tool === "yarn" ? "1.22.x" : "*";
+  // Heroku's default yarn is 1.22.x; a berry lock needs a berry, the newest that runs on the Node.
+  const berryLock = tool === "yarn" && req.yarnLock === "berry";
+  const defaultRange = tool === "yarn" && !berryLock ? "1.22.x" : berryLock ? ">=2" : "*";
   const range = engine ?? defaultRange;
   const valid = semver.validRange(range, { loose: true });
   if (valid === null) {
@@ -187,12 +191,20 @@ export function resolveTool(
       hint: `use a semver range, e.g. "${tool === "npm" ? "10.x" : tool === "yarn" ? "1.22.x" : "9.x"}"`,
     });
   }
-  const all = candidates(invs, inventoriesOf(tool), valid);
+  const kinds: InventoryName[] =
+    tool === "yarn" && req.yarnLock
+      ? [req.yarnLock === "berry" ? "yarn-berry" : "yarn"]
+      : inventoriesOf(tool);
+  const lockNeeds =
+    tool === "yarn" && req.yarnLock
+      ? ` of the kind yarn.lock needs (${req.yarnLock === "berry" ? "yarn 2+, berry" : "yarn 1, classic"})`
+      : "";
+  const all = candidates(invs, kinds, valid);
   if (all.length === 0) {
-    const any = candidates(invs, inventoriesOf(tool), "*");
+    const any = candidates(invs, kinds, "*");
     throw new KilnError({
       code: "package_manager_unavailable",
-      message: `engines.${tool} ${JSON.stringify(engine)} matches no ${tool} release kiln has`,
+      message: `engines.${tool} ${JSON.stringify(engine)} matches no ${tool} release${lockNeeds} kiln has`,
       hint: `newest ${tool} releases kiln has: ${listNewest(any)}; widen engines.${tool}`,
     });
   }
@@ -215,7 +227,7 @@ export function resolveTool(
   const why =
     engine !== undefined
       ? `the newest it allows${best !== all.at(-1) ? ` that runs on Node ${req.node}` : ""}`
-      : tool === "yarn"
+      : tool === "yarn" && !berryLock
         ? `Heroku's default 1.22.x`
         : `the newest that runs on Node ${req.node}`;
   return pinOf(invs, tool, best, `${asked} → ${tool} ${best.version} (${why})`);

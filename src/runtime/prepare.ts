@@ -3,30 +3,34 @@
  * corepack hashes that need the tool's bytes checked, and the choice said in the build output
  * ("engines.node 20.x → 20.19.5"). What it returns goes into the spec and the manifest.
  */
+
+import type { PackageManagerKind } from "../buildpacks/lockfiles.js";
 import { fetchNpmTarball } from "../seed/npm.js";
-import {
-  inferManager,
-  type RuntimePackageJson,
-  type RuntimePlan,
-  resolveRuntime,
-  verifyRuntimeHashes,
-} from "./resolve.js";
+import { type RuntimePackageJson, type RuntimePlan, resolveRuntime, verifyRuntimeHashes } from "./resolve.js";
 
 export interface PrepareRuntimeOptions {
   projectDir: string;
   /** Where tools' tarballs are kept when a corepack hash needs their bytes. */
   cacheDir: string;
   pkg: RuntimePackageJson;
-  /** The app's source (its lock files say which package manager it uses). */
-  sourceDir: string;
+  /** The package manager the app's one lock file belongs to (src/buildpacks/lockfiles.ts). */
+  manager: PackageManagerKind;
   env: Record<string, string>;
   /** A line of build output. */
   onLine?: (line: string) => void;
 }
 
 export async function prepareRuntime(opts: PrepareRuntimeOptions): Promise<RuntimePlan> {
-  const manager = await inferManager(opts.sourceDir);
-  const plan = await resolveRuntime(opts.projectDir, { pkg: opts.pkg, manager, env: opts.env });
+  const plan = await resolveRuntime(opts.projectDir, {
+    pkg: opts.pkg,
+    manager: opts.manager === "berry" ? "yarn" : opts.manager,
+    ...(opts.manager === "berry"
+      ? { yarnLock: "berry" as const }
+      : opts.manager === "yarn"
+        ? { yarnLock: "classic" as const }
+        : {}),
+    env: opts.env,
+  });
   const field = typeof opts.pkg.packageManager === "string" ? opts.pkg.packageManager : "";
   await verifyRuntimeHashes(
     plan,

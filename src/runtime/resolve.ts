@@ -4,9 +4,7 @@
  * What comes out goes into the build spec (nix/build/runtime.nix fetches and unpacks each one,
  * shared by every app that uses it) and into the manifest, so a rebuild is bit-for-bit.
  */
-import { join } from "node:path";
 import { KilnError } from "../errors.js";
-import { exists } from "../util/fs.js";
 import { type Inventory, readInventory } from "./inventory.js";
 import { type NodeResolution, resolveNode } from "./nodeVersion.js";
 import {
@@ -34,28 +32,6 @@ export interface RuntimePlan {
   notes: string[];
 }
 
-/** The lock files that say which manager an app uses (pm's detection refines this). */
-export const LOCK_FILES: Record<string, ManagerName> = {
-  "package-lock.json": "npm",
-  "npm-shrinkwrap.json": "npm",
-  "yarn.lock": "yarn",
-  "pnpm-lock.yaml": "pnpm",
-};
-
-/** The manager named by the lock files in `dir` (npm when there is none). */
-export async function inferManager(dir: string): Promise<ManagerName> {
-  const found = new Set<ManagerName>();
-  for (const [file, m] of Object.entries(LOCK_FILES)) if (await exists(join(dir, file))) found.add(m);
-  if (found.size > 1) {
-    throw new KilnError({
-      code: "lockfile_conflict",
-      message: `the app has lock files of more than one package manager (${[...found].join(", ")})`,
-      hint: "keep the one your package manager writes and delete the others, as Heroku requires",
-    });
-  }
-  return [...found][0] ?? "npm";
-}
-
 const str = (v: unknown): string | undefined => (typeof v === "string" ? v : undefined);
 
 export async function readRuntimeInventories(
@@ -74,6 +50,8 @@ export async function readRuntimeInventories(
 export interface ResolveRuntimeOptions {
   pkg: RuntimePackageJson;
   manager: ManagerName;
+  /** Which yarn wrote yarn.lock (src/buildpacks/lockfiles.ts tells them apart): its yarn is chosen. */
+  yarnLock?: "classic" | "berry";
   /** The app's config vars (NODEJS_ALLOW_WIDE_RANGE, as on Heroku). */
   env?: Record<string, string>;
 }
@@ -117,6 +95,7 @@ export function planRuntime(
   const notes: string[] = [];
   const req = {
     manager: opts.manager,
+    ...(opts.yarnLock ? { yarnLock: opts.yarnLock } : {}),
     packageManager: field,
     engines: { npm: str(engines.npm), yarn: str(engines.yarn), pnpm: str(engines.pnpm) },
     node: node.version,

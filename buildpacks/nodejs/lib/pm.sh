@@ -1,0 +1,217 @@
+# The app's package manager, for bin/dependencies and bin/compile (sourced; bash).
+#
+# Which one: the app's single lock file (kiln refused any other shape before the build):
+#   package-lock.json / npm-shrinkwrap.json  npm     yarn.lock (v1 text)  yarn (classic)
+#   yarn.lock with __metadata                berry   pnpm-lock.yaml       pnpm
+#
+# How each installs with no network (the dependencies phase has the lock's pinned tarballs in
+# $KILN_TARBALLS, index.json naming each file, its integrity, package and version):
+#   npm    npm's cache prefilled by integrity (prefill-cache.js), npm ci --offline
+#   yarn   the tarballs are yarn's offline mirror (kiln rewrote the lock's `resolved` to their file
+#          names), yarn install --frozen-lockfile --offline
+#   pnpm   pnpm install --frozen-lockfile from a registry on the sandbox's own loopback that serves
+#          only the pinned tarballs (registry.cjs); pnpm verifies each against the lock
+#   berry  yarn install --immutable from the same loopback registry; berry checks every zip it
+#          makes against the lock's checksum
+# What the dependencies phase leaves: CACHE_DIR/node_modules (the root's), CACHE_DIR/overlay (the
+# rest: workspaces' node_modules, berry's .pnp.* and .yarn/{cache,unplugged,install-state.gz}) and
+# CACHE_DIR/kiln-pm (what pruning needs later: the tarballs and the rewritten lock).
+
+KILN_REGISTRY_PORT=48730
+
+pm_kind() {
+  if [ -f "$1/pnpm-lock.yaml" ]; then echo pnpm
+  elif [ -f "$1/yarn.lock" ]; then
+    if grep -q '^__metadata:' "$1/yarn.lock"; then echo berry; else echo yarn; fi
+  else echo npm
+  fi
+}
+
+# pm_tool NAME: fail clearly when the runtime does not provide the package manager.
+pm_tool() {
+  if ! command -v "$1" > /dev/null 2>&1; then
+    echo " !     $1 is not available in this build's runtime (kiln vendors the app's package manager from engines.$1 or packageManager)" >&2
+    exit 1
+  fi
+}
+
+# start_loopback_registry DIR: serve DIR's pinned tarballs on 127.0.0.1 (this sandbox's own loopback).
+start_loopback_registry() {
+  local dir=$1 ready=/tmp/kiln-registry.ready i=0
+  rm -f "$ready"
+  "$KILN_STACK_NODE" "$bp_dir/lib/registry.cjs" "$dir" "$KILN_REGISTRY_PORT" "$ready" &
+  KILN_REGISTRY_PID=$!
+  trap 'kill "$KILN_REGISTRY_PID" 2> /dev/null || true' EXIT
+  while [ ! -f "$ready" ]; do
+    i=$((i + 1))
+    if [ "$i" -gt 300 ] || ! kill -0 "$KILN_REGISTRY_PID" 2> /dev/null; then
+      echo " !     the loopback registry did not start" >&2
+      exit 1
+    fi
+    sleep 0.1
+  done
+  export KILN_REGISTRY_URL="http://127.0.0.1:$KILN_REGISTRY_PORT/"
+}
+
+stop_loopback_registry() {
+  if [ -n "${KILN_REGISTRY_PID:-}" ]; then
+    kill "$KILN_REGISTRY_PID" 2> /dev/null || true
+    wait "$KILN_REGISTRY_PID" 2> /dev/null || true
+    KILN_REGISTRY_PID=""
+  fi
+}
+
+# The settings each manager gets in both phases: no telemetry, no progress bars, caches in /tmp or
+# the app (berry's cache is where pnp finds packages at run time), the loopback registry.
+pm_env() {
+  local kind=$1
+  export npm_config_cache=/tmp/npm-cache npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false npm_config_progress=false npm_config_color=false
+  case "$kind" in
+    # pnpm: one store path in both phases (it records it in node_modules/.modules.yaml).
+    pnpm) export npm_config_store_dir=/tmp/pnpm-store CI=true ;;
+    # berry fails on a YARN_* setting it does not know: only settings yarn 2 already has.
+    berry)
+      export YARN_ENABLE_TELEMETRY=0 YARN_ENABLE_PROGRESS_BARS=false YARN_ENABLE_COLORS=false
+      export YARN_ENABLE_GLOBAL_CACHE=false YARN_CACHE_FOLDER="$PWD/.yarn/cache" YARN_ENABLE_IMMUTABLE_INSTALLS=true
+      export YARN_NPM_REGISTRY_SERVER="http://127.0.0.1:$KILN_REGISTRY_PORT" YARN_UNSAFE_HTTP_WHITELIST=127.0.0.1
+      ;;
+  esac
+}
+
+# npm_quiet_if_old: a lockfile v1 (npm 5-6) is upgraded in memory by every npm command, which warns
+# once per package that it cannot fetch metadata offline (it needs none: the lock and the tarballs
+# suffice). Those warnings go; errors stay.
+npm_quiet_if_old() {
+  local f=package-lock.json
+  if [ -f npm-shrinkwrap.json ]; then f=npm-shrinkwrap.json; fi
+  if [ -f "$f" ] && "$KILN_STACK_NODE" -e 'process.exit(JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).lockfileVersion < 2 ? 0 : 1)' "$f"; then
+    echo "       $f is lockfileVersion 1: npm upgrades it in memory" >&2
+    echo "--loglevel=error"
+  fi
+}
+
+# pm_install KIND TARBALL_DIR: the offline install of the dependencies phase (devDependencies too).
+pm_install() {
+  local kind=$1 tarballs=$2
+  case "$kind" in
+    npm)
+      echo "-----> Installing pinned packages offline (npm ci)"
+      "$KILN_STACK_NODE" "$bp_dir/lib/prefill-cache.js" "$tarballs" "$npm_config_cache"
+      # shellcheck disable=SC2046 # one flag or none
+      npm ci --offline --ignore-scripts --include=dev --no-audit --no-fund $(npm_quiet_if_old)
+      echo "-----> Running the dependencies' install scripts (native addons compile here)"
+      npm rebuild --offline --foreground-scripts
+      ;;
+    yarn)
+      pm_tool yarn
+      echo "-----> Installing pinned packages offline (yarn $(yarn --version) install --frozen-lockfile --offline)"
+      printf '\nyarn-offline-mirror "%s"\nyarn-offline-mirror-pruning false\n' "$tarballs" >> .yarnrc
+      yarn install --frozen-lockfile --offline --ignore-engines --non-interactive --production=false \
+        --cache-folder /tmp/yarn-cache --network-timeout 1000
+      ;;
+    pnpm)
+      pm_tool pnpm
+      echo "-----> Installing pinned packages (pnpm $(pnpm --version) install --frozen-lockfile, from the loopback registry of pinned tarballs)"
+      start_loopback_registry "$tarballs"
+      pnpm install --frozen-lockfile --prod=false --registry "$KILN_REGISTRY_URL" --reporter=append-only \
+        --config.confirmModulesPurge=false --config.fetch-retries=0
+      stop_loopback_registry
+      ;;
+    berry)
+      pm_tool yarn
+      echo "-----> Installing pinned packages (yarn $(yarn --version) install --immutable, from the loopback registry of pinned tarballs)"
+      start_loopback_registry "$tarballs"
+      yarn install --immutable
+      stop_loopback_registry
+      ;;
+  esac
+}
+
+# pm_collect BUILD_DIR CACHE_DIR: move what the install made into CACHE_DIR (see the top).
+pm_collect() {
+  local build=$1 cache=$2 kind=$3 tarballs=$4
+  mkdir -p "$cache/overlay"
+  if [ -d "$build/node_modules" ]; then mv "$build/node_modules" "$cache/node_modules"; else mkdir "$cache/node_modules"; fi
+  (
+    cd "$build"
+    find . -name node_modules -type d -prune | while read -r d; do
+      mkdir -p "$cache/overlay/$(dirname "$d")"
+      mv "$d" "$cache/overlay/$d"
+    done
+    for f in .pnp.cjs .pnp.js .pnp.loader.mjs .pnp.data.json .yarn/cache .yarn/unplugged .yarn/install-state.gz .yarn/build-state.yml; do
+      if [ -e "$f" ]; then mkdir -p "$cache/overlay/$(dirname "$f")"; mv "$f" "$cache/overlay/$f"; fi
+    done
+  )
+  if [ "$kind" = yarn ] || [ "$kind" = pnpm ]; then
+    # Pruning devDependencies later reinstalls from these (yarn) or checks the lock (pnpm).
+    mkdir -p "$cache/kiln-pm/tarballs"
+    if [ "$kind" = yarn ]; then cp "$tarballs"/* "$cache/kiln-pm/tarballs/"; cp "$build/yarn.lock" "$cache/kiln-pm/yarn.lock"; fi
+  fi
+}
+
+# pm_restore CACHE_DIR BUILD_DIR: bin/compile's side of pm_collect.
+pm_restore() {
+  local cache=$1 build=$2
+  if [ -d "$cache/node_modules" ]; then
+    rm -rf "$build/node_modules"
+    mv "$cache/node_modules" "$build/node_modules"
+  fi
+  if [ -d "$cache/overlay" ]; then
+    cp -RP "$cache/overlay/." "$build/"
+    rm -rf "$cache/overlay"
+  fi
+}
+
+# pm_run KIND SCRIPT: run a package.json script with the app's manager, failing the build by name.
+pm_run() {
+  local kind=$1 script=$2 rc=0
+  echo "-----> Running $script"
+  case "$kind" in
+    npm) npm run "$script" || rc=$? ;;
+    yarn | berry) yarn run "$script" || rc=$? ;;
+    pnpm) pnpm run "$script" || rc=$? ;;
+  esac
+  if [ "$rc" -ne 0 ]; then
+    echo " !     the app's \"$script\" script failed (exit $rc)" >&2
+    exit "$rc"
+  fi
+}
+
+# pm_prune KIND BUILD_DIR CACHE_DIR: remove devDependencies, as Heroku's buildpack decides
+# (NODE_ENV, NPM_CONFIG_PRODUCTION, YARN_PRODUCTION, YARN2_SKIP_PRUNING, PNPM_SKIP_PRUNING).
+pm_prune() {
+  local kind=$1 build=$2 cache=$3
+  [ -d "$build/node_modules" ] || [ -f "$build/.pnp.cjs" ] || return 0
+  echo "-----> Pruning devDependencies"
+  if [ "${NODE_ENV:-production}" = test ]; then echo "       Skipping because NODE_ENV is 'test'"; return 0; fi
+  if [ "${NODE_ENV:-production}" != production ]; then echo "       Skipping because NODE_ENV is not 'production'"; return 0; fi
+  case "$kind" in
+    npm)
+      if [ -n "${NPM_CONFIG_PRODUCTION:-}" ]; then echo "       Skipping because NPM_CONFIG_PRODUCTION is '$NPM_CONFIG_PRODUCTION'"; return 0; fi
+      # --no-save: the app's lock stays exactly as committed.
+      # shellcheck disable=SC2046 # one flag or none
+      npm prune --omit=dev --offline --no-save --no-audit --no-fund $(npm_quiet_if_old)
+      ;;
+    yarn)
+      if [ -n "${YARN_PRODUCTION:-}" ]; then echo "       Skipping because YARN_PRODUCTION is '$YARN_PRODUCTION'"; return 0; fi
+      # yarn classic prunes by reinstalling for production, from the offline mirror and kiln's lock.
+      cp yarn.lock /tmp/kiln-yarn.lock.app
+      if [ -f .yarnrc ]; then cp .yarnrc /tmp/kiln-yarnrc.app; fi
+      cp "$cache/kiln-pm/yarn.lock" yarn.lock
+      printf '\nyarn-offline-mirror "%s"\nyarn-offline-mirror-pruning false\n' "$cache/kiln-pm/tarballs" >> .yarnrc
+      yarn install --production --frozen-lockfile --offline --ignore-scripts --ignore-engines \
+        --non-interactive --cache-folder /tmp/yarn-cache
+      rm -f .yarnrc
+      if [ -f /tmp/kiln-yarnrc.app ]; then cp /tmp/kiln-yarnrc.app .yarnrc; fi
+      cp /tmp/kiln-yarn.lock.app yarn.lock
+      ;;
+    pnpm)
+      if [ "${PNPM_SKIP_PRUNING:-}" = true ]; then echo "       Skipping because PNPM_SKIP_PRUNING is 'true'"; return 0; fi
+      pnpm prune --prod --config.confirmModulesPurge=false
+      ;;
+    berry)
+      if [ "${YARN2_SKIP_PRUNING:-}" = true ]; then echo "       Skipping because YARN2_SKIP_PRUNING is 'true'"; return 0; fi
+      yarn workspaces focus --all --production
+      ;;
+  esac
+}
