@@ -38,6 +38,7 @@ import { readTextBeneath } from "../source/beneath.js";
 import { snapshotDir } from "../source/snapshot.js";
 import { buildStacks } from "../stacks/stacks.js";
 import { hashFile, writeFileAtomic } from "../util/fs.js";
+import { explainBuildFailure, recentLines } from "./offlineHint.js";
 import {
   type BuildSpec,
   buildFileSchema,
@@ -320,17 +321,23 @@ async function realiseBuild(
 
   step("building");
   let built = false;
-  const [result] = await nix.build([{ expr }], {
+  // Each phase's recent output, read for an attempted download if the build fails.
+  const recent = recentLines();
+  const building = nix.build([{ expr }], {
     ...(req.onProgress ? { onProgress: req.onProgress } : {}),
     ...(req.signal ? { signal: req.signal } : {}),
     onLogLine: (drvPath, line) => {
       built = true;
+      recent.add(drvPath, line);
       if (!req.onLog) return;
       if (derivationName(drvPath).startsWith("kiln-deps-")) return req.onLog("dependencies", line);
       const m = /^(detect|compile|release|pack|error) *\| ?(.*)$/.exec(line);
       if (m) req.onLog(m[1] as BuildPhase, m[2] ?? "");
       else req.onLog("compile", line);
     },
+  });
+  const [result] = await building.catch((err: unknown) => {
+    throw explainBuildFailure(err, recent);
   });
   const outPath = result?.outputs.out;
   if (!result || !outPath)
