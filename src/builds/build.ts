@@ -13,6 +13,7 @@ import { mkdir, mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
 import { parseProcfile } from "../builder/procfile.js";
 import { detectBuildpack, detectBuildpackInNix } from "../buildpacks/detect.js";
+import { readExtraFetches } from "../buildpacks/extraFetches.js";
 import {
   parsePackageJson,
   parsePackageLock,
@@ -271,6 +272,11 @@ export async function prepareBuild(deps: BuildDeps, req: BuildRequest, tmp: stri
     }
   }
 
+  const fetches = await readExtraFetches(snapshot, {
+    registry: await registry.catch(() => undefined),
+    allow: config.fetchAllow,
+  });
+
   // 4. The derivations.
   const tools = await storeTools(nix, config.projectDir, tmp, {
     name: config.toolsName,
@@ -286,6 +292,7 @@ export async function prepareBuild(deps: BuildDeps, req: BuildRequest, tmp: stri
     buildpacks: stored.map((b) => ({ name: b.name, version: b.version, path: b.path })),
     tools: tools.path,
     dependencies,
+    ...(fetches.length > 0 ? { fetches } : {}),
   });
   const specText = `${JSON.stringify(spec, null, 2)}\n`;
   const specDir = join(config.dataDir, "specs");

@@ -201,8 +201,24 @@ export function recentLines(keep = 400): {
   };
 }
 
-/** A failed build's error, explained when its failing phase tried the network; else unchanged. */
+/**
+ * A failed build's error, explained when its failing phase tried the network, or when a kiln.json
+ * fetch did not have its declared hash; else unchanged.
+ */
 export function explainBuildFailure(err: unknown, recent: ReturnType<typeof recentLines>): unknown {
+  const mismatch =
+    err instanceof KilnError &&
+    /hash mismatch in fixed-output derivation '[^']*-kiln-fetch-([^']+)\.drv':\s*specified:\s*(\S+)\s*got:\s*(\S+)/.exec(
+      err.message,
+    );
+  if (mismatch)
+    return new KilnError({
+      code: "fetch_hash_mismatch",
+      message: `kiln.json fetch "${mismatch[1]}" downloaded a file whose hash is ${mismatch[3]}, not the declared ${mismatch[2]}`,
+      hint: "the file at that URL changed or the hash is wrong: check the file, then declare its sha256 (sha256sum FILE) or integrity",
+      details: { fetch: mismatch[1], specified: mismatch[2], got: mismatch[3] },
+      cause: err,
+    });
   if (!(err instanceof NixBuildError)) return err;
   const lines = (err.drvPath ? recent.get(err.drvPath) : undefined) ?? err.logTail;
   const why = explainOffline(lines, err.drvPath);

@@ -28,6 +28,19 @@ export const buildSpecSchema = z.object({
       allow: z.array(z.string()).default([]),
     })
     .nullable(),
+  /** The app's kiln.json fetches (src/buildpacks/extraFetches.ts); absent when it declares none. */
+  fetches: z
+    .array(
+      z.object({
+        name: z.string(),
+        url: z.string(),
+        hash: z.string(),
+        unpack: z.enum(["none", "gzip", "tar", "zip"]),
+        executable: z.boolean(),
+        env: stringMap,
+      }),
+    )
+    .optional(),
   /** One build of a reproducibility check (src/repro): its own derivations, with variations. */
   check: z
     .object({
