@@ -71,9 +71,36 @@ let
     else import ./runtime.nix { inherit (spec) runtime; busybox = common.builder; };
   runtimeEnv = if runtime == null then { } else runtime.env;
 
+  # The app's kiln.json fetches (src/buildpacks/extraFetches.ts), one fixed-output derivation each:
+  # a phase that uses them depends on their hashes, not on their URLs. phase.sh places them at
+  # /kiln/fetches/NAME and sets the variables that name them. No attributes at all without any, so
+  # other apps' derivations stay as they were.
+  extraFetches = spec.fetches or [ ];
+  fetchAttrs = if extraFetches == [ ] then { } else {
+    fetches = map (f: derivation {
+      name = "kiln-fetch-${f.name}";
+      inherit (f) url;
+      builder = "builtin:fetchurl";
+      system = "builtin";
+      outputHashMode = "flat";
+      outputHashAlgo = "";
+      outputHash = f.hash;
+      urls = [ f.url ];
+      executable = false;
+      unpack = false;
+      preferLocalBuild = true;
+      impureEnvVars = [ "http_proxy" "https_proxy" "ftp_proxy" "all_proxy" "no_proxy" ];
+    }) extraFetches;
+    fetchPlan = builtins.concatStringsSep "\n"
+      (map (f: "${f.name} ${f.unpack} ${if f.executable then "1" else "0"}") extraFetches);
+    fetchEnv = builtins.concatStringsSep "\n" (builtins.concatMap (f: map (v:
+      "${v}=/kiln/fetches/${f.name}${if f.env.${v} == "" then "" else "/${f.env.${v}}"}")
+      (builtins.attrNames f.env)) extraFetches);
+  };
+
   dependencies =
     if spec.dependencies == null then null
-    else derivation (common // vary // runtimeEnv // {
+    else derivation (common // vary // runtimeEnv // fetchAttrs // {
       name = "kiln-deps-${spec.app}${suffix}";
       phase = "dependencies";
       buildpacks = [ (builtins.elemAt buildpacks spec.dependencies.buildpackIndex) ];
@@ -81,7 +108,7 @@ let
       specJSON = builtins.toJSON { inherit (spec) app; };
     });
 
-  slug = derivation (common // vary // runtimeEnv // {
+  slug = derivation (common // vary // runtimeEnv // fetchAttrs // {
     name = "kiln-slug-${spec.app}${suffix}";
     phase = "build";
     inherit buildpacks;

@@ -9,6 +9,7 @@
 #   /kiln/tarballs       pinned dependency tarballs (dependencies phase)
 #   /kiln/deps           the dependencies phase's output (build phase)
 #   /kiln/runtime/{node,npm,pm}  the app's Node, npm and package manager (both phases; when set)
+#   /kiln/fetches/NAME   the app's kiln.json fetches, read-only (both phases)
 #
 # Every phase runs under a dyno's lockdown (src/builds/limits.ts says what is enforced where):
 # kiln's seccomp filter ($seccomp, nix/build/seccomp.bpf, compiled from src/dyno/seccomp.ts), no
@@ -48,6 +49,31 @@ if [ -n "${runtimeNode:-}" ]; then
     --ro-bind $runtimePm /kiln/runtime/pm"
 fi
 
+# The app's kiln.json fetches ($fetches, store paths in $fetchPlan's order: `NAME UNPACK EXECUTABLE` a
+# line), read-only at /kiln/fetches/NAME in both phases, unpacked here by busybox; $fetchEnv's
+# `VAR=/kiln/fetches/...` lines join the sandbox's environment (kiln checked names and paths).
+if [ -n "${fetches:-}" ]; then
+  mkdir -p "$TMPDIR/fetches"
+  # shellcheck disable=SC2086 # store paths, no spaces
+  set -- $fetches
+  while read -r name unpack exe; do
+    f=$1
+    shift
+    dst="$TMPDIR/fetches/$name"
+    case "$unpack" in
+      gzip) gunzip -c "$f" > "$dst" ;;
+      tar) mkdir "$dst" && tar -xf "$f" -C "$dst" ;;
+      zip) mkdir "$dst" && unzip -q "$f" -d "$dst" ;;
+      *) cp "$f" "$dst" ;;
+    esac
+    if [ "$exe" = 1 ]; then chmod -R a+x "$dst"; fi
+    chmod -R a+rX,go-w "$dst"
+  done << EOF
+$fetchPlan
+EOF
+  binds="$binds --ro-bind $TMPDIR/fetches /kiln/fetches"
+fi
+
 # A reproducibility check (kiln check, nix/build/variations.json) sets vary* to change what must not
 # matter; unset, each is the ordinary build's value.
 build_dir=${varyBuildDir:-/app}
@@ -71,6 +97,8 @@ npm_config_jobs=$cores
 MAKEFLAGS=-j$cores
 KILN_PHASE=$phase
 KILN_BUILD_DIR=$build_dir"
+if [ -n "${fetchEnv:-}" ]; then env_list="$env_list
+$fetchEnv"; fi
 if [ -n "${varyLang:-}" ]; then env_list="$env_list
 LC_ALL=$varyLang"; fi
 if [ -n "${varyFaketime:-}" ]; then env_list="$env_list

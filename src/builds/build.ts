@@ -12,6 +12,7 @@ import { createHash } from "node:crypto";
 import { mkdir, mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
 import { detectBuildpack, detectBuildpackInNix } from "../buildpacks/detect.js";
+import { readExtraFetches } from "../buildpacks/extraFetches.js";
 import { parsePackageJson } from "../buildpacks/nodejs.js";
 import { planNodeApp } from "../buildpacks/nodePlan.js";
 import {
@@ -36,6 +37,7 @@ import { readTextBeneath } from "../source/beneath.js";
 import { snapshotDir } from "../source/snapshot.js";
 import { buildStacks } from "../stacks/stacks.js";
 import { hashFile, writeFileAtomic } from "../util/fs.js";
+import { explainBuildFailure, recentLines } from "./offlineHint.js";
 import {
   type BuildSpec,
   buildFileSchema,
@@ -293,6 +295,11 @@ export async function prepareBuild(deps: BuildDeps, req: BuildRequest, tmp: stri
     }
   }
 
+  const fetches = await readExtraFetches(snapshot, {
+    registry: await registry.catch(() => undefined),
+    allow: config.fetchAllow,
+  });
+
   // 4. The derivations.
   const tools = await storeTools(nix, config.projectDir, tmp, {
     name: config.toolsName,
@@ -309,6 +316,7 @@ export async function prepareBuild(deps: BuildDeps, req: BuildRequest, tmp: stri
     tools: tools.path,
     dependencies,
     ...(runtime ? { runtime: runtimeSpec(runtime, await registry) } : {}),
+    ...(fetches.length > 0 ? { fetches } : {}),
   });
   const specText = `${JSON.stringify(spec, null, 2)}\n`;
   const specDir = join(config.dataDir, "specs");
@@ -345,17 +353,23 @@ async function realiseBuild(
 
   step("building");
   let built = false;
-  const [result] = await nix.build([{ expr }], {
+  // Each phase's recent output, read for an attempted download if the build fails.
+  const recent = recentLines();
+  const building = nix.build([{ expr }], {
     ...(req.onProgress ? { onProgress: req.onProgress } : {}),
     ...(req.signal ? { signal: req.signal } : {}),
     onLogLine: (drvPath, line) => {
       built = true;
+      recent.add(drvPath, line);
       if (!req.onLog) return;
       if (derivationName(drvPath).startsWith("kiln-deps-")) return req.onLog("dependencies", line);
       const m = /^(detect|compile|release|pack|error) *\| ?(.*)$/.exec(line);
       if (m) req.onLog(m[1] as BuildPhase, m[2] ?? "");
       else req.onLog("compile", line);
     },
+  });
+  const [result] = await building.catch((err: unknown) => {
+    throw explainBuildFailure(err, recent);
   });
   const outPath = result?.outputs.out;
   if (!result || !outPath) bug("nix build gave no slug output");

@@ -65,6 +65,19 @@ export const buildSpecSchema = z.object({
       pm: runtimePin.extend({ name: z.string() }),
     })
     .optional(),
+  /** The app's kiln.json fetches (src/buildpacks/extraFetches.ts); absent when it declares none. */
+  fetches: z
+    .array(
+      z.object({
+        name: z.string(),
+        url: z.string(),
+        hash: z.string(),
+        unpack: z.enum(["none", "gzip", "tar", "zip"]),
+        executable: z.boolean(),
+        env: stringMap,
+      }),
+    )
+    .optional(),
   /** One build of a reproducibility check (src/repro): its own derivations, with variations. */
   check: z
     .object({
