@@ -23,6 +23,7 @@ import { MAX_UNPACKED_SOURCE_BYTES } from "../builds/service.js";
 import { configSchema } from "../config/config.js";
 import { dynoFilter, followLog, formatLogLine, readLogTail } from "../dyno/logs.js";
 import { KilnError } from "../errors.js";
+import { gitRoutes } from "../git/routes.js";
 import type { Logger } from "../log/logger.js";
 import type { CheckRunner } from "../repro/service.js";
 import { fetchSourceBlob, receiveUpload, tooLarge } from "../source/upload.js";
@@ -298,7 +299,7 @@ export function createApi(deps: ApiDeps): FastifyInstance {
   // Which token made each request, and so which user (every route checks what it may do).
   const callers = new WeakMap<FastifyRequest, TokenInfo>();
   api.addHook("onRequest", async (req: FastifyRequest) => {
-    if (req.url === "/healthz") return;
+    if (req.url === "/healthz" || req.url.startsWith("/git/")) return; // git: its own auth (src/git/routes.ts)
     const m = /^Bearer (\S+)$/.exec(req.headers.authorization ?? "");
     const info = m?.[1] ? verifyToken(db, m[1]) : undefined;
     if (!info) {
@@ -508,6 +509,7 @@ export function createApi(deps: ApiDeps): FastifyInstance {
         processTypes: cur.processTypes,
         config: next,
         description,
+        commit: cur.commit,
       });
     });
     if (result) {
@@ -786,6 +788,15 @@ export function createApi(deps: ApiDeps): FastifyInstance {
     const exit = await control.runOnce(app.name, body.command, (line) => reply.raw.write(`${line}\n`));
     reply.raw.end(`kiln: ${exit.reason}\n`);
     return reply;
+  });
+
+  // Route plugins of other domains (one line each).
+  void api.register(gitRoutes, {
+    ...deps,
+    access: {
+      appFor: (c, app, need) => appFor(db, c, app, need),
+      assertBuildQuota: (c, app) => assertBuildQuota(db, { caller: c, app, release: true, quotas }),
+    },
   });
 
   return api;

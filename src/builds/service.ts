@@ -90,7 +90,9 @@ export async function runQueuedBuild(
       slugPath: result.manifest.slug.path,
       processTypes: result.release.processTypes,
       config: { ...result.release.configVars, ...getConfig(db, job.appId) },
-      description: `Deploy ${build.id.slice(0, 8)}`,
+      // As Heroku: a pushed build's release is named for its commit.
+      description: `Deploy ${build.commit ? build.commit.slice(0, 7) : build.id.slice(0, 8)}`,
+      commit: build.commit,
     });
     ensureDefaultFormation(db, release);
     out.write(
