@@ -16,6 +16,8 @@ export const appBody = z.object({
   owner: z.string(),
   /** Only admins see and change platform apps. */
   platform: z.boolean(),
+  /** The branch whose pushes deploy (null: main or master). */
+  deploy_branch: z.string().nullable(),
 });
 export const releaseBody = z.object({
   id: z.string().uuid(),
@@ -28,6 +30,11 @@ export const releaseBody = z.object({
   process_types: stringMap,
   config_vars: stringMap,
   description: z.string(),
+  /** The git commit its slug was built from (a push), else null. */
+  commit: z
+    .string()
+    .regex(/^[0-9a-f]{40,64}$/)
+    .nullable(),
   created_at: iso,
 });
 export const appShowBody = appBody.extend({
@@ -67,6 +74,11 @@ export const buildBody = z.object({
   slug_path: z.string().startsWith("/nix/store/").nullable(),
   /** false: built to compare or check (?release=false), never released. */
   release: z.boolean(),
+  /** The git commit it was built from (a push), else null (an upload). */
+  commit: z
+    .string()
+    .regex(/^[0-9a-f]{40,64}$/)
+    .nullable(),
   output_stream_url: z.string().startsWith("/v1/apps/"),
   /** Reproducibility checks of this build, oldest first. */
   checks: z.array(checkBody),

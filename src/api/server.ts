@@ -218,6 +218,7 @@ export const buildView = (b: BuildRecord, appName: string, checks: CheckRecord[]
   slug_sha256: b.slugSha256,
   slug_path: b.slugPath,
   release: b.release,
+  commit: b.commit,
   output_stream_url: `/v1/apps/${appName}/builds/${b.id}/output`,
   checks: checks.map((c) => checkView(c, appName)),
 });
@@ -243,6 +244,7 @@ const releaseView = (r: Release) => ({
   process_types: r.processTypes,
   config_vars: r.config,
   description: r.description,
+  commit: r.commit,
   created_at: r.createdAt,
 });
 
@@ -334,6 +336,7 @@ export function createApi(deps: ApiDeps): FastifyInstance {
     created_at: a.createdAt,
     owner: getUser(db, a.ownerId).name,
     platform: isPlatformApp(a),
+    deploy_branch: a.deployBranch,
   });
 
   // Users (admins make and list them) and who the caller is.

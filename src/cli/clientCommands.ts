@@ -19,6 +19,7 @@ interface Release {
   slug_sha256: string | null;
   created_at: string;
   config_vars: Record<string, string>;
+  commit?: string | null;
 }
 interface Build {
   id: string;
@@ -160,7 +161,10 @@ export function registerClientCommands(program: Command, ctx: ContextFactory): v
       if (opts.json) return printJson(list);
       printLines(
         list.length
-          ? list.map((r) => `v${r.version}  ${r.created_at}  ${r.description}`)
+          ? list.map(
+              (r) =>
+                `v${r.version}  ${r.created_at}  ${r.commit ? r.commit.slice(0, 7) : "-      "}  ${r.description}`,
+            )
           : ["no releases yet"],
       );
     });
