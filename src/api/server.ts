@@ -21,6 +21,7 @@ import { checkRoutes } from "./routes/checks.js";
 import { configRoutes } from "./routes/config.js";
 import { dynoRoutes } from "./routes/dynos.js";
 import { formationRoutes } from "./routes/formation.js";
+import { gitRoutes } from "./routes/git.js";
 import { healthRoutes } from "./routes/health.js";
 import { logRoutes } from "./routes/logs.js";
 import { metricsRoutes } from "./routes/metrics.js";
@@ -35,7 +36,7 @@ export type { ApiDeps, DynoControl, RouteDeps, RoutePlugin } from "./deps.js";
  * Routes with no token check of kiln's (none, or their own: a git remote's Basic auth, a
  * dashboard's session). Add a plugin with its own auth here, one line.
  */
-const PUBLIC_ROUTES: RoutePlugin[] = [healthRoutes];
+const PUBLIC_ROUTES: RoutePlugin[] = [healthRoutes, gitRoutes];
 
 /** Routes behind the bearer token (auth.ts: callerOf(req), appAccess, …). Add one line here. */
 const TOKEN_ROUTES: RoutePlugin[] = [

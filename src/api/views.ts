@@ -15,6 +15,7 @@ export const appView = (db: Db, a: App): wire.App => ({
   created_at: a.createdAt,
   owner: getUser(db, a.ownerId).name,
   platform: isPlatformApp(a),
+  deploy_branch: a.deployBranch,
 });
 
 export const checkView = (c: CheckRecord, appName: string): wire.Check => ({
@@ -42,6 +43,7 @@ export const buildView = (b: BuildRecord, appName: string, checks: CheckRecord[]
   slug_sha256: b.slugSha256,
   slug_path: b.slugPath,
   release: b.release,
+  commit: b.commit,
   output_stream_url: `/v1/apps/${appName}/builds/${b.id}/output`,
   checks: checks.map((c) => checkView(c, appName)),
 });
@@ -76,5 +78,6 @@ export const releaseView = (r: Release): wire.Release => ({
   process_types: r.processTypes,
   config_vars: r.config,
   description: r.description,
+  commit: r.commit,
   created_at: r.createdAt,
 });

@@ -69,6 +69,8 @@ export const app = z.object({
   owner: z.string(),
   /** Only admins see and change platform apps. */
   platform: z.boolean(),
+  /** The branch whose pushes deploy (null: main or master). */
+  deploy_branch: z.string().nullable(),
 });
 export type App = z.infer<typeof app>;
 export const appCreate = z.object({ name: z.string(), platform: z.boolean().optional() }).strict();
@@ -81,6 +83,17 @@ export const collaborators = z.array(
 export type Collaborators = z.infer<typeof collaborators>;
 export const collaboratorAdd = z.object({ user: z.string().min(1).max(100) }).strict();
 
+/** GET/PATCH /v1/apps/:app/git: where the app's repository is and which branch deploys. */
+export const gitSettings = z.object({
+  app: z.string(),
+  git_path: z.string().startsWith("/git/"),
+  deploy_branch: z.string().nullable(),
+  deploy_branches: z.array(z.string()),
+  default_deploy_branches: z.array(z.string()),
+});
+export type GitSettings = z.infer<typeof gitSettings>;
+export const gitSettingsPatch = z.object({ deploy_branch: z.string().min(1).max(200).nullable() }).strict();
+
 // ---- releases and config vars ----
 
 export const release = z.object({
@@ -91,6 +104,11 @@ export const release = z.object({
   process_types: stringMap,
   config_vars: stringMap,
   description: z.string(),
+  /** The git commit it was built from (a push), else null (an upload). */
+  commit: z
+    .string()
+    .regex(/^[0-9a-f]{40,64}$/)
+    .nullable(),
   created_at: iso,
 });
 export type Release = z.infer<typeof release>;
@@ -202,6 +220,11 @@ export const build = z.object({
   slug_path: z.string().startsWith("/nix/store/").nullable(),
   /** false: built to compare or check (?release=false), never released. */
   release: z.boolean(),
+  /** The git commit it was built from (a push), else null (an upload). */
+  commit: z
+    .string()
+    .regex(/^[0-9a-f]{40,64}$/)
+    .nullable(),
   output_stream_url: z.string().startsWith("/v1/apps/"),
   /** Reproducibility checks of this build, oldest first. */
   checks: z.array(check),

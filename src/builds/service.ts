@@ -91,7 +91,9 @@ export async function runQueuedBuild(
       slugPath: result.manifest.slug.path,
       processTypes: result.release.processTypes,
       defaults: result.release.configVars,
-      description: `Deploy ${build.id.slice(0, 8)}`,
+      // As Heroku: a pushed build's release is named for its commit.
+      description: `Deploy ${build.commit ? build.commit.slice(0, 7) : build.id.slice(0, 8)}`,
+      commit: build.commit,
     });
     ensureDefaultFormation(db, release);
     out.write(

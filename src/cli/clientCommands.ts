@@ -142,7 +142,10 @@ export function registerClientCommands(program: Command, ctx: ContextFactory): v
       if (opts.json) return printJson(list);
       printLines(
         list.length
-          ? list.map((r) => `v${r.version}  ${r.created_at}  ${r.description}`)
+          ? list.map(
+              (r) =>
+                `v${r.version}  ${r.created_at}  ${r.commit ? r.commit.slice(0, 7) : "-      "}  ${r.description}`,
+            )
           : ["no releases yet"],
       );
     });

@@ -6,6 +6,7 @@ import { registerCheckCommands } from "./checkCommands.js";
 import { registerClientCommands } from "./clientCommands.js";
 import type { ContextFactory } from "./context.js";
 import { registerDynoCommands } from "./dynoCommands.js";
+import { registerGitCommands } from "./gitCommands.js";
 import { registerSeedCommands } from "./seedCommands.js";
 import { registerServeCommands } from "./serveCommands.js";
 import { registerStackCommands } from "./stackCommands.js";
@@ -40,5 +41,6 @@ export function buildProgram(ctx: ContextFactory, version: string): Command {
   registerBootstrapCommands(program, ctx);
   registerClientCommands(program, ctx);
   registerStackCommands(program, ctx);
+  registerGitCommands(program, ctx);
   return program;
 }

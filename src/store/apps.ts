@@ -12,6 +12,8 @@ export interface App {
   ownerId: string;
   /** Marked by an admin as one of the platform's own (the reserved names always are). */
   platform: boolean;
+  /** The branch whose pushes deploy; null: main or master (DEFAULT_DEPLOY_BRANCHES). */
+  deployBranch: string | null;
 }
 
 interface AppRow {
@@ -20,6 +22,7 @@ interface AppRow {
   created_at: string;
   owner_id: string;
   platform: number;
+  deploy_branch: string | null;
 }
 
 /**
@@ -41,6 +44,7 @@ const toApp = (r: AppRow): App => ({
   createdAt: r.created_at,
   ownerId: r.owner_id,
   platform: r.platform === 1,
+  deployBranch: r.deploy_branch,
 });
 
 /** Owned by `ownerId` (default: the platform admin, as for apps kiln makes itself). */
@@ -58,6 +62,7 @@ export function createApp(db: Db, name: string, opts: { ownerId?: string; platfo
     createdAt: new Date().toISOString(),
     ownerId: opts.ownerId ?? platformAdmin(db).id,
     platform: opts.platform === true,
+    deployBranch: null,
   };
   try {
     stmt(db, "INSERT INTO apps (id, name, created_at, owner_id, platform) VALUES (?, ?, ?, ?, ?)").run(
@@ -111,6 +116,15 @@ export function listApps(db: Db, opts: { memberId?: string } = {}): App[] {
 /** Marks (or unmarks) an app as one of the platform's own. */
 export function setPlatformApp(db: Db, appId: string, platform: boolean): App {
   stmt(db, "UPDATE apps SET platform = ? WHERE id = ?").run(platform ? 1 : 0, appId);
+  return getApp(db, appId);
+}
+
+/** What a push deploys when an app has no deploy branch of its own (Heroku's two). */
+export const DEFAULT_DEPLOY_BRANCHES: readonly string[] = ["main", "master"];
+
+/** Sets the branch whose pushes deploy (null: back to main or master). */
+export function setDeployBranch(db: Db, appId: string, branch: string | null): App {
+  stmt(db, "UPDATE apps SET deploy_branch = ? WHERE id = ?").run(branch, appId);
   return getApp(db, appId);
 }
 

@@ -25,6 +25,8 @@ export interface BuildRecord {
   logPath: string;
   /** Whether success makes a release (false: a build to compare or check, kept aside). */
   release: boolean;
+  /** The git commit it was built from (a push), or null (an upload). */
+  commit: string | null;
 }
 
 interface BuildRow {
@@ -42,6 +44,7 @@ interface BuildRow {
   manifest_path: string | null;
   log_path: string;
   release: number;
+  commit_id: string | null;
 }
 
 const toBuild = (r: BuildRow): BuildRecord => ({
@@ -59,6 +62,7 @@ const toBuild = (r: BuildRow): BuildRecord => ({
   manifestPath: r.manifest_path,
   logPath: r.log_path,
   release: r.release === 1,
+  commit: r.commit_id,
 });
 
 export function createBuild(
@@ -71,6 +75,8 @@ export function createBuild(
     release?: boolean;
     /** Who started it (a user's id): per-user build quotas count it. */
     userId?: string;
+    /** The git commit pushed (git push). */
+    commit?: string;
   },
 ): BuildRecord {
   const id = randomUUID();
@@ -84,11 +90,12 @@ export function createBuild(
     log_path: b.logPath(id),
     release: b.release === false ? 0 : 1,
     user_id: b.userId ?? null,
+    commit_id: b.commit ?? null,
   };
   stmt(
     db,
-    `INSERT INTO builds (id, app_id, status, created_at, source_sha256, source_path, log_path, release, user_id)
-     VALUES (@id, @app_id, @status, @created_at, @source_sha256, @source_path, @log_path, @release, @user_id)`,
+    `INSERT INTO builds (id, app_id, status, created_at, source_sha256, source_path, log_path, release, user_id, commit_id)
+     VALUES (@id, @app_id, @status, @created_at, @source_sha256, @source_path, @log_path, @release, @user_id, @commit_id)`,
   ).run(row);
   return getBuild(db, id);
 }

@@ -156,4 +156,11 @@ export const MIGRATIONS: string[] = [
   ALTER TABLE builds ADD COLUMN user_id TEXT REFERENCES users(id) ON DELETE SET NULL;
   CREATE INDEX builds_by_user ON builds (user_id, status);
   `,
+  // 5: git push. The commit a build was made from (null: an upload) and the release made of it;
+  // the branch whose pushes deploy (null: main or master, as on Heroku).
+  `
+  ALTER TABLE builds ADD COLUMN commit_id TEXT;
+  ALTER TABLE releases ADD COLUMN commit_id TEXT;
+  ALTER TABLE apps ADD COLUMN deploy_branch TEXT;
+  `,
 ];

@@ -18,6 +18,7 @@ interface ReleaseRow {
   config_json: string;
   description: string;
   created_at: string;
+  commit_id: string | null;
 }
 
 const stringMap = z.record(z.string(), z.string());
@@ -33,6 +34,7 @@ const toRelease = (r: ReleaseRow): Release => ({
   config: stringMap.parse(JSON.parse(r.config_json)),
   description: r.description,
   createdAt: r.created_at,
+  commit: r.commit_id,
 });
 
 export interface NewRelease {
@@ -43,12 +45,15 @@ export interface NewRelease {
   processTypes: Record<string, string>;
   config: Record<string, string>;
   description: string;
+  /** The git commit its slug was built from (a push), when there was one. */
+  commit?: string | null;
 }
 
 export interface Release extends NewRelease {
   id: string;
   version: number;
   createdAt: string;
+  commit: string | null;
 }
 
 /** The next version number is taken inside the transaction, so concurrent releases never collide. */
@@ -70,11 +75,12 @@ export function createRelease(db: Db, r: NewRelease): Release {
       config: r.config,
       description: r.description,
       createdAt: new Date().toISOString(),
+      commit: r.commit ?? null,
     };
     stmt(
       db,
-      `INSERT INTO releases (id, app_id, version, build_id, slug_sha256, slug_path, process_types_json, config_json, description, created_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO releases (id, app_id, version, build_id, slug_sha256, slug_path, process_types_json, config_json, description, created_at, commit_id)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ).run(
       release.id,
       release.appId,
@@ -86,6 +92,7 @@ export function createRelease(db: Db, r: NewRelease): Release {
       JSON.stringify(release.config),
       release.description,
       release.createdAt,
+      release.commit,
     );
     return release;
   });
@@ -118,6 +125,15 @@ export function getRelease(db: Db, appId: string, version: number): Release {
   return toRelease(row);
 }
 
+/** The release a build made, if it made one (a build makes at most one; rollbacks reuse its id). */
+export function releaseOfBuild(db: Db, appId: string, buildId: string): Release | undefined {
+  const row = stmt(
+    db,
+    "SELECT * FROM releases WHERE app_id = ? AND build_id = ? ORDER BY version ASC LIMIT 1",
+  ).get(appId, buildId) as ReleaseRow | undefined;
+  return row ? toRelease(row) : undefined;
+}
+
 /** Rolling back to vN is a new release with vN's slug and config (as on Heroku). */
 export function rollback(db: Db, appId: string, version: number): Release {
   return tx(db, () => {
@@ -130,6 +146,7 @@ export function rollback(db: Db, appId: string, version: number): Release {
       processTypes: target.processTypes,
       config: target.config,
       description: `Rollback to v${version}`,
+      commit: target.commit,
     });
   });
 }
