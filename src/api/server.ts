@@ -21,6 +21,7 @@ import type { BuildLogs } from "../builds/buildLog.js";
 import type { BuildQueue } from "../builds/queue.js";
 import { MAX_UNPACKED_SOURCE_BYTES } from "../builds/service.js";
 import { configSchema } from "../config/config.js";
+import { dashboardRoutes } from "../dashboard/plugin.js";
 import { dynoFilter, followLog, formatLogLine, readLogTail } from "../dyno/logs.js";
 import { KilnError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
@@ -298,7 +299,7 @@ export function createApi(deps: ApiDeps): FastifyInstance {
   // Which token made each request, and so which user (every route checks what it may do).
   const callers = new WeakMap<FastifyRequest, TokenInfo>();
   api.addHook("onRequest", async (req: FastifyRequest) => {
-    if (req.url === "/healthz") return;
+    if (req.url === "/healthz" || req.routeOptions.config.ownAuth) return;
     const m = /^Bearer (\S+)$/.exec(req.headers.authorization ?? "");
     const info = m?.[1] ? verifyToken(db, m[1]) : undefined;
     if (!info) {
@@ -787,6 +788,8 @@ export function createApi(deps: ApiDeps): FastifyInstance {
     reply.raw.end(`kiln: ${exit.reason}\n`);
     return reply;
   });
+
+  void api.register(dashboardRoutes, deps);
 
   return api;
 }

@@ -156,4 +156,18 @@ export const MIGRATIONS: string[] = [
   ALTER TABLE builds ADD COLUMN user_id TEXT REFERENCES users(id) ON DELETE SET NULL;
   CREATE INDEX builds_by_user ON builds (user_id, status);
   `,
+  // 5: reserved for git push (branch w-git: commit ids, deploy branch); empty here so that 6 keeps its number.
+  "",
+  // 6: dashboard sign-ins. Only the SHA-256 of a session's secret is kept (as with tokens); a
+  // session acts as the token it was opened with, so revoking the token ends its sessions.
+  `
+  CREATE TABLE sessions (
+    id          TEXT PRIMARY KEY,
+    hash        TEXT NOT NULL UNIQUE,
+    token_id    TEXT NOT NULL REFERENCES tokens(id) ON DELETE CASCADE,
+    created_at  TEXT NOT NULL,
+    expires_at  TEXT NOT NULL
+  );
+  CREATE INDEX sessions_by_token ON sessions (token_id);
+  `,
 ];
