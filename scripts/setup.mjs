@@ -29,6 +29,7 @@ const APT_PACKAGES = [
   },
   { pkg: "util-linux", cmd: "setpriv", why: "drops dynos to their app's uid (setpriv, prlimit, nsenter)" },
   { pkg: "diffoscope-minimal", cmd: "diffoscope", why: "kiln check's HTML report of differing slugs" },
+  { pkg: "chromium", cmd: "chromium", why: "test tool: the dashboard's browser tests (npm test)" },
 ];
 
 function step(msg) {

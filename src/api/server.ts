@@ -11,6 +11,7 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from "fastify";
 import { configSchema } from "../config/config.js";
+import { dashboardRoutes } from "../dashboard/plugin.js";
 import { authenticated } from "./auth.js";
 import type { ApiDeps, RouteDeps, RoutePlugin } from "./deps.js";
 import { errorHandler } from "./errors.js";
@@ -36,7 +37,11 @@ export type { ApiDeps, DynoControl, RouteDeps, RoutePlugin } from "./deps.js";
  * Routes with no token check of kiln's (none, or their own: a git remote's Basic auth, a
  * dashboard's session). Add a plugin with its own auth here, one line.
  */
-const PUBLIC_ROUTES: RoutePlugin[] = [healthRoutes, gitRoutes];
+const PUBLIC_ROUTES: RoutePlugin[] = [
+  healthRoutes,
+  gitRoutes,
+  async (api, { deps }) => dashboardRoutes(api as unknown as FastifyInstance, deps),
+];
 
 /** Routes behind the bearer token (auth.ts: callerOf(req), appAccess, …). Add one line here. */
 const TOKEN_ROUTES: RoutePlugin[] = [

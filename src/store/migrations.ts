@@ -163,4 +163,16 @@ export const MIGRATIONS: string[] = [
   ALTER TABLE releases ADD COLUMN commit_id TEXT;
   ALTER TABLE apps ADD COLUMN deploy_branch TEXT;
   `,
+  // 6: dashboard sign-ins. Only the SHA-256 of a session's secret is kept (as with tokens); a
+  // session acts as the token it was opened with, so revoking the token ends its sessions.
+  `
+  CREATE TABLE sessions (
+    id          TEXT PRIMARY KEY,
+    hash        TEXT NOT NULL UNIQUE,
+    token_id    TEXT NOT NULL REFERENCES tokens(id) ON DELETE CASCADE,
+    created_at  TEXT NOT NULL,
+    expires_at  TEXT NOT NULL
+  );
+  CREATE INDEX sessions_by_token ON sessions (token_id);
+  `,
 ];

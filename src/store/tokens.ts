@@ -79,7 +79,8 @@ export function addToken(
   return { token, info: getToken(db, id) as TokenInfo };
 }
 
-function getToken(db: Db, id: string): TokenInfo | undefined {
+/** A token's record by its id (sessions act as the token they were opened with). */
+export function getToken(db: Db, id: string): TokenInfo | undefined {
   const row = stmt(db, `${SELECT} WHERE t.id = ?`).get(id) as TokenRow | undefined;
   return row ? toToken(row) : undefined;
 }

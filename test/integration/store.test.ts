@@ -24,7 +24,8 @@ import { migrate, openStore, STORE_FILE } from "../../src/store/db.js";
 import { getFormation, scaleFormation } from "../../src/store/formation.js";
 import { MIGRATIONS } from "../../src/store/migrations.js";
 import { createRelease, currentRelease, listReleases, rollback } from "../../src/store/releases.js";
-import { addToken, createToken, hasAdminToken, verifyToken } from "../../src/store/tokens.js";
+import { createSession, deleteSession, findSession } from "../../src/store/sessions.js";
+import { addToken, createToken, hasAdminToken, revokeToken, verifyToken } from "../../src/store/tokens.js";
 import { createUser } from "../../src/store/users.js";
 import { projectDir } from "../helpers.js";
 import { tempDir } from "../tmp.js";
@@ -66,6 +67,7 @@ describe("the state file", () => {
       "dynos",
       "formation",
       "releases",
+      "sessions",
       "tokens",
       "users",
     ]);
@@ -209,6 +211,25 @@ describe("the state file", () => {
     db.pragma("wal_checkpoint(TRUNCATE)");
     db.close();
     expect(readFileSync(file).includes(Buffer.from(token))).toBe(false);
+  });
+
+  it("keeps only a hash of each dashboard session; an expired, deleted or revoked-token session opens nothing", () => {
+    const { db, file } = fresh();
+    const alice = createUser(db, { name: "alice" });
+    const { info } = createToken(db, { name: "laptop", userId: alice.id });
+    const { secret, session } = createSession(db, { tokenId: info.id, ttlMs: 60_000 });
+    expect(findSession(db, secret)?.token).toMatchObject({ id: info.id, user: "alice", admin: false });
+    expect(findSession(db, `${secret}x`)).toBeUndefined();
+    const expired = createSession(db, { tokenId: info.id, ttlMs: -1 });
+    expect(findSession(db, expired.secret)).toBeUndefined();
+    deleteSession(db, session.id);
+    expect(findSession(db, secret)).toBeUndefined();
+    const again = createSession(db, { tokenId: info.id, ttlMs: 60_000 });
+    expect(revokeToken(db, info.id)).toBe(true);
+    expect(findSession(db, again.secret)).toBeUndefined();
+    db.pragma("wal_checkpoint(TRUNCATE)");
+    db.close();
+    expect(readFileSync(file).includes(Buffer.from(again.secret))).toBe(false);
   });
 
   it("loses nothing it acknowledged when the process is killed with SIGKILL mid-write", async () => {
