@@ -33,6 +33,7 @@ import type { BuildOptions, Nix } from "../nix/driver.js";
 import { toNix } from "../nix/escape.js";
 import { derivationName } from "../nix/events.js";
 import { run } from "../process/run.js";
+import { writeBuildProvenance } from "../provenance/provenance.js";
 import { readSeedLock } from "../seed/lock.js";
 import { readTextBeneath } from "../source/beneath.js";
 import { snapshotDir } from "../source/snapshot.js";
@@ -88,6 +89,8 @@ export interface BuildResult {
   release: ReleaseFile;
   manifest: Manifest;
   manifestPath: string;
+  /** The signed provenance (an in-toto bundle of DSSE envelopes) beside the manifest. */
+  provenance: string;
   outPath: string;
   drvPath: string;
   seconds: number;
@@ -377,6 +380,13 @@ async function realiseBuild(
   await mkdir(manifestDir, { recursive: true });
   const manifestPath = join(manifestDir, `${slugSha256}.json`);
   await writeFileAtomic(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`);
+  const provenance = await writeBuildProvenance(deps, {
+    manifest,
+    manifestPath,
+    spec: p.spec,
+    seedLock,
+    startedOn: new Date(started),
+  });
   await nix.addRoot(outPath, `slug-${app}`);
   // kiln check rebuilds a build from its source: keep the newest one's.
   await nix.addRoot(source.path, `source-${app}`);
@@ -388,6 +398,7 @@ async function realiseBuild(
     release,
     manifest,
     manifestPath,
+    provenance,
     outPath,
     drvPath: result.drvPath,
     seconds: (Date.now() - started) / 1000,

@@ -122,6 +122,19 @@ const buildResultSchema = z.array(
   z.object({ drvPath: z.string(), outputs: z.record(z.string(), z.string()) }),
 );
 
+const derivationInfoSchema = z.record(
+  z.string(),
+  z.object({
+    outputs: z.record(
+      z.string(),
+      z.object({ path: z.string().optional(), hashAlgo: z.string().optional(), hash: z.string().optional() }),
+    ),
+    env: z.record(z.string(), z.string()),
+    inputSrcs: z.array(z.string()),
+  }),
+);
+export type DerivationInfo = z.infer<typeof derivationInfoSchema>[string];
+
 export interface Nix {
   readonly store: string;
   /** Where a store path's files are on this machine (differs from the path in a chroot store). */
@@ -141,6 +154,8 @@ export interface Nix {
   hashPath(path: string): Promise<string>;
   /** The store path a recursive sha256 fixed-output path of this name and hash would have. */
   fixedOutputPath(name: string, narHash: string): Promise<string>;
+  /** `nix show-derivation` (with `recursive`, the whole closure of derivations), parsed. */
+  showDerivation(drvPath: string, opts?: { recursive?: boolean }): Promise<Record<string, DerivationInfo>>;
   /** Writes a store path's NAR serialisation to a file. */
   dump(storePath: string, file: string): Promise<void>;
   /** Unpacks a NAR file into a (new) directory. */
@@ -360,6 +375,10 @@ export function createNix(opts: NixOptions): Nix {
       const expr = `(derivation ${attrs}).outPath`;
       const r = await nixCmd(["eval", "--raw", "--expr", expr]);
       return r.stdout.trim();
+    },
+    async showDerivation(drvPath, so = {}) {
+      const r = await nixCmd(["show-derivation", ...(so.recursive ? ["--recursive"] : []), drvPath]);
+      return derivationInfoSchema.parse(JSON.parse(r.stdout));
     },
     async dump(storePath, file) {
       await nixCmd(["nix-store", "--dump", storePath], { outputFile: file });
