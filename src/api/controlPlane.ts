@@ -239,6 +239,7 @@ export async function startControlPlane(
     ...(handoff ? { platform: handoff } : {}),
     checks,
     quotas: deps.config.quotas,
+    cache: { nix: deps.nix, cachePublic: deps.config.cachePublic },
     webUrl: (app) => (routerUrl ? `http://${app}.${domain}:${new URL(routerUrl).port}/` : ""),
   });
   let router: FastifyInstance | undefined;

@@ -20,6 +20,7 @@ import { DEFAULT_MAX_ENTRIES, inspectUntrustedTarGz } from "../archive/untrusted
 import type { BuildLogs } from "../builds/buildLog.js";
 import type { BuildQueue } from "../builds/queue.js";
 import { MAX_UNPACKED_SOURCE_BYTES } from "../builds/service.js";
+import { type CacheRoutesOptions, cacheRoutes } from "../cache/routes.js";
 import { configSchema } from "../config/config.js";
 import { dynoFilter, followLog, formatLogLine, readLogTail } from "../dyno/logs.js";
 import { KilnError } from "../errors.js";
@@ -95,6 +96,8 @@ export interface ApiDeps {
   checks?: CheckRunner;
   /** Tenants' quotas (default: the configuration's defaults). */
   quotas?: Quotas;
+  /** The binary cache at /nix-cache (src/cache), when this server has a store to serve. */
+  cache?: Pick<CacheRoutesOptions, "nix" | "cachePublic">;
 }
 
 export interface DynoControl {
@@ -298,7 +301,8 @@ export function createApi(deps: ApiDeps): FastifyInstance {
   // Which token made each request, and so which user (every route checks what it may do).
   const callers = new WeakMap<FastifyRequest, TokenInfo>();
   api.addHook("onRequest", async (req: FastifyRequest) => {
-    if (req.url === "/healthz") return;
+    // The binary cache checks its own readers (src/cache/routes.ts: Basic for Nix, or public).
+    if (req.url === "/healthz" || req.url.startsWith("/nix-cache/")) return;
     const m = /^Bearer (\S+)$/.exec(req.headers.authorization ?? "");
     const info = m?.[1] ? verifyToken(db, m[1]) : undefined;
     if (!info) {
@@ -788,5 +792,6 @@ export function createApi(deps: ApiDeps): FastifyInstance {
     return reply;
   });
 
+  void api.register(cacheRoutes, { db, dataDir: deps.dataDir, ...deps.cache });
   return api;
 }

@@ -5,6 +5,7 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Command } from "commander";
+import { cacheKey } from "../cache/key.js";
 import { KilnError } from "../errors.js";
 import { PROVENANCE_KEY_FILE, provenanceKey, readBundleFile } from "../provenance/provenance.js";
 import { verifyProvenance } from "../provenance/verify.js";
@@ -108,6 +109,24 @@ reproducible. Exit 0 verified, 1 not verified (the failed check is named), 2 bad
       const c = ctx(cmd.optsWithGlobals());
       const key = await provenanceKey(c.config.dataDir);
       printLines([key.publicKey.text]);
+    });
+
+  const cache = program.command("cache").description("kiln's signed Nix binary cache (served by kiln serve)");
+  cache
+    .command("key")
+    .description("print the binary cache's public key, for Nix's trusted-public-keys (made on first use)")
+    .addHelpText(
+      "after",
+      `
+kiln serve serves what kiln built at http://HOST:PORT/nix-cache, signed with DATA_DIR/cache-key.sec.
+Another machine's Nix substitutes from it with:
+  --option substituters http://HOST:PORT/nix-cache --option trusted-public-keys "$(kiln cache key)"
+  --option netrc-file FILE     (FILE: machine HOST login kiln password ADMIN_TOKEN)
+or KILN_CACHE_PUBLIC=1 on the server for no token.`,
+    )
+    .action(async (_o: unknown, cmd: Command) => {
+      const c = ctx(cmd.optsWithGlobals());
+      printLines([(await cacheKey(c.config.dataDir)).publicKey.text]);
     });
 }
 

@@ -7,9 +7,10 @@ import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdir, readdir, readlink, rm } from "node:fs/promises";
 import { join } from "node:path";
+import type { Readable } from "node:stream";
 import { z } from "zod";
 import type { Logger } from "../log/logger.js";
-import { ProcessError, run } from "../process/run.js";
+import { ProcessError, run, spawnProcess } from "../process/run.js";
 import {
   NixBuildError,
   NixError,
@@ -158,6 +159,11 @@ export interface Nix {
   showDerivation(drvPath: string, opts?: { recursive?: boolean }): Promise<Record<string, DerivationInfo>>;
   /** Writes a store path's NAR serialisation to a file. */
   dump(storePath: string, file: string): Promise<void>;
+  /**
+   * A store path's NAR serialisation as a stream (`nix-store --dump`), for serving it: `done`
+   * settles when the dump ends (rejecting if it failed); `stop` ends it early.
+   */
+  dumpStream(storePath: string): { stream: Readable; done: Promise<void>; stop(): void };
   /** Unpacks a NAR file into a (new) directory. */
   restore(file: string, dir: string): Promise<void>;
   addRoot(storePath: string, name: string): Promise<string>;
@@ -170,7 +176,7 @@ export function createNix(opts: NixOptions): Nix {
   const store = resolveStore(opts.store, uid);
   const bin = (name: string) => (opts.binDir ? join(opts.binDir, name) : name);
   const common = () => nixOptionArgs({ store, cores: opts.cores });
-  const env = store === "daemon" ? { NIX_REMOTE: "daemon" } : {};
+  const env: Record<string, string> = store === "daemon" ? { NIX_REMOTE: "daemon" } : {};
   const log = opts.log.child({ component: "nix" });
 
   const targetArgs = (t: Target): string[] =>
@@ -382,6 +388,29 @@ export function createNix(opts: NixOptions): Nix {
     },
     async dump(storePath, file) {
       await nixCmd(["nix-store", "--dump", storePath], { outputFile: file });
+    },
+    dumpStream(storePath) {
+      const args = [...common(), "--dump", storePath];
+      const p = spawnProcess(bin("nix-store"), args, {
+        // Only what nix-store needs to be found and to reach the daemon.
+        env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ...env },
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      let stderr = "";
+      p.child.stderr?.on("data", (d: Buffer) => {
+        stderr = (stderr + d.toString()).slice(-4000);
+      });
+      const done = p.exited.then((e) => {
+        if (e.error || e.exitCode !== 0)
+          throw new NixError({
+            code: "nix_failed",
+            message: `nix-store --dump ${storePath} failed: ${e.error?.message ?? stripAnsi(stderr).trim()}`,
+            nixMessage: stderr,
+          });
+      });
+      const stream = p.child.stdout;
+      if (!stream) throw new Error("nix-store --dump has no stdout");
+      return { stream, done, stop: () => p.child.kill("SIGKILL") };
     },
     async restore(file, dir) {
       await nixCmd(["nix-store", "--restore", dir], { inputFile: file });
