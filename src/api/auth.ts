@@ -25,6 +25,23 @@ const unauthorized = () =>
   });
 
 /**
+ * The token an `Authorization` header carries, for routes with their own auth (git, Nix's binary
+ * cache): Bearer, or Basic with the token as the password (or as the user name when the password is
+ * empty), as git's credential helpers and Nix's netrc send it.
+ */
+export function tokenOfHeader(authorization: string | undefined): string | undefined {
+  const bearer = /^Bearer (\S+)$/.exec(authorization ?? "");
+  if (bearer) return bearer[1];
+  const basic = /^Basic ([A-Za-z0-9+/=]+)$/.exec(authorization ?? "");
+  if (!basic?.[1]) return undefined;
+  const decoded = Buffer.from(basic[1], "base64").toString("utf8");
+  const colon = decoded.indexOf(":");
+  const user = colon === -1 ? decoded : decoded.slice(0, colon);
+  const password = colon === -1 ? "" : decoded.slice(colon + 1);
+  return password || user || undefined;
+}
+
+/**
  * The bearer-token scope: `routes` are registered inside it, so every one of them needs a valid
  * token (and nothing outside it does).
  */

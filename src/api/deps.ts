@@ -1,8 +1,9 @@
-/** What the API's routes are built from (given by the composition, src/api/controlPlane.ts). */
+/** What the API's routes are built from (given by the composition, src/serve/controlPlane.ts). */
 import type { FastifyPluginAsync, RawServerDefault } from "fastify";
 import type { BuildLogs } from "../builds/buildLog.js";
 import type { BuildQueue } from "../builds/queue.js";
 import type { Logger } from "../log/logger.js";
+import type { Nix } from "../nix/driver.js";
 import type { CheckRunner } from "../repro/service.js";
 import type { Db } from "../store/db.js";
 import type { PlatformHandoff } from "./platformHandoff.js";
@@ -32,6 +33,8 @@ export interface ApiDeps {
   checks?: CheckRunner;
   /** Tenants' quotas (default: the configuration's defaults). */
   quotas?: Quotas;
+  /** The binary cache at /nix-cache (src/cache), when this server has a store to serve. */
+  cache?: { nix?: Nix; cachePublic?: boolean };
 }
 
 /** ApiDeps with its defaults filled in: what every route plugin receives as `opts.deps`. */

@@ -5,19 +5,19 @@
  * apps are 404, conflicts 409, oversize uploads 413 before they are read, a full build queue 429
  * with Retry-After. Every route but /healthz needs a bearer token.
  *
- * `buildApi` makes the app without listening (tests inject(); src/api/controlPlane.ts listens).
+ * `buildApi` makes the app without listening (tests inject(); src/serve/controlPlane.ts listens).
  */
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from "fastify";
 import { configSchema } from "../config/config.js";
-import { dashboardRoutes } from "../dashboard/plugin.js";
 import { authenticated } from "./auth.js";
 import type { ApiDeps, RouteDeps, RoutePlugin } from "./deps.js";
 import { errorHandler } from "./errors.js";
 import { accessRoutes } from "./routes/access.js";
 import { appRoutes } from "./routes/apps.js";
 import { buildRoutes, TARBALL_TYPES } from "./routes/builds.js";
+import { cacheRoutes } from "./routes/cache.js";
 import { checkRoutes } from "./routes/checks.js";
 import { configRoutes } from "./routes/config.js";
 import { dynoRoutes } from "./routes/dynos.js";
@@ -37,11 +37,7 @@ export type { ApiDeps, DynoControl, RouteDeps, RoutePlugin } from "./deps.js";
  * Routes with no token check of kiln's (none, or their own: a git remote's Basic auth, a
  * dashboard's session). Add a plugin with its own auth here, one line.
  */
-const PUBLIC_ROUTES: RoutePlugin[] = [
-  healthRoutes,
-  gitRoutes,
-  async (api, { deps }) => dashboardRoutes(api as unknown as FastifyInstance, deps),
-];
+const PUBLIC_ROUTES: RoutePlugin[] = [healthRoutes, gitRoutes, cacheRoutes];
 
 /** Routes behind the bearer token (auth.ts: callerOf(req), appAccess, …). Add one line here. */
 const TOKEN_ROUTES: RoutePlugin[] = [
@@ -59,7 +55,11 @@ const TOKEN_ROUTES: RoutePlugin[] = [
   logRoutes,
 ];
 
-export function buildApi(apiDeps: ApiDeps): FastifyInstance {
+/**
+ * The API, not listening. `sites` are more public plugins its composer adds (src/serve adds the
+ * dashboard, which uses the API's tenancy and so cannot be imported from here).
+ */
+export function buildApi(apiDeps: ApiDeps, sites: RoutePlugin[] = []): FastifyInstance {
   const deps: RouteDeps = {
     ...apiDeps,
     quotas: apiDeps.quotas ?? configSchema.shape.quotas.parse(undefined),
@@ -86,7 +86,7 @@ export function buildApi(apiDeps: ApiDeps): FastifyInstance {
   for (const type of TARBALL_TYPES)
     api.addContentTypeParser(type, (_req, payload, done) => done(null, payload));
 
-  for (const routes of PUBLIC_ROUTES) void api.register(routes, { deps });
+  for (const routes of [...PUBLIC_ROUTES, ...sites]) void api.register(routes, { deps });
   void api.register(
     authenticated(deps.db, async (scope) => {
       for (const routes of TOKEN_ROUTES) await scope.register(routes, { deps });

@@ -23,7 +23,6 @@
 import { chmod, chown, lchown, mkdir, mkdtemp, readdir, readFile, rm, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { type ControlPlane, startControlPlane } from "../api/controlPlane.js";
 import { listTree, writeTarGzOf } from "../archive/tar.js";
 import { manifestSchema } from "../builds/records.js";
 import type { Config } from "../config/config.js";
@@ -36,6 +35,7 @@ import type { BuildOptions, Nix } from "../nix/driver.js";
 import { toNix } from "../nix/escape.js";
 import { releaseSlug } from "../release/release.js";
 import { createRouter } from "../router/router.js";
+import { type ControlPlane, startControlPlane } from "../serve/controlPlane.js";
 import { readBuildFile, readReleaseFile } from "../slug/output.js";
 import { buildStacks } from "../stacks/stacks.js";
 import { createApp, getApp, patchConfig } from "../store/apps.js";

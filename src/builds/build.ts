@@ -29,6 +29,7 @@ import type { BuildOptions, Nix } from "../nix/driver.js";
 import { toNix } from "../nix/escape.js";
 import { derivationName } from "../nix/events.js";
 import { run } from "../process/run.js";
+import { writeBuildProvenance } from "../provenance/provenance.js";
 import { prepareRuntime, runtimeManifest } from "../runtime/prepare.js";
 import { type RuntimePlan, runtimeSpec } from "../runtime/resolve.js";
 import { parseProcfile } from "../sandboxtools/procfile.js";
@@ -88,6 +89,8 @@ export interface BuildResult {
   release: ReleaseFile;
   manifest: Manifest;
   manifestPath: string;
+  /** The signed provenance (an in-toto bundle of DSSE envelopes) beside the manifest. */
+  provenance: string;
   outPath: string;
   drvPath: string;
   seconds: number;
@@ -416,6 +419,13 @@ async function realiseBuild(
   await mkdir(manifestDir, { recursive: true });
   const manifestPath = join(manifestDir, `${slugSha256}.json`);
   await writeFileAtomic(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`);
+  const provenance = await writeBuildProvenance(deps, {
+    manifest,
+    manifestPath,
+    spec: p.spec,
+    seedLock,
+    startedOn: new Date(started),
+  });
   await nix.addRoot(outPath, `slug-${app}`);
   // kiln check rebuilds a build from its source: keep the newest one's.
   await nix.addRoot(source.path, `source-${app}`);
@@ -427,6 +437,7 @@ async function realiseBuild(
     release,
     manifest,
     manifestPath,
+    provenance,
     outPath,
     drvPath: result.drvPath,
     seconds: (Date.now() - started) / 1000,

@@ -83,6 +83,7 @@ detect, dependencies, compile, release, pack. The same source always gives the s
             processTypes: r.release.processTypes,
             configVars: r.release.configVars,
             manifest: r.manifestPath,
+            provenance: r.provenance,
             seconds: r.seconds,
           });
           return;
@@ -95,6 +96,7 @@ detect, dependencies, compile, release, pack. The same source always gives the s
           `  size       ${formatBytes(r.slug.bytes)}`,
           `  processes  ${procs.length ? procs.map(([k, v]) => `${k}: ${v}`).join("\n             ") : "(none: add a Procfile)"}`,
           `  manifest   ${r.manifestPath}`,
+          `  provenance ${r.provenance}`,
         ]);
       },
     );

@@ -2,6 +2,7 @@
 import { Command, Option } from "commander";
 import { registerBootstrapCommands } from "./bootstrapCommands.js";
 import { registerBuildCommands } from "./buildCommands.js";
+import { registerCacheCommands } from "./cacheCommands.js";
 import { registerCheckCommands } from "./checkCommands.js";
 import { registerClientCommands } from "./clientCommands.js";
 import type { ContextFactory } from "./context.js";
@@ -42,5 +43,6 @@ export function buildProgram(ctx: ContextFactory, version: string): Command {
   registerClientCommands(program, ctx);
   registerStackCommands(program, ctx);
   registerGitCommands(program, ctx);
+  registerCacheCommands(program, ctx);
   return program;
 }

@@ -1,6 +1,6 @@
 import type { Command } from "commander";
-import { startControlPlane } from "../api/controlPlane.js";
 import { assertReachable } from "../dyno/sandbox.js";
+import { startControlPlane } from "../serve/controlPlane.js";
 import { positive } from "./args.js";
 import type { ContextFactory } from "./context.js";
 

@@ -86,6 +86,10 @@ export const configSchema = z.object({
   buildSize: z.string().min(1).default("performance-m"),
   buildTimeoutSeconds: z.number().int().positive().default(900),
   buildLockdown: z.enum(["on", "off"]).default("on"),
+  /** Provenance's builder id for this instance (KILN_BUILDER_ID; default: host and data dir). */
+  builderId: z.string().min(1).optional(),
+  /** The binary cache at /nix-cache needs no token (KILN_CACHE_PUBLIC=1): it serves every slug. */
+  cachePublic: z.boolean().default(false),
   /** `kiln bootstrap`: a stage that shows no progress for this long fails, naming what it awaited. */
   bootstrapSilenceSeconds: z.number().int().positive().default(900),
   /** Test-only: a bootstrap stage fails at once ("stage1") or hangs silently ("stage1:hang"). */
@@ -146,6 +150,10 @@ export function loadConfig(env: NodeJS.ProcessEnv, overrides: Partial<Config> = 
     buildSize: env.KILN_BUILD_SIZE || undefined,
     buildTimeoutSeconds: env.KILN_BUILD_TIMEOUT ? Number(env.KILN_BUILD_TIMEOUT) : undefined,
     buildLockdown: env.KILN_BUILD_LOCKDOWN || undefined,
+    builderId: env.KILN_BUILDER_ID || undefined,
+    cachePublic: env.KILN_CACHE_PUBLIC
+      ? env.KILN_CACHE_PUBLIC === "1" || env.KILN_CACHE_PUBLIC === "true"
+      : undefined,
     ...stripUndefined(overrides),
   };
   const parsed = configSchema.safeParse(raw);

@@ -7,9 +7,10 @@ import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdir, readdir, readlink, rm } from "node:fs/promises";
 import { join } from "node:path";
+import type { Readable } from "node:stream";
 import { z } from "zod";
 import type { Logger } from "../log/logger.js";
-import { ProcessError, run } from "../process/run.js";
+import { ProcessError, run, spawnProcess } from "../process/run.js";
 import {
   NixBuildError,
   NixError,
@@ -122,6 +123,19 @@ const buildResultSchema = z.array(
   z.object({ drvPath: z.string(), outputs: z.record(z.string(), z.string()) }),
 );
 
+const derivationInfoSchema = z.record(
+  z.string(),
+  z.object({
+    outputs: z.record(
+      z.string(),
+      z.object({ path: z.string().optional(), hashAlgo: z.string().optional(), hash: z.string().optional() }),
+    ),
+    env: z.record(z.string(), z.string()),
+    inputSrcs: z.array(z.string()),
+  }),
+);
+export type DerivationInfo = z.infer<typeof derivationInfoSchema>[string];
+
 export interface Nix {
   readonly store: string;
   /** Where a store path's files are on this machine (differs from the path in a chroot store). */
@@ -141,8 +155,15 @@ export interface Nix {
   hashPath(path: string): Promise<string>;
   /** The store path a recursive sha256 fixed-output path of this name and hash would have. */
   fixedOutputPath(name: string, narHash: string): Promise<string>;
+  /** `nix show-derivation` (with `recursive`, the whole closure of derivations), parsed. */
+  showDerivation(drvPath: string, opts?: { recursive?: boolean }): Promise<Record<string, DerivationInfo>>;
   /** Writes a store path's NAR serialisation to a file. */
   dump(storePath: string, file: string): Promise<void>;
+  /**
+   * A store path's NAR serialisation as a stream (`nix-store --dump`), for serving it: `done`
+   * settles when the dump ends (rejecting if it failed); `stop` ends it early.
+   */
+  dumpStream(storePath: string): { stream: Readable; done: Promise<void>; stop(): void };
   /** Unpacks a NAR file into a (new) directory. */
   restore(file: string, dir: string): Promise<void>;
   addRoot(storePath: string, name: string): Promise<string>;
@@ -155,7 +176,7 @@ export function createNix(opts: NixOptions): Nix {
   const store = resolveStore(opts.store, uid);
   const bin = (name: string) => (opts.binDir ? join(opts.binDir, name) : name);
   const common = () => nixOptionArgs({ store, cores: opts.cores });
-  const env = store === "daemon" ? { NIX_REMOTE: "daemon" } : {};
+  const env: Record<string, string> = store === "daemon" ? { NIX_REMOTE: "daemon" } : {};
   const log = opts.log.child({ component: "nix" });
 
   const targetArgs = (t: Target): string[] =>
@@ -361,8 +382,35 @@ export function createNix(opts: NixOptions): Nix {
       const r = await nixCmd(["eval", "--raw", "--expr", expr]);
       return r.stdout.trim();
     },
+    async showDerivation(drvPath, so = {}) {
+      const r = await nixCmd(["show-derivation", ...(so.recursive ? ["--recursive"] : []), drvPath]);
+      return derivationInfoSchema.parse(JSON.parse(r.stdout));
+    },
     async dump(storePath, file) {
       await nixCmd(["nix-store", "--dump", storePath], { outputFile: file });
+    },
+    dumpStream(storePath) {
+      const args = [...common(), "--dump", storePath];
+      const p = spawnProcess(bin("nix-store"), args, {
+        // Only what nix-store needs to be found and to reach the daemon.
+        env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ...env },
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      let stderr = "";
+      p.child.stderr?.on("data", (d: Buffer) => {
+        stderr = (stderr + d.toString()).slice(-4000);
+      });
+      const done = p.exited.then((e) => {
+        if (e.error || e.exitCode !== 0)
+          throw new NixError({
+            code: "nix_failed",
+            message: `nix-store --dump ${storePath} failed: ${e.error?.message ?? stripAnsi(stderr).trim()}`,
+            nixMessage: stderr,
+          });
+      });
+      const stream = p.child.stdout;
+      if (!stream) throw new Error("nix-store --dump has no stdout");
+      return { stream, done, stop: () => p.child.kill("SIGKILL") };
     },
     async restore(file, dir) {
       await nixCmd(["nix-store", "--restore", dir], { inputFile: file });

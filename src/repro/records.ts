@@ -5,6 +5,7 @@
 import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { type CheckSummary, manifestSchema } from "../builds/records.js";
+import { attestCheck } from "../provenance/provenance.js";
 import { absent, withFileLock, writeFileAtomic } from "../util/fs.js";
 import type { CheckReport } from "./check.js";
 
@@ -47,6 +48,7 @@ export async function recordInManifest(
     const m = manifestSchema.parse(JSON.parse(text));
     m.checks = [...(m.checks ?? []).filter((c) => c.id !== r.id), checkSummary(r)];
     await writeFileAtomic(manifestPath, `${JSON.stringify(m, null, 2)}\n`);
+    await attestCheck(dataDir, manifestPath, r);
     return manifestPath;
   }).catch((err: unknown) => {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;

@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type BrowserContext, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type ControlPlane, startControlPlane } from "../../src/api/controlPlane.js";
+import { type ControlPlane, startControlPlane } from "../../src/serve/controlPlane.js";
 import { projectDir, testContext } from "../helpers.js";
 
 const CHROMIUM = "/usr/bin/chromium";

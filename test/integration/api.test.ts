@@ -6,7 +6,7 @@ import { execFileSync } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type ControlPlane, startControlPlane } from "../../src/api/controlPlane.js";
+import { type ControlPlane, startControlPlane } from "../../src/serve/controlPlane.js";
 import { createApp } from "../../src/store/apps.js";
 import { createBuild, getBuild, startBuild } from "../../src/store/builds.js";
 import { openStore, STORE_FILE } from "../../src/store/db.js";

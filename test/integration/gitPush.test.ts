@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type ControlPlane, startControlPlane } from "../../src/api/controlPlane.js";
+import { type ControlPlane, startControlPlane } from "../../src/serve/controlPlane.js";
 import { kiln, projectDir, testContext } from "../helpers.js";
 import { until } from "../serveProcess.js";
 

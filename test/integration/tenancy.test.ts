@@ -10,7 +10,7 @@ import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startControlPlane } from "../../src/api/controlPlane.js";
+import { startControlPlane } from "../../src/serve/controlPlane.js";
 import { getApp } from "../../src/store/apps.js";
 import { createBuild, startBuild } from "../../src/store/builds.js";
 import { openStore, STORE_FILE } from "../../src/store/db.js";

@@ -11,8 +11,8 @@ import { createServer } from "node:net";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type ControlPlane, startControlPlane } from "../../src/api/controlPlane.js";
 import { buildApp } from "../../src/builds/build.js";
+import { type ControlPlane, startControlPlane } from "../../src/serve/controlPlane.js";
 import { kilnBin, projectDir, testContext } from "../helpers.js";
 import { tempDir } from "../tmp.js";
 

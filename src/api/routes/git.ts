@@ -1,11 +1,12 @@
 /**
- * git's smart HTTP (src/git/routes.ts) on the API's port: a plugin with its own auth (Basic with a
+ * git's smart HTTP (gitProtocol.ts) on the API's port: a plugin with its own auth (Basic with a
  * token as the password, as git's credential helpers send it, or Bearer), so server.ts lists it
  * among the routes without kiln's bearer scope. Tenancy is the API's own (appFor, build quotas).
  */
-import { gitRoutes as gitProtocolRoutes } from "../../git/routes.js";
+
 import type { RoutePlugin } from "../deps.js";
 import { appFor, assertBuildQuota } from "../tenancy.js";
+import { gitRoutes as gitProtocolRoutes } from "./gitProtocol.js";
 
 export const gitRoutes: RoutePlugin = async (api, { deps }) => {
   const { db, quotas } = deps;

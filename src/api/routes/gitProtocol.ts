@@ -13,19 +13,20 @@ import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { createGunzip } from "node:zlib";
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
-import * as wire from "../api/wire.js";
-import type { BuildLogs } from "../builds/buildLog.js";
-import type { BuildQueue } from "../builds/queue.js";
-import { KilnError } from "../errors.js";
-import type { Logger } from "../log/logger.js";
-import { run } from "../process/run.js";
-import { receiveUpload } from "../source/upload.js";
-import { type App, DEFAULT_DEPLOY_BRANCHES, setDeployBranch } from "../store/apps.js";
-import type { Db } from "../store/db.js";
-import { type TokenInfo, verifyToken } from "../store/tokens.js";
-import { installHooks } from "./hookScript.js";
-import { type Access, deployBranchesOf, startPushServer } from "./pushes.js";
-import { createGitRepos, type GitService, gitEnv, serviceConfig, spawnService } from "./repos.js";
+import type { BuildLogs } from "../../builds/buildLog.js";
+import type { BuildQueue } from "../../builds/queue.js";
+import { KilnError } from "../../errors.js";
+import { installHooks } from "../../git/hookScript.js";
+import { type Access, deployBranchesOf, startPushServer } from "../../git/pushes.js";
+import { createGitRepos, type GitService, gitEnv, serviceConfig, spawnService } from "../../git/repos.js";
+import type { Logger } from "../../log/logger.js";
+import { run } from "../../process/run.js";
+import { receiveUpload } from "../../source/upload.js";
+import { type App, DEFAULT_DEPLOY_BRANCHES, setDeployBranch } from "../../store/apps.js";
+import type { Db } from "../../store/db.js";
+import { type TokenInfo, verifyToken } from "../../store/tokens.js";
+import { tokenOfHeader } from "../auth.js";
+import * as wire from "../wire.js";
 
 export interface GitRoutesOptions {
   db: Db;
@@ -44,19 +45,6 @@ const MAX_UPLOAD_PACK_REQUEST = 16 * 1024 * 1024;
 const SERVICES: readonly GitService[] = ["git-receive-pack", "git-upload-pack"];
 
 const pktLine = (s: string) => `${(s.length + 4).toString(16).padStart(4, "0")}${s}`;
-
-/** The token a request carries: Basic's password (or its user, when the password is empty), or Bearer. */
-export function tokenOf(authorization: string | undefined): string | undefined {
-  const bearer = /^Bearer (\S+)$/.exec(authorization ?? "");
-  if (bearer) return bearer[1];
-  const basic = /^Basic ([A-Za-z0-9+/=]+)$/.exec(authorization ?? "");
-  if (!basic?.[1]) return undefined;
-  const decoded = Buffer.from(basic[1], "base64").toString("utf8");
-  const colon = decoded.indexOf(":");
-  const user = colon === -1 ? decoded : decoded.slice(0, colon);
-  const password = colon === -1 ? "" : decoded.slice(colon + 1);
-  return password || user || undefined;
-}
 
 /** A branch name git accepts (git check-ref-format), refused with the reason otherwise. */
 async function assertBranchName(name: string): Promise<void> {
@@ -90,7 +78,7 @@ export const gitRoutes: FastifyPluginAsync<GitRoutesOptions> = async (api, opts)
     api.addContentTypeParser(`application/x-${s}-request`, (_req, payload, done) => done(null, payload));
 
   const callerOf = (req: FastifyRequest, reply: FastifyReply): TokenInfo => {
-    const token = tokenOf(req.headers.authorization);
+    const token = tokenOfHeader(req.headers.authorization);
     const info = token ? verifyToken(db, token) : undefined;
     if (!info) {
       void reply.header("www-authenticate", 'Basic realm="kiln"');

@@ -8,11 +8,15 @@ import { createServer, type Server } from "node:net";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import type { FastifyInstance } from "fastify";
+import { createPlatformHandoff } from "../api/platformHandoff.js";
+import { buildApi, type DynoControl, type RoutePlugin } from "../api/server.js";
+import type * as wire from "../api/wire.js";
 import { createBuildLogs } from "../builds/buildLog.js";
 import { createBuildQueue } from "../builds/queue.js";
 import { runQueuedBuild } from "../builds/service.js";
 import { type SweepReport, sweepBuildLeftovers } from "../builds/sweep.js";
 import type { Config } from "../config/config.js";
+import { dashboardRoutes } from "../dashboard/plugin.js";
 import { createFormationManager, type FormationManager } from "../dyno/formation.js";
 import { prepareDynoRuntime } from "../dyno/runtime.js";
 import type { DynoGrant } from "../dyno/sandbox.js";
@@ -31,9 +35,6 @@ import { getFormation } from "../store/formation.js";
 import { currentRelease, type Release } from "../store/releases.js";
 import { appNamed } from "../store/stats.js";
 import { addToken, createToken, hasAdminToken, verifyToken } from "../store/tokens.js";
-import { createPlatformHandoff } from "./platformHandoff.js";
-import { buildApi, type DynoControl } from "./server.js";
-import type * as wire from "./wire.js";
 
 export const DEFAULT_BUILD_TIMEOUT_MS = 15 * 60 * 1000;
 
@@ -77,6 +78,10 @@ export interface ControlPlane {
   reconcile(appName: string): void;
   close(): Promise<void>;
 }
+
+/** The dashboard (src/dashboard) on the API's port, with its own session auth. */
+const dashboard: RoutePlugin = async (api, { deps }) =>
+  dashboardRoutes(api as unknown as FastifyInstance, deps);
 
 export async function startControlPlane(
   deps: { config: Config; log: Logger; nix: Nix },
@@ -229,20 +234,24 @@ export async function startControlPlane(
   });
   // Accepted but never started before the last stop: they run now, in their original order.
   const pending = pendingBuilds(db);
-  const api = buildApi({
-    db,
-    log: deps.log,
-    dataDir: deps.config.dataDir,
-    queue,
-    logs,
-    maxSourceBytes: opts.maxSourceBytes ?? DEFAULT_MAX_SOURCE_BYTES,
-    fetchAllow: deps.config.fetchAllow,
-    ...(dynoControl ? { dynos: dynoControl } : {}),
-    ...(handoff ? { platform: handoff } : {}),
-    checks,
-    quotas: deps.config.quotas,
-    webUrl: (app) => (routerUrl ? `http://${app}.${domain}:${new URL(routerUrl).port}/` : ""),
-  });
+  const api = buildApi(
+    {
+      db,
+      log: deps.log,
+      dataDir: deps.config.dataDir,
+      queue,
+      logs,
+      maxSourceBytes: opts.maxSourceBytes ?? DEFAULT_MAX_SOURCE_BYTES,
+      fetchAllow: deps.config.fetchAllow,
+      ...(dynoControl ? { dynos: dynoControl } : {}),
+      ...(handoff ? { platform: handoff } : {}),
+      checks,
+      quotas: deps.config.quotas,
+      cache: { nix: deps.nix, cachePublic: deps.config.cachePublic },
+      webUrl: (app) => (routerUrl ? `http://${app}.${domain}:${new URL(routerUrl).port}/` : ""),
+    },
+    [dashboard],
+  );
   let router: FastifyInstance | undefined;
   let routerUrl: string | undefined;
   const domain = opts.domain ?? "localhost";
