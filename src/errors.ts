@@ -48,7 +48,7 @@ export const ERROR_CODES = {
   invalid_env: 422,
   invalid_fetch: 422,
   invalid_form: 422,
-  invalid_key: 500,
+  invalid_key: 422,
   invalid_platform: 422,
   invalid_process_type: 422,
   invalid_procfile: 422,

@@ -6,7 +6,7 @@
  *
  * Allowed: files, directories, and symlinks that stay inside the tree. Refused, naming the entry:
  * absolute paths and `..`; hard links, devices, FIFOs; a symlink whose target, resolved for real
- * through the archive's other links (src/source/beneath.ts), leaves the tree; any entry under a
+ * through the archive's other links (src/util/beneath.ts), leaves the tree; any entry under a
  * path that is a symlink (writing through it); more than `maxEntries` entries, `maxBytes`
  * unpacked or `maxRatio` times the compressed size (gzip bombs); truncated or corrupt archives.
  * setuid/setgid/sticky bits are stripped.
@@ -20,7 +20,7 @@ import { dirname, isAbsolute, normalize } from "node:path";
 import { createGunzip } from "node:zlib";
 import * as tar from "tar";
 import { KilnError } from "../errors.js";
-import { assertLinksBeneath, linkOutError, type Node, resolveBeneathSync } from "../source/beneath.js";
+import { assertLinksBeneath, linkOutError, type Node, resolveBeneathSync } from "../util/beneath.js";
 
 export interface UntrustedLimits {
   maxBytes: number;

@@ -24,7 +24,6 @@ import { chmod, chown, lchown, mkdir, mkdtemp, readdir, readFile, rm, stat } fro
 import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { listTree, writeTarGzOf } from "../archive/tar.js";
-import { manifestSchema } from "../builds/records.js";
 import type { Config } from "../config/config.js";
 import { logLineSchema } from "../dyno/logs.js";
 import { assertReachable } from "../dyno/sandbox.js";
@@ -37,6 +36,7 @@ import { releaseSlug } from "../release/release.js";
 import { createRouter } from "../router/router.js";
 import { type ControlPlane, startControlPlane } from "../serve/controlPlane.js";
 import { readBuildFile, readReleaseFile } from "../slug/output.js";
+import { manifestSchema } from "../slug/records.js";
 import { buildStacks } from "../stacks/stacks.js";
 import { createApp, getApp, patchConfig } from "../store/apps.js";
 import { scaleFormation } from "../store/formation.js";

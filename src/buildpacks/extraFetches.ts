@@ -15,8 +15,8 @@
  */
 import { z } from "zod";
 import { KilnError } from "../errors.js";
-import { readTextBeneath } from "../source/beneath.js";
 import { allowedOrigins, originOf } from "../source/origins.js";
+import { readTextBeneath } from "../util/beneath.js";
 
 /** What kiln hands nix/build/default.nix: the hash always in SRI form. */
 export interface ExtraFetch {

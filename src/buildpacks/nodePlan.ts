@@ -14,7 +14,7 @@ import { dirname, join } from "node:path";
 import picomatch from "picomatch";
 import YAML from "yaml";
 import { KilnError } from "../errors.js";
-import { readBeneath, readTextBeneath } from "../source/beneath.js";
+import { readBeneath, readTextBeneath } from "../util/beneath.js";
 import { berryRegistryEntries, isBerryLock, parseBerryLock } from "./berryLock.js";
 import {
   checkPackageManagerField,

@@ -8,8 +8,8 @@ import { basename, join, resolve } from "node:path";
 import type { Config } from "../config/config.js";
 import { KilnError } from "../errors.js";
 import type { Nix } from "../nix/driver.js";
-import { fsLookup, readTextBeneath, resolveBeneath } from "../source/beneath.js";
 import { snapshotDir } from "../source/snapshot.js";
+import { fsLookup, readTextBeneath, resolveBeneath } from "../util/beneath.js";
 import { absent } from "../util/fs.js";
 
 /** Detection order when an app names no buildpack (Heroku's: the first that detects wins). */

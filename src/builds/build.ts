@@ -34,11 +34,6 @@ import { prepareRuntime, runtimeManifest } from "../runtime/prepare.js";
 import { type RuntimePlan, runtimeSpec } from "../runtime/resolve.js";
 import { parseProcfile } from "../sandboxtools/procfile.js";
 import { readSeedLock } from "../seed/lock.js";
-import { readTextBeneath } from "../source/beneath.js";
-import { snapshotDir } from "../source/snapshot.js";
-import { buildStacks } from "../stacks/stacks.js";
-import { hashFile, writeFileAtomic } from "../util/fs.js";
-import { explainBuildFailure, recentLines } from "./offlineHint.js";
 import {
   type BuildSpec,
   buildFileSchema,
@@ -47,7 +42,12 @@ import {
   manifestSchema,
   type ReleaseFile,
   releaseFileSchema,
-} from "./records.js";
+} from "../slug/records.js";
+import { snapshotDir } from "../source/snapshot.js";
+import { buildStacks } from "../stacks/stacks.js";
+import { readTextBeneath } from "../util/beneath.js";
+import { hashFile, writeFileAtomic } from "../util/fs.js";
+import { explainBuildFailure, recentLines } from "./offlineHint.js";
 import { storeTools } from "./tools.js";
 
 /** Every slug entry's mtime: 1980-01-01, as for stacks. */

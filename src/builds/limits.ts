@@ -14,6 +14,7 @@ import { createHash } from "node:crypto";
 import { chmod, mkdir, readdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Config } from "../config/config.js";
+import { type DynoSize, dynoSize } from "../config/dynoSizes.js";
 import {
   type CgroupHost,
   createDynoCgroup,
@@ -22,7 +23,6 @@ import {
   removeCgroupDirs,
 } from "../dyno/cgroups.js";
 import { processStartTime, sameProcess } from "../dyno/procfs.js";
-import { type DynoSize, dynoSize } from "../dyno/sizes.js";
 import type { Logger } from "../log/logger.js";
 import type { BuildOptions, Nix } from "../nix/driver.js";
 import { absent } from "../util/fs.js";

@@ -7,9 +7,9 @@
  */
 import { readdir, readFile, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { manifestSchema } from "../builds/records.js";
 import type { Nix } from "../nix/driver.js";
 import type { ValidPathInfo } from "../nix/pathInfo.js";
+import { manifestSchema } from "../slug/records.js";
 import { hashPart, narHashNix32 } from "./narinfo.js";
 
 export interface RecordedPaths {

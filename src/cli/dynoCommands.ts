@@ -1,12 +1,12 @@
 import type { AddressInfo } from "node:net";
 import { type Command, Option } from "commander";
+import { DEFAULT_DYNO_SIZE, DYNO_SIZES } from "../config/dynoSizes.js";
 import { detectCgroups } from "../dyno/cgroups.js";
 import { dynoFilter, followLog, formatLogLine, type LogLine, openAppLog, readLogTail } from "../dyno/logs.js";
 import { forwardPort } from "../dyno/network.js";
 import { sameProcess } from "../dyno/procfs.js";
 import { reconcileDynos } from "../dyno/reconcile.js";
 import { launchDyno, prepareDynoRuntime } from "../dyno/runtime.js";
-import { DEFAULT_DYNO_SIZE, DYNO_SIZES } from "../dyno/sizes.js";
 import { readDynoRecords } from "../dyno/state.js";
 import { DEFAULT_BOOT_TIMEOUT_MS, DEFAULT_RESTART, DEFAULT_STOP_TIMEOUT_MS } from "../dyno/supervisor.js";
 import { KilnError } from "../errors.js";

@@ -7,8 +7,8 @@
  */
 import { mkdir, readdir, readFile, rmdir, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
+import type { DynoSize } from "../config/dynoSizes.js";
 import { absent, exists } from "../util/fs.js";
-import type { DynoSize } from "./sizes.js";
 
 export const CONTROLLERS = ["memory", "pids", "cpu"] as const;
 export type Controller = (typeof CONTROLLERS)[number];

@@ -8,6 +8,7 @@ import { randomBytes } from "node:crypto";
 import { chmod, chown, type FileHandle, mkdir, open, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Readable, Writable } from "node:stream";
+import type { DynoSize } from "../config/dynoSizes.js";
 import { KilnError } from "../errors.js";
 import { forEachLine, type LongProcess, spawnProcess } from "../process/run.js";
 import { type CgroupHost, createDynoCgroup, type DynoCgroup, dynoCgroupDirs, type Limit } from "./cgroups.js";
@@ -21,7 +22,6 @@ import {
   dynoLauncher,
   OUTBOUND_RESOLV_CONF,
 } from "./sandbox.js";
-import type { DynoSize } from "./sizes.js";
 import { pauseAt, type TestPause } from "./testPause.js";
 
 export interface DynoSpec {

@@ -6,6 +6,7 @@
 import { randomInt } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
+import { dynoSize } from "../config/dynoSizes.js";
 import { bug, KilnError } from "../errors.js";
 import { type RunnableSlug, unpackSlug } from "../slug/runnable.js";
 import { buildStacks, type StackDeps } from "../stacks/stacks.js";
@@ -15,7 +16,6 @@ import type { AppLog } from "./logs.js";
 import { type ReconcileReport, reconcileDynos } from "./reconcile.js";
 import { type DynoGrant, dynoEnv } from "./sandbox.js";
 import { compiledSeccomp } from "./seccomp.js";
-import { dynoSize } from "./sizes.js";
 import { type RestartPolicy, type Supervised, type SuperviseOptions, superviseDyno } from "./supervisor.js";
 import type { TestPause } from "./testPause.js";
 import { appUid } from "./uids.js";

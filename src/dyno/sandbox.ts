@@ -21,8 +21,8 @@
  */
 import { stat } from "node:fs/promises";
 import { dirname } from "node:path";
+import type { DynoSize } from "../config/dynoSizes.js";
 import { KilnError } from "../errors.js";
-import type { DynoSize } from "./sizes.js";
 
 /** The fd numbers the dyno process is started with (see startDyno). */
 export const DYNO_FDS = {

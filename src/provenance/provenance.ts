@@ -8,12 +8,12 @@ import { createHash, randomUUID } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { join } from "node:path";
-import type { BuildSpec, Manifest } from "../builds/records.js";
 import type { Config } from "../config/config.js";
 import { KilnError } from "../errors.js";
 import type { Nix } from "../nix/driver.js";
 import type { SeedLock } from "../seed/lock.js";
 import { loadOrCreateSecretKey, type SecretKey } from "../signing/keys.js";
+import type { BuildSpec, Manifest } from "../slug/records.js";
 import { withFileLock, writeFileAtomic } from "../util/fs.js";
 import { type Envelope, envelopeSchema, IN_TOTO_PAYLOAD_TYPE, signEnvelope } from "./dsse.js";
 import {

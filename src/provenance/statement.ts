@@ -5,9 +5,10 @@
  *     builds compared), whose subjects are the slugs that came out identical.
  * The build type is documented in docs/provenance.md (the notes text, until merged).
  */
-import type { BuildSpec, Manifest } from "../builds/records.js";
+
 import type { DerivationInfo } from "../nix/driver.js";
 import type { SeedLock } from "../seed/lock.js";
+import type { BuildSpec, Manifest } from "../slug/records.js";
 
 export const STATEMENT_TYPE = "https://in-toto.io/Statement/v1";
 export const SLSA_PROVENANCE_V1 = "https://slsa.dev/provenance/v1";

@@ -4,8 +4,8 @@
  */
 import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { type CheckSummary, manifestSchema } from "../builds/records.js";
 import { attestCheck } from "../provenance/provenance.js";
+import { type CheckSummary, manifestSchema } from "../slug/records.js";
 import { absent, withFileLock, writeFileAtomic } from "../util/fs.js";
 import type { CheckReport } from "./check.js";
 

@@ -4,11 +4,11 @@
  * check is a row (src/store/checks.ts), a report file, and an entry in the build's manifest.
  */
 import { readFile } from "node:fs/promises";
-import { buildSpecSchema, manifestSchema } from "../builds/records.js";
 import type { Config } from "../config/config.js";
 import { isKilnError, KilnError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import type { Nix } from "../nix/driver.js";
+import { buildSpecSchema, manifestSchema } from "../slug/records.js";
 import type { BuildRecord } from "../store/builds.js";
 import { type CheckRecord, createCheck, failCheck, finishCheck } from "../store/checks.js";
 import type { Db } from "../store/db.js";

@@ -4,8 +4,8 @@
  */
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { type BuildFile, buildFileSchema, type ReleaseFile, releaseFileSchema } from "../builds/records.js";
 import { parseJsonWith } from "../util/json.js";
+import { type BuildFile, buildFileSchema, type ReleaseFile, releaseFileSchema } from "./records.js";
 
 const damaged = (file: string) => ({
   file,

@@ -18,13 +18,13 @@ import {
 } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { inspectUntrustedTarGz } from "../archive/untrusted.js";
-import { manifestSchema, releaseFileSchema } from "../builds/records.js";
 import { KilnError } from "../errors.js";
 import type { Nix } from "../nix/driver.js";
 import { run } from "../process/run.js";
-import { assertLinksBeneath } from "../source/beneath.js";
+import { assertLinksBeneath } from "../util/beneath.js";
 import { absent, exists, hashFile } from "../util/fs.js";
 import { parseJsonWith } from "../util/json.js";
+import { manifestSchema, releaseFileSchema } from "./records.js";
 
 export interface RunnableSlug {
   app: string;

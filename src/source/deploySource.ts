@@ -7,8 +7,8 @@ import { join } from "node:path";
 import { listTree } from "../archive/tar.js";
 import { run } from "../process/run.js";
 import { slugignoreMatcher } from "../sandboxtools/slugignore.js";
+import { readTextBeneath } from "../util/beneath.js";
 import { exists } from "../util/fs.js";
-import { readTextBeneath } from "./beneath.js";
 
 export async function deployFiles(dir: string): Promise<string[]> {
   let files: string[];

@@ -7,8 +7,8 @@
 import { chmod, copyFile, lstat, mkdir, readdir, readlink, symlink } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { KilnError } from "../errors.js";
+import { fsLookup, linkOutError, resolveBeneath } from "../util/beneath.js";
 import { absent } from "../util/fs.js";
-import { fsLookup, linkOutError, resolveBeneath } from "./beneath.js";
 
 export interface SnapshotStats {
   files: number;

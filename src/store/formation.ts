@@ -1,6 +1,6 @@
 /** The formation: how many dynos of each process type (and what size) an app should run. */
 
-import { DYNO_SIZES } from "../dyno/sizes.js";
+import { DYNO_SIZES } from "../config/dynoSizes.js";
 import { KilnError } from "../errors.js";
 import { type Db, stmt, tx } from "./db.js";
 import type { Release } from "./releases.js";

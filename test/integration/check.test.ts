@@ -9,11 +9,11 @@ import { readFileSync } from "node:fs";
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { manifestSchema } from "../../src/builds/records.js";
 import type { CheckReport } from "../../src/repro/check.js";
 import { formatReport } from "../../src/repro/report.js";
 import { loadVariations, settingsFor, variationNames } from "../../src/repro/variations.js";
 import { type ControlPlane, startControlPlane } from "../../src/serve/controlPlane.js";
+import { manifestSchema } from "../../src/slug/records.js";
 import { kiln, projectDir, testContext } from "../helpers.js";
 import { tempDir } from "../tmp.js";
 

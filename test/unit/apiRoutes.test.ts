@@ -21,6 +21,11 @@ const TEXT_ROUTES = new Set([
   "GET /v1/apps/:app/builds/:id/output",
   "GET /v1/apps/:app/logs",
   "POST /v1/apps/:app/dynos",
+  // git's own protocol, and a provenance bundle (JSON Lines of DSSE envelopes, as written).
+  "GET /git/:repo/info/refs",
+  "POST /git/:repo/git-receive-pack",
+  "POST /git/:repo/git-upload-pack",
+  "GET /v1/apps/:app/builds/:id/provenance",
 ]);
 
 describe("buildApi", () => {

@@ -1,7 +1,7 @@
 import { mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { fsLookup, readTextBeneath, resolveBeneath } from "../../src/source/beneath.js";
+import { fsLookup, readTextBeneath, resolveBeneath } from "../../src/util/beneath.js";
 import { tempDir } from "../tmp.js";
 
 /** A tree under a parent holding a secret: what a link climbing one level would reach. */

@@ -207,20 +207,26 @@ export const gitRoutes: FastifyPluginAsync<GitRoutesOptions> = async (api, opts)
     deploy_branches: [...deployBranchesOf(app)],
     default_deploy_branches: [...DEFAULT_DEPLOY_BRANCHES],
   });
-  api.get<{ Params: { app: string } }>("/v1/apps/:app/git", async (req, reply) =>
-    gitView(opts.access.appFor(callerOf(req, reply), req.params.app, "read")),
+  api.get<{ Params: { app: string } }>(
+    "/v1/apps/:app/git",
+    { schema: { response: { 200: wire.gitSettings } } },
+    async (req, reply) => gitView(opts.access.appFor(callerOf(req, reply), req.params.app, "read")),
   );
-  api.patch<{ Params: { app: string } }>("/v1/apps/:app/git", async (req, reply) => {
-    const app = opts.access.appFor(callerOf(req, reply), req.params.app, "write");
-    const r = wire.gitSettingsPatch.safeParse(req.body);
-    if (!r.success) {
-      throw new KilnError({
-        code: "invalid_body",
-        message: 'invalid request: the body is {"deploy_branch": BRANCH} (null: main or master)',
-        details: { field: "deploy_branch" },
-      });
-    }
-    if (r.data.deploy_branch !== null) await assertBranchName(r.data.deploy_branch);
-    return gitView(setDeployBranch(db, app.id, r.data.deploy_branch));
-  });
+  api.patch<{ Params: { app: string } }>(
+    "/v1/apps/:app/git",
+    { schema: { response: { 200: wire.gitSettings } } },
+    async (req, reply) => {
+      const app = opts.access.appFor(callerOf(req, reply), req.params.app, "write");
+      const r = wire.gitSettingsPatch.safeParse(req.body);
+      if (!r.success) {
+        throw new KilnError({
+          code: "invalid_body",
+          message: 'invalid request: the body is {"deploy_branch": BRANCH} (null: main or master)',
+          details: { field: "deploy_branch" },
+        });
+      }
+      if (r.data.deploy_branch !== null) await assertBranchName(r.data.deploy_branch);
+      return gitView(setDeployBranch(db, app.id, r.data.deploy_branch));
+    },
+  );
 };
