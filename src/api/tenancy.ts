@@ -9,7 +9,7 @@
  *   admins' alone: to every other user they do not exist, and their names cannot be taken.
  */
 import { type ErrorCode, KilnError } from "../errors.js";
-import { type App, getApp, isPlatformApp, PLATFORM_APP_NAMES, unknownApp } from "../store/apps.js";
+import { type App, getApp, isPlatformApp, listApps, PLATFORM_APP_NAMES, unknownApp } from "../store/apps.js";
 import { isCollaborator } from "../store/collaborators.js";
 import type { Db } from "../store/db.js";
 import type { TokenInfo } from "../store/tokens.js";
@@ -39,6 +39,12 @@ export function roleOn(db: Db, caller: TokenInfo, app: App): Role | undefined {
   if (isPlatformApp(app)) return undefined;
   if (app.ownerId === caller.userId) return "owner";
   return isCollaborator(db, app.id, caller.userId) ? "collaborator" : undefined;
+}
+
+/** The apps the caller may see (GET /v1/apps, the dashboard's list): admins all, others their own and shared. */
+export function visibleApps(db: Db, caller: TokenInfo): App[] {
+  if (caller.admin) return listApps(db);
+  return listApps(db, { memberId: caller.userId }).filter((a) => !isPlatformApp(a));
 }
 
 /** The app, when the caller may do `need` to it; else the missing app's 404 (or 403 to a collaborator). */

@@ -4,10 +4,10 @@
  * to the session's token, and an app the token may not see is the API's 404.
  */
 import type { DynoControl } from "../api/server.js";
-import { appFor, roleOn } from "../api/tenancy.js";
+import { appFor, type Need, visibleApps } from "../api/tenancy.js";
 import { type LogLine, readLogTail } from "../dyno/logs.js";
 import { KilnError } from "../errors.js";
-import { type App, getConfig, isPlatformApp, listApps } from "../store/apps.js";
+import { type App, getConfig, isPlatformApp } from "../store/apps.js";
 import { type BuildRecord, getBuild, listBuilds } from "../store/builds.js";
 import { type CheckRecord, listChecks } from "../store/checks.js";
 import type { Db } from "../store/db.js";
@@ -30,11 +30,6 @@ export interface AppSummary {
 /** How many of each list a page shows (the newest first); the CLI and API have them all. */
 export const PAGE_ROWS = 20;
 export const LOG_LINES = 100;
-
-/** The apps the caller may see, as GET /v1/apps lists them (tenancy decides, app by app). */
-export function visibleApps(db: Db, caller: TokenInfo): App[] {
-  return listApps(db).filter((a) => roleOn(db, caller, a) !== undefined);
-}
 
 function dynoCounts(dynos: DynoControl | undefined, app: App, formation: FormationEntry[]) {
   if (!dynos) return undefined;
@@ -104,8 +99,8 @@ export async function appPage(opts: {
 }
 
 /** A build of an app the caller may see (a build of another app is as unknown as a missing one). */
-export function appBuild(db: Db, caller: TokenInfo, appName: string, id: string) {
-  const app = appFor(db, caller, appName, "read");
+export function appBuild(db: Db, caller: TokenInfo, appName: string, id: string, need: Need = "read") {
+  const app = appFor(db, caller, appName, need);
   const build = getBuild(db, id);
   if (build.appId !== app.id) throw unknownBuild(id, app.name);
   return { app, build, checks: listChecks(db, build.id) };

@@ -10,16 +10,25 @@ import { join } from "node:path";
 import fastifyCookie from "@fastify/cookie";
 import fastifyFormbody from "@fastify/formbody";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { RouteDeps } from "../api/deps.js";
 import { renderMetrics } from "../api/metrics.js";
-import type { ApiDeps } from "../api/server.js";
 import { appFor } from "../api/tenancy.js";
-import { configSchema } from "../config/config.js";
 import { followLog } from "../dyno/logs.js";
 import { isKilnError, KilnError, statusOf } from "../errors.js";
 import { getBuild } from "../store/builds.js";
 import { createSession, deleteSession } from "../store/sessions.js";
 import { verifyToken } from "../store/tokens.js";
-import { parseForm, revealForm, rollbackApp, scaleApp } from "./actions.js";
+import {
+  type Act,
+  cancelFromForm,
+  configFromForm,
+  createFromForm,
+  parseForm,
+  restartFromForm,
+  revealForm,
+  rollbackFromForm,
+  scaleFromForm,
+} from "./actions.js";
 import { appBuild, appPage, appSummaries, buildQueue, parseMetrics } from "./model.js";
 import {
   assertCsrf,
@@ -55,14 +64,20 @@ const ASSETS: Record<string, string> = {
 const NOTICES: Record<string, (q: Record<string, string | undefined>) => string> = {
   released: (q) => `Released v${Number(q.v) || "?"}.`,
   scaled: () => "Scaled. The dynos follow the new formation.",
+  created: () => "App created. Deploy it with kiln deploy or git push.",
+  config: (q) =>
+    Number(q.v)
+      ? `Config changed. Released v${Number(q.v)}.`
+      : "Config changed (the first release will use it).",
+  restarted: (q) => `Restarted ${Number(q.n) || 0} ${Number(q.n) === 1 ? "dyno" : "dynos"}.`,
+  cancelled: () => "Build cancelled.",
 };
 
 const notSignedIn = () =>
   new KilnError({ code: "unauthorized", message: "sign in first", hint: "sign in with an API token" });
 
-export async function dashboardRoutes(app: FastifyInstance, deps: ApiDeps): Promise<void> {
+export async function dashboardRoutes(app: FastifyInstance, deps: RouteDeps): Promise<void> {
   const { db } = deps;
-  const quotas = deps.quotas ?? configSchema.shape.quotas.parse(undefined);
   const views = createViews();
   const assets = new Map(
     Object.keys(ASSETS).map((f) => [f, readFileSync(join(DASHBOARD_DIR, "assets", f))] as const),
@@ -182,14 +197,12 @@ export async function dashboardRoutes(app: FastifyInstance, deps: ApiDeps): Prom
       webUrl: deps.webUrl,
       ...(opts.reveal ? { reveal: opts.reveal } : {}),
     });
-    const q = req.query as Record<string, string | undefined>;
-    const notice = q.notice ? NOTICES[q.notice]?.(q) : undefined;
     return render(reply, "./app", {
       who: opts.who,
       title: page.app.name,
       nav: "apps",
       page,
-      notice,
+      notice: notice(req),
       dynosRun: deps.dynos !== undefined,
     });
   };
@@ -205,16 +218,48 @@ export async function dashboardRoutes(app: FastifyInstance, deps: ApiDeps): Prom
     return showApp(req, reply, { who, name: req.params.app, reveal: new Set([key]) });
   });
 
-  app.post<{ Params: { app: string } }>("/apps/:app/rollback", async (req, reply) => {
+  /** An app's action: a session, its CSRF token, then the API's own function (./actions.ts). */
+  const act = (req: FastifyRequest<{ Params: { app: string } }>): Act => {
     const who = formPost(req);
-    const v = await rollbackApp(deps, who.session.token, req.params.app, who.body);
-    return reply.redirect(`${helpers.url("apps", req.params.app)}?notice=released&v=${v}`, 303);
+    return { deps, caller: who.session.token, app: req.params.app, body: who.body };
+  };
+  const back = (name: string, query: string, hash = "") => `${helpers.url("apps", name)}?${query}${hash}`;
+
+  app.post("/apps", async (req, reply) => {
+    const who = formPost(req);
+    const created = createFromForm(deps, who.session.token, who.body);
+    return reply.redirect(back(created.name, "notice=created"), 303);
+  });
+
+  app.post<{ Params: { app: string } }>("/apps/:app/rollback", async (req, reply) => {
+    const v = await rollbackFromForm(act(req));
+    return reply.redirect(back(req.params.app, `notice=released&v=${v}`), 303);
   });
 
   app.post<{ Params: { app: string } }>("/apps/:app/formation", async (req, reply) => {
-    const who = formPost(req);
-    await scaleApp({ ...deps, quotas }, who.session.token, req.params.app, who.body);
-    return reply.redirect(`${helpers.url("apps", req.params.app)}?notice=scaled#formation`, 303);
+    await scaleFromForm(act(req));
+    return reply.redirect(back(req.params.app, "notice=scaled", "#formation"), 303);
+  });
+
+  app.post<{ Params: { app: string } }>("/apps/:app/config", async (req, reply) => {
+    const v = await configFromForm(act(req));
+    return reply.redirect(back(req.params.app, `notice=config&v=${v ?? 0}`, "#config"), 303);
+  });
+
+  app.post<{ Params: { app: string } }>("/apps/:app/config/unset", async (req, reply) => {
+    const v = await configFromForm({ ...act(req), unset: true });
+    return reply.redirect(back(req.params.app, `notice=config&v=${v ?? 0}`, "#config"), 303);
+  });
+
+  app.post<{ Params: { app: string } }>("/apps/:app/dynos/restart", async (req, reply) => {
+    const n = await restartFromForm(act(req));
+    return reply.redirect(back(req.params.app, `notice=restarted&n=${n}`, "#dynos"), 303);
+  });
+
+  app.post<{ Params: { app: string; id: string } }>("/apps/:app/builds/:id/cancel", async (req, reply) => {
+    await cancelFromForm({ ...act(req), build: req.params.id });
+    const page = `${helpers.url("apps", req.params.app, "builds", req.params.id)}?notice=cancelled`;
+    return reply.redirect(page, 303);
   });
 
   app.get<{ Params: { app: string; id: string } }>("/apps/:app/builds/:id", async (req, reply) => {
@@ -223,6 +268,7 @@ export async function dashboardRoutes(app: FastifyInstance, deps: ApiDeps): Prom
     const log = await readTail(deps.logs.path(build.id), BUILD_LOG_PAGE_BYTES);
     return render(reply, "./build", {
       who,
+      notice: notice(req),
       title: `Build ${helpers.short(build.id)}`,
       nav: "apps",
       app: a,
@@ -270,6 +316,11 @@ export async function dashboardRoutes(app: FastifyInstance, deps: ApiDeps): Prom
       dynosRun: deps.dynos !== undefined,
     });
   });
+}
+
+function notice(req: FastifyRequest): string | undefined {
+  const q = req.query as Record<string, string | undefined>;
+  return q.notice ? NOTICES[q.notice]?.(q) : undefined;
 }
 
 const isStream = (req: FastifyRequest) => req.url.endsWith("/events");

@@ -345,6 +345,97 @@ describe("dashboard in Chromium", () => {
     consoleErrors.length = 0;
   });
 
+  it("creates an app from the list (a bad name or a missing CSRF token changes nothing)", async () => {
+    await page.goto(url("/"));
+    const csrf = await page.locator('#create input[name="csrf"]').inputValue();
+    const names = async () =>
+      (await api("alice", "GET", "/v1/apps")).json.map((a: { name: string }) => a.name);
+    const before = await names();
+    // The server checks the name itself (the input's pattern is only the browser's help).
+    const bad = await page.request.post(url("/apps"), { form: { csrf, name: "Bad_Name" }, maxRedirects: 0 });
+    expect(bad.status()).toBe(422);
+    expect(await bad.text()).toContain("lowercase letters");
+    expect(
+      (await page.request.post(url("/apps"), { form: { name: "forged" }, maxRedirects: 0 })).status(),
+    ).toBe(403);
+    expect(await names()).toEqual(before);
+    await page.fill("#app-name", "blog");
+    await page.click("#create button[type=submit]");
+    expect(new URL(page.url()).pathname).toBe("/apps/blog");
+    await expect(page.locator(".alert.ok").textContent()).resolves.toContain("App created");
+    expect((await api("alice", "GET", "/v1/apps/blog")).json).toMatchObject({ name: "blog", owner: "alice" });
+    await page.goto(url("/"));
+    await shoot("apps-create");
+    expectNoConsoleErrors();
+  });
+
+  it("sets and unsets a config var (each a release); another user's app refuses the form", async () => {
+    await page.goto(url("/apps/shop"));
+    await page.fill("#config-key", "GREETING");
+    await page.fill("#config-value", "hello <b>world</b>");
+    await page.click(".configset button[type=submit]");
+    await expect(page.locator(".alert.ok").textContent()).resolves.toMatch(
+      /^Config changed\. Released v\d+\.$/,
+    );
+    expect((await api("alice", "GET", "/v1/apps/shop/config-vars")).json.GREETING).toBe("hello <b>world</b>");
+    const rel = (await api("alice", "GET", "/v1/apps/shop/releases")).json[0];
+    expect(rel).toMatchObject({ description: "Set GREETING" });
+    expect(rel.config_vars.GREETING).toBe("hello <b>world</b>");
+    await shoot("app-config-set");
+    await page.click('#config button[aria-label="Unset GREETING"]');
+    await expect(page.locator(".alert.ok").textContent()).resolves.toMatch(
+      /^Config changed\. Released v\d+\.$/,
+    );
+    expect((await api("alice", "GET", "/v1/apps/shop/config-vars")).json.GREETING).toBeUndefined();
+    expect((await api("alice", "GET", "/v1/apps/shop/releases")).json[0].description).toBe("Unset GREETING");
+    // Alice's own session and CSRF token, aimed at Bob's app: the same 404 as a missing app.
+    const csrf = await page.locator('.configset input[name="csrf"]').inputValue();
+    const form = { csrf, key: "PWNED", value: "1" };
+    const theirs = await page.request.post(url("/apps/bobs-app/config"), { form, maxRedirects: 0 });
+    expect(theirs.status()).toBe(404);
+    expect((await api("bob", "GET", "/v1/apps/bobs-app/config-vars")).json.PWNED).toBeUndefined();
+    // Control: the same request at her own app goes through.
+    expect((await page.request.post(url("/apps/shop/config"), { form, maxRedirects: 0 })).status()).toBe(303);
+    expect((await api("alice", "GET", "/v1/apps/shop/config-vars")).json.PWNED).toBe("1");
+    expectNoConsoleErrors();
+  });
+
+  it("restarts a dyno", async () => {
+    const web = async () => {
+      const [rels, dynos] = await Promise.all([
+        api("alice", "GET", "/v1/apps/shop/releases"),
+        api("alice", "GET", "/v1/apps/shop/dynos"),
+      ]);
+      const d = dynos.json.find((x: { name: string }) => x.name === "web.1");
+      return d?.state === "up" && d.release === rels.json[0].version ? d.since : undefined;
+    };
+    // The config changes' releases roll out first.
+    await expect.poll(web, { timeout: 120_000, interval: 500 }).toBeTruthy();
+    const since = await web();
+    await page.goto(url("/apps/shop#dynos"));
+    await page.click('#dynos button[aria-label="Restart web.1"]');
+    await expect(page.locator(".alert.ok").textContent()).resolves.toBe("Restarted 1 dyno.");
+    const after = (await api("alice", "GET", "/v1/apps/shop/dynos")).json.find(
+      (x: { name: string }) => x.name === "web.1",
+    );
+    expect(after.since).not.toBe(since);
+    await shoot("app-restarted");
+    expectNoConsoleErrors();
+  });
+
+  it("cancels a running build from its page", async () => {
+    const b = await api("alice", "POST", "/v1/apps/shop/builds", tickerSource());
+    expect(b.status).toBe(201);
+    await page.goto(url(`/apps/shop/builds/${b.json.id}`));
+    await page.click("#cancel-build");
+    await expect(page.locator(".alert.ok").textContent()).resolves.toBe("Build cancelled.");
+    await expect(page.locator("#build-status").textContent()).resolves.toBe("cancelled");
+    expect((await api("alice", "GET", `/v1/apps/shop/builds/${b.json.id}`)).json.status).toBe("cancelled");
+    await expect(page.locator("#cancel-build").count()).resolves.toBe(0);
+    await shoot("build-cancelled");
+    expectNoConsoleErrors();
+  });
+
   it("shows the platform page, then signs out (the session is gone)", async () => {
     await page.goto(url("/platform"));
     await expect(page.locator(".stats").textContent()).resolves.toContain("releases");

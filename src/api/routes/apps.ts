@@ -1,18 +1,12 @@
 /** Apps: each caller sees its own (owned or shared with it); admins see all. */
 import { KilnError } from "../../errors.js";
-import {
-  createApp,
-  deleteApp,
-  isPlatformApp,
-  listApps,
-  PLATFORM_APP_NAMES,
-  setPlatformApp,
-} from "../../store/apps.js";
+import { deleteApp, PLATFORM_APP_NAMES, setPlatformApp } from "../../store/apps.js";
 import { listBuilds } from "../../store/builds.js";
 import { currentRelease } from "../../store/releases.js";
+import { createAppAs } from "../actions.js";
 import { appAccess, appOf, callerOf, requireAdmin } from "../auth.js";
 import type { RoutePlugin } from "../deps.js";
-import { assertMayCreate } from "../tenancy.js";
+import { visibleApps } from "../tenancy.js";
 import { appView, releaseView } from "../views.js";
 import * as wire from "../wire.js";
 import { appParams } from "./params.js";
@@ -23,12 +17,10 @@ export const appRoutes: RoutePlugin = async (api, { deps }) => {
     "/v1/apps",
     { schema: { body: wire.appCreate, response: { 201: wire.app } } },
     async (req, reply) => {
-      const c = callerOf(req);
       const body = req.body;
-      assertMayCreate(c, body.name);
       if (body.platform !== undefined) requireAdmin(req, "make a platform app");
-      const app = createApp(db, body.name, {
-        ownerId: c.userId,
+      const app = createAppAs(db, callerOf(req), {
+        name: body.name,
         ...(body.platform ? { platform: true } : {}),
       });
       void reply.status(201);
@@ -36,11 +28,7 @@ export const appRoutes: RoutePlugin = async (api, { deps }) => {
     },
   );
   api.get("/v1/apps", { schema: { response: { 200: wire.app.array() } } }, async (req) => {
-    const c = callerOf(req);
-    const apps = c.admin
-      ? listApps(db)
-      : listApps(db, { memberId: c.userId }).filter((a) => !isPlatformApp(a));
-    return apps.map((a) => appView(db, a));
+    return visibleApps(db, callerOf(req)).map((a) => appView(db, a));
   });
   api.get(
     "/v1/apps/:app",

@@ -13,6 +13,7 @@ import { KilnError } from "../../errors.js";
 import { fetchSourceBlob, receiveUpload, tooLarge } from "../../source/upload.js";
 import { createBuild, endBuild, getBuild, listBuilds } from "../../store/builds.js";
 import { listChecks } from "../../store/checks.js";
+import { cancelBuild } from "../actions.js";
 import { appAccess, appOf, buildAccess, buildOf, callerOf } from "../auth.js";
 import type { RoutePlugin } from "../deps.js";
 import { assertBuildQuota } from "../tenancy.js";
@@ -129,15 +130,8 @@ export const buildRoutes: RoutePlugin = async (api, { deps }) => {
       preValidation: buildAccess(db, "write"),
     },
     async (req) => {
-      const app = appOf(req);
-      const b = getBuild(db, buildOf(req).id);
-      if (!deps.queue.cancel(b.id) && b.status !== "pending") {
-        throw new KilnError({ code: "conflict", message: `build ${b.id} is ${b.status}: nothing to cancel` });
-      }
-      // A running build ends (and cleans up) in its own time; a queued one never starts, so its source goes now.
-      if (endBuild(db, b.id, "cancelled", "cancelled") && b.status === "pending")
-        await rm(b.sourcePath, { force: true });
-      return buildView(getBuild(db, b.id), app.name, listChecks(db, b.id));
+      const b = await cancelBuild(deps, buildOf(req));
+      return buildView(b, appOf(req).name, listChecks(db, b.id));
     },
   );
   // The build's output: what it printed so far, then live until it ends (text, chunked).

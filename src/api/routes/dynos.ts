@@ -2,8 +2,9 @@
 import { z } from "zod";
 import { KilnError } from "../../errors.js";
 import { currentRelease } from "../../store/releases.js";
+import { dynoControl, restartDynos } from "../actions.js";
 import { appAccess, appOf } from "../auth.js";
-import type { DynoControl, RoutePlugin } from "../deps.js";
+import type { RoutePlugin } from "../deps.js";
 import * as wire from "../wire.js";
 import { appParams } from "./params.js";
 
@@ -11,16 +12,7 @@ const dynoParams = z.object({ app: z.string(), dyno: z.string() });
 
 export const dynoRoutes: RoutePlugin = async (api, { deps }) => {
   const { db } = deps;
-  const control = (): DynoControl => {
-    if (!deps.dynos) {
-      throw new KilnError({
-        code: "dynos_disabled",
-        message: "this server does not run dynos",
-        hint: "start kiln serve as root without --no-dynos",
-      });
-    }
-    return deps.dynos;
-  };
+  const control = () => dynoControl(deps);
   // (The app first: one the caller may not see is a 404 whether or not this server runs dynos.)
   api.get(
     "/v1/apps/:app/dynos",
@@ -33,7 +25,7 @@ export const dynoRoutes: RoutePlugin = async (api, { deps }) => {
       schema: { params: appParams, response: { 200: wire.dynosRestarted } },
       preValidation: appAccess(db, "write"),
     },
-    async (req) => ({ restarted: await control().restart(appOf(req).name) }),
+    async (req) => ({ restarted: await restartDynos(deps, appOf(req)) }),
   );
   api.delete(
     "/v1/apps/:app/dynos/:dyno",
@@ -41,16 +33,7 @@ export const dynoRoutes: RoutePlugin = async (api, { deps }) => {
       schema: { params: dynoParams, response: { 200: wire.dynosRestarted } },
       preValidation: appAccess(db, "write"),
     },
-    async (req) => {
-      const n = await control().restart(appOf(req).name, req.params.dyno);
-      if (n === 0)
-        throw new KilnError({
-          code: "unknown_dyno",
-          message: `no dyno ${req.params.dyno}`,
-          hint: "list them with kiln ps",
-        });
-      return { restarted: n };
-    },
+    async (req) => ({ restarted: await restartDynos(deps, appOf(req), req.params.dyno) }),
   );
   // A one-off dyno: its output streams back as it runs; the last line says how it ended.
   api.post(

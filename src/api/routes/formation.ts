@@ -1,8 +1,8 @@
 /** Formation: how many dynos of each process type run, and their size. */
-import { getFormation, scaleFormation } from "../../store/formation.js";
+import { getFormation } from "../../store/formation.js";
+import { scaleApp } from "../actions.js";
 import { appAccess, appOf, callerOf } from "../auth.js";
 import type { RoutePlugin } from "../deps.js";
-import { assertDynoQuota } from "../tenancy.js";
 import * as wire from "../wire.js";
 import { appParams } from "./params.js";
 
@@ -29,11 +29,7 @@ export const formationRoutes: RoutePlugin = async (api, { deps }) => {
         quantity: u.quantity,
         ...(u.size ? { size: u.size } : {}),
       }));
-      assertDynoQuota(db, { caller: callerOf(req), app, updates, quotas: deps.quotas });
-      const formation = scaleFormation(db, app.id, updates);
-      deps.dynos?.reconcile(app.id);
-      await deps.platform?.scale(app.name, updates);
-      return formation;
+      return scaleApp(deps, { caller: callerOf(req), app, updates });
     },
   );
 };

@@ -4,9 +4,10 @@ import { z } from "zod";
 import { KilnError } from "../../errors.js";
 import { getConfig } from "../../store/apps.js";
 import { ensureDefaultFormation } from "../../store/formation.js";
-import { createRelease, getRelease, listReleases, type Release, rollback } from "../../store/releases.js";
+import { createRelease, getRelease, listReleases, type Release } from "../../store/releases.js";
 import { assertEnvVars } from "../../util/envVars.js";
 import { hashFile } from "../../util/fs.js";
+import { rollbackTo } from "../actions.js";
 import { appAccess, appOf, requireAdmin } from "../auth.js";
 import type { RoutePlugin } from "../deps.js";
 import { releaseView } from "../views.js";
@@ -81,11 +82,10 @@ export const releaseRoutes: RoutePlugin = async (api, { deps }) => {
           description: body.description,
         });
         ensureDefaultFormation(db, r);
+        deps.dynos?.reconcile(app.id);
       } else {
-        r = rollback(db, app.id, body.rollback);
-        await deps.platform?.release(app.name, r);
+        r = await rollbackTo(deps, app, body.rollback);
       }
-      deps.dynos?.reconcile(app.id);
       void reply.status(201);
       return releaseView(r);
     },
