@@ -9,11 +9,21 @@ import { createProgressLine } from "./cli/progress.js";
 import { type Config, loadConfig } from "./config/config.js";
 import { createLogger, type Logger } from "./log/logger.js";
 import { createNix, type Nix } from "./nix/driver.js";
+import { checkDistribution, type Distribution } from "./nix/settings.js";
 import { SEED_IMPORT_COMMAND } from "./seed/seed.js";
 
 /** The services every entry point (CLI, tests, later the API server) is built from. */
 export function createCore(config: Config, log: Logger): { config: Config; log: Logger; nix: Nix } {
+  const distribution: Distribution = {
+    builders: config.builders,
+    remoteOnly: config.remoteOnly,
+    substituters: config.substituters,
+    trustedKeys: config.trustedKeys,
+    ...(config.netrcFile ? { netrcFile: config.netrcFile } : {}),
+  };
+  checkDistribution(distribution);
   const nix = createNix({
+    distribution,
     store: config.nixStore,
     binDir: config.nixBinDir,
     gcRootsDir: join(config.dataDir, "gcroots"),
@@ -44,6 +54,10 @@ export async function main(argv: string[]): Promise<number> {
     if (globals.dataDir) overrides.dataDir = globals.dataDir;
     if (globals.store) overrides.nixStore = globals.store;
     if (globals.buildSize) overrides.buildSize = globals.buildSize;
+    if (globals.builders) overrides.builders = globals.builders;
+    if (globals.remoteOnly) overrides.remoteOnly = true;
+    if (globals.substituter?.length) overrides.substituters = globals.substituter;
+    if (globals.trustedKey?.length) overrides.trustedKeys = globals.trustedKey;
     if (globals.logLevel) overrides.logLevel = globals.logLevel as Config["logLevel"];
     const config = loadConfig(process.env, overrides);
     const log = createLogger(config.logLevel === "info" ? "warn" : config.logLevel);

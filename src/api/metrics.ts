@@ -4,9 +4,17 @@
  */
 import type { BuildQueue } from "../builds/queue.js";
 import type { Db } from "../store/db.js";
-import { buildCountsByStatus, finishedBuildSeconds, releaseCount } from "../store/stats.js";
+import {
+  buildCountsByMachine,
+  buildCountsByStatus,
+  finishedBuildSeconds,
+  releaseCount,
+} from "../store/stats.js";
 
 const BUCKETS = [5, 10, 30, 60, 120, 300, 600, 900];
+
+/** A Prometheus label value: backslash, quote and newline escaped. */
+const promLabel = (v: string) => v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
 
 export function renderMetrics(
   db: Db,
@@ -19,6 +27,12 @@ export function renderMetrics(
   for (const s of ["pending", "building", "succeeded", "failed", "cancelled"]) {
     lines.push(`kiln_builds{status="${s}"} ${byStatus.find((r) => r.status === s)?.n ?? 0}`);
   }
+  lines.push(
+    "# HELP kiln_builds_by_machine Succeeded builds by where their derivations ran (local or a remote builder).",
+    "# TYPE kiln_builds_by_machine gauge",
+  );
+  for (const { machine, n } of buildCountsByMachine(db))
+    lines.push(`kiln_builds_by_machine{machine="${promLabel(machine)}"} ${n}`);
   const durations = finishedBuildSeconds(db);
   lines.push(
     "# HELP kiln_build_duration_seconds How long finished builds took.",

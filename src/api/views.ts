@@ -44,6 +44,7 @@ export const buildView = (b: BuildRecord, appName: string, checks: CheckRecord[]
   slug_path: b.slugPath,
   release: b.release,
   commit: b.commit,
+  built_on: b.builtOn,
   output_stream_url: `/v1/apps/${appName}/builds/${b.id}/output`,
   checks: checks.map((c) => checkView(c, appName)),
 });

@@ -225,6 +225,11 @@ export const build = z.object({
     .string()
     .regex(/^[0-9a-f]{40,64}$/)
     .nullable(),
+  /**
+   * Where its derivations were built: "local" and/or remote builders' URIs; [] when nothing
+   * needed building; null until it succeeds.
+   */
+  built_on: z.array(z.string()).nullable(),
   output_stream_url: z.string().startsWith("/v1/apps/"),
   /** Reproducibility checks of this build, oldest first. */
   checks: z.array(check),

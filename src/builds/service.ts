@@ -4,6 +4,7 @@
  * new release with the app's config. Every outcome is recorded: succeeded, failed with the reason
  * (the build's error, `timeout`, `cancelled`), never left `building`.
  */
+
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { DEFAULT_MAX_ENTRIES, extractUntrustedTarGz } from "../archive/untrusted.js";
@@ -11,6 +12,7 @@ import type { Config } from "../config/config.js";
 import { isKilnError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import type { Nix } from "../nix/driver.js";
+import { trackMachines } from "../nix/machines.js";
 import { releaseSlug } from "../release/release.js";
 import { getConfig } from "../store/apps.js";
 import { endBuild, getBuild, startBuild, succeedBuild } from "../store/builds.js";
@@ -60,7 +62,8 @@ export async function runQueuedBuild(
       maxEntries: DEFAULT_MAX_ENTRIES,
     });
     limited = await openBuildLimits(deps, { id: build.id, appVars: getConfig(db, job.appId), say });
-    const limitedDeps = { ...deps, nix: limited.nix };
+    const tracked = trackMachines(limited.nix);
+    const limitedDeps = { ...deps, nix: tracked.nix };
     const result = await buildApp(limitedDeps, {
       appDir: tmp,
       app: appName,
@@ -73,6 +76,7 @@ export async function runQueuedBuild(
       slugSha256: result.slug.sha256,
       slugPath: result.manifest.slug.path,
       manifestPath: result.manifestPath,
+      builtOn: tracked.machines(),
     });
     if (!build.release) {
       out.write(

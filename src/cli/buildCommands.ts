@@ -4,12 +4,14 @@ import { type BuildPhase, buildApp, DEFAULT_SLUG_MAX_BYTES } from "../builds/bui
 import { withBuildLimits } from "../builds/limits.js";
 import { KilnError } from "../errors.js";
 import { formatBytes } from "../nix/events.js";
+import { trackMachines } from "../nix/machines.js";
 import { collect, parseEnv } from "./args.js";
 import type { ContextFactory } from "./context.js";
+import { addDistributionOptions, DISTRIBUTION_HELP } from "./distribution.js";
 import { printJson, printLines } from "./output.js";
 
 export function registerBuildCommands(program: Command, ctx: ContextFactory): void {
-  program
+  const build = program
     .command("build")
     .description("build an app directory into a slug and a release, hermetically, in the Nix sandbox")
     .argument("[dir]", "the app's source directory", ".")
@@ -29,13 +31,15 @@ export function registerBuildCommands(program: Command, ctx: ContextFactory): vo
       "--build-size <size>",
       "the build's limits, a dyno size (env KILN_BUILD_SIZE; default performance-m)",
     )
-    .option("--json", "print the result as JSON (build output still streams to stderr)")
+    .option("--json", "print the result as JSON (build output still streams to stderr)");
+  addDistributionOptions(build)
     .addHelpText(
       "after",
       `
 Shipped buildpacks, tried in this order: nodejs (package.json + package-lock.json), static
 (index.html or static.json), procfile (a Procfile). Output streams live, prefixed by phase:
-detect, dependencies, compile, release, pack. The same source always gives the same slug sha256.`,
+detect, dependencies, compile, release, pack. The same source always gives the same slug sha256.
+${DISTRIBUTION_HELP}`,
     )
     .action(
       async (
@@ -58,23 +62,29 @@ detect, dependencies, compile, release, pack. The same source always gives the s
           process.stderr.write(`${phase.padEnd(12)} | ${line}\n`);
         };
         const say = (line: string) => quiet || process.stderr.write(`${line}\n`);
-        const r = await withBuildLimits(c, { id: `cli-${Date.now()}`, say }, (nix) =>
-          buildApp(
-            { ...c, nix },
-            {
-              appDir: resolve(dir),
-              ...(opts.app !== undefined ? { app: opts.app } : {}),
-              ...(opts.buildpack ? { buildpacks: opts.buildpack } : {}),
-              env: parseEnv(opts.env ?? []),
-              slugMaxBytes: Math.round(opts.slugMaxMb * 1048576),
-              onLog,
-              // In a log the build's own output says what is happening; the progress line is for terminals.
-              ...(process.stderr.isTTY ? { onProgress: c.progress.nix } : {}),
-              onStep: c.progress.step,
-              signal: c.signal,
-            },
-          ),
-        );
+        let builtOn: string[] = [];
+        const r = await withBuildLimits(c, { id: `cli-${Date.now()}`, say }, async (limited) => {
+          const tracked = trackMachines(limited);
+          try {
+            return await buildApp(
+              { ...c, nix: tracked.nix },
+              {
+                appDir: resolve(dir),
+                ...(opts.app !== undefined ? { app: opts.app } : {}),
+                ...(opts.buildpack ? { buildpacks: opts.buildpack } : {}),
+                env: parseEnv(opts.env ?? []),
+                slugMaxBytes: Math.round(opts.slugMaxMb * 1048576),
+                onLog,
+                // In a log the build's own output says what is happening; the progress line is for terminals.
+                ...(process.stderr.isTTY ? { onProgress: c.progress.nix } : {}),
+                onStep: c.progress.step,
+                signal: c.signal,
+              },
+            );
+          } finally {
+            builtOn = tracked.machines();
+          }
+        });
         c.progress.done();
         if (opts.json) {
           printJson({
@@ -84,6 +94,7 @@ detect, dependencies, compile, release, pack. The same source always gives the s
             configVars: r.release.configVars,
             manifest: r.manifestPath,
             provenance: r.provenance,
+            builtOn,
             seconds: r.seconds,
           });
           return;
@@ -97,6 +108,7 @@ detect, dependencies, compile, release, pack. The same source always gives the s
           `  processes  ${procs.length ? procs.map(([k, v]) => `${k}: ${v}`).join("\n             ") : "(none: add a Procfile)"}`,
           `  manifest   ${r.manifestPath}`,
           `  provenance ${r.provenance}`,
+          `  built on   ${builtOn.length ? builtOn.join(", ") : "(nothing built: all outputs were already there)"}`,
         ]);
       },
     );

@@ -11,6 +11,11 @@ export interface GlobalOptions {
   quiet?: boolean;
   /** kiln build's and kiln serve's --build-size. */
   buildSize?: string;
+  /** kiln build's and kiln serve's remote builders and substituters (src/cli/distribution.ts). */
+  builders?: string;
+  remoteOnly?: boolean;
+  substituter?: string[];
+  trustedKey?: string[];
 }
 
 export interface AppContext {

@@ -3,9 +3,10 @@ import { assertReachable } from "../dyno/sandbox.js";
 import { startControlPlane } from "../serve/controlPlane.js";
 import { positive } from "./args.js";
 import type { ContextFactory } from "./context.js";
+import { addDistributionOptions, DISTRIBUTION_HELP } from "./distribution.js";
 
 export function registerServeCommands(program: Command, ctx: ContextFactory): void {
-  program
+  const serve = program
     .command("serve")
     .description("run kiln's HTTP build API: apps, config, builds (queued), releases, formation")
     .option("--host <host>", "address to listen on", "127.0.0.1")
@@ -24,14 +25,16 @@ export function registerServeCommands(program: Command, ctx: ContextFactory): vo
       "--build-size <size>",
       "builds' limits, a dyno size (env KILN_BUILD_SIZE; an app's KILN_BUILD_SIZE wins)",
     )
-    .option("--max-source-mb <n>", "largest source upload accepted", positive("--max-source-mb"), 200)
+    .option("--max-source-mb <n>", "largest source upload accepted", positive("--max-source-mb"), 200);
+  addDistributionOptions(serve)
     .addHelpText(
       "after",
       `
 State lives in DATA_DIR/kiln.sqlite. At the first start kiln creates an admin API token, prints it
 once and keeps it in DATA_DIR/admin-token (mode 0600); the database stores only its hash. Or set
 one with KILN_ADMIN_TOKEN (24+ characters). Builds
-that were running when the server last stopped are marked failed (interrupted); queued ones run.`,
+that were running when the server last stopped are marked failed (interrupted); queued ones run.
+${DISTRIBUTION_HELP}`,
     )
     .action(
       async (

@@ -90,6 +90,20 @@ export const configSchema = z.object({
   builderId: z.string().min(1).optional(),
   /** The binary cache at /nix-cache needs no token (KILN_CACHE_PUBLIC=1): it serves every slug. */
   cachePublic: z.boolean().default(false),
+  /**
+   * Nix's remote builders (its `builders` syntax, or `@FILE` for a machines file; KILN_BUILDERS),
+   * and whether builds run only there (KILN_REMOTE_ONLY: Nix's max-jobs 0).
+   */
+  builders: z.string().default(""),
+  remoteOnly: z.boolean().default(false),
+  /**
+   * Binary caches Nix may substitute from (e.g. another kiln's /nix-cache; KILN_SUBSTITUTERS,
+   * space-separated) and the keys their paths must be signed by (KILN_TRUSTED_KEYS). A netrc
+   * file gives their tokens (KILN_NETRC_FILE).
+   */
+  substituters: z.array(z.string().regex(/^[a-z][a-z0-9+.-]*:\/\/\S+$/)).default([]),
+  trustedKeys: z.array(z.string().regex(/^[^:\s]+:[A-Za-z0-9+/=]+$/)).default([]),
+  netrcFile: z.string().min(1).optional(),
   /** `kiln bootstrap`: a stage that shows no progress for this long fails, naming what it awaited. */
   bootstrapSilenceSeconds: z.number().int().positive().default(900),
   /** Test-only: a bootstrap stage fails at once ("stage1") or hangs silently ("stage1:hang"). */
@@ -154,6 +168,13 @@ export function loadConfig(env: NodeJS.ProcessEnv, overrides: Partial<Config> = 
     cachePublic: env.KILN_CACHE_PUBLIC
       ? env.KILN_CACHE_PUBLIC === "1" || env.KILN_CACHE_PUBLIC === "true"
       : undefined,
+    builders: env.KILN_BUILDERS || undefined,
+    remoteOnly: env.KILN_REMOTE_ONLY
+      ? env.KILN_REMOTE_ONLY === "1" || env.KILN_REMOTE_ONLY === "true"
+      : undefined,
+    substituters: words(env.KILN_SUBSTITUTERS),
+    trustedKeys: words(env.KILN_TRUSTED_KEYS),
+    netrcFile: env.KILN_NETRC_FILE || undefined,
     ...stripUndefined(overrides),
   };
   const parsed = configSchema.safeParse(raw);
@@ -166,6 +187,8 @@ export function loadConfig(env: NodeJS.ProcessEnv, overrides: Partial<Config> = 
   }
   return parsed.data;
 }
+
+const words = (v: string | undefined) => (v?.trim() ? v.trim().split(/\s+/) : undefined);
 
 const numberOr = (v: string | undefined) => (v ? Number(v) : undefined);
 

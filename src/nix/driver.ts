@@ -20,9 +20,9 @@ import {
   stripAnsi,
 } from "./errors.js";
 import { toNix } from "./escape.js";
-import { NixProgress, type ProgressSnapshot, parseNixEventLine, ResultType } from "./events.js";
+import { ActivityType, NixProgress, type ProgressSnapshot, parseNixEventLine, ResultType } from "./events.js";
 import { parsePathInfo, type ValidPathInfo } from "./pathInfo.js";
-import { nixOptionArgs, resolveStore } from "./settings.js";
+import { type Distribution, nixOptionArgs, resolveStore } from "./settings.js";
 
 export interface NixOptions {
   /** "auto", "local", "daemon" or a store URI. */
@@ -35,6 +35,8 @@ export interface NixOptions {
   log: Logger;
   /** The command that imports the seed, for the missing-seed hint. */
   seedImportCommand: string;
+  /** Remote builders and substituters (none: everything is built here). */
+  distribution?: Distribution;
 }
 
 /**
@@ -67,6 +69,8 @@ export interface BuildOptions {
   cgroupProcs?: string[];
   sandboxPaths?: string[];
   buildTimeoutSeconds?: number;
+  /** Each derivation Nix starts building, and where: "local", or the remote builder's URI. */
+  onBuildStarted?: (drvPath: string, machine: string) => void;
 }
 
 /**
@@ -175,7 +179,7 @@ export function createNix(opts: NixOptions): Nix {
   const uid = process.getuid?.() ?? 1000;
   const store = resolveStore(opts.store, uid);
   const bin = (name: string) => (opts.binDir ? join(opts.binDir, name) : name);
-  const common = () => nixOptionArgs({ store, cores: opts.cores });
+  const common = () => nixOptionArgs({ store, cores: opts.cores, ...opts.distribution });
   const env: Record<string, string> = store === "daemon" ? { NIX_REMOTE: "daemon" } : {};
   const log = opts.log.child({ component: "nix" });
 
@@ -218,13 +222,15 @@ export function createNix(opts: NixOptions): Nix {
       "--log-format",
       "internal-json",
       "-v",
-      ...(bo.maxJobs ? ["--max-jobs", String(bo.maxJobs)] : []),
+      // Remote-only keeps its max-jobs 0: a local job count would build here after all.
+      ...(bo.maxJobs && !opts.distribution?.remoteOnly ? ["--max-jobs", String(bo.maxJobs)] : []),
       ...(bo.sandboxPaths?.length ? ["--option", "extra-sandbox-paths", bo.sandboxPaths.join(" ")] : []),
       ...(bo.buildTimeoutSeconds ? ["--option", "timeout", String(bo.buildTimeoutSeconds)] : []),
       ...args,
     ];
     log.debug({ args: full }, "nix build");
     let lastEmit = 0;
+    const remoteBuilds = new Map<string, number>();
     const direct = withParentDeathSignal(bin("nix"), full);
     const cmd = bo.cgroupProcs?.length
       ? {
@@ -245,6 +251,18 @@ export function createNix(opts: NixOptions): Nix {
         const ev = parseNixEventLine(line);
         if (!ev) return;
         progress.apply(ev);
+        if (ev.action === "start" && ev.type === ActivityType.Build) {
+          const [drv, machine] = ev.fields;
+          const where = typeof machine === "string" && machine ? machine : "local";
+          // A remote builder's own report of the build comes back as a second, "local" build of the
+          // same derivation while the remote one runs: only the first says where it ran.
+          if (typeof drv === "string" && !remoteBuilds.has(drv)) {
+            if (where !== "local") remoteBuilds.set(drv, ev.id);
+            bo.onBuildStarted?.(drv, where);
+          }
+        } else if (ev.action === "stop") {
+          for (const [drv, id] of remoteBuilds) if (id === ev.id) remoteBuilds.delete(drv);
+        }
         if (
           bo.onLogLine &&
           ev.action === "result" &&

@@ -27,6 +27,8 @@ export interface BuildRecord {
   release: boolean;
   /** The git commit it was built from (a push), or null (an upload). */
   commit: string | null;
+  /** Where its derivations were built ("local", builders' URIs); null until it succeeds. */
+  builtOn: string[] | null;
 }
 
 interface BuildRow {
@@ -45,6 +47,7 @@ interface BuildRow {
   log_path: string;
   release: number;
   commit_id: string | null;
+  built_on: string | null;
 }
 
 const toBuild = (r: BuildRow): BuildRecord => ({
@@ -63,6 +66,7 @@ const toBuild = (r: BuildRow): BuildRecord => ({
   logPath: r.log_path,
   release: r.release === 1,
   commit: r.commit_id,
+  builtOn: r.built_on === null ? null : (JSON.parse(r.built_on) as string[]),
 });
 
 export function createBuild(
@@ -129,13 +133,20 @@ export function startBuild(db: Db, id: string): boolean {
 export function succeedBuild(
   db: Db,
   id: string,
-  out: { slugSha256: string; slugPath: string; manifestPath: string },
+  out: { slugSha256: string; slugPath: string; manifestPath: string; builtOn?: string[] },
 ): void {
   stmt(
     db,
-    `UPDATE builds SET status = 'succeeded', finished_at = ?, slug_sha256 = ?, slug_path = ?, manifest_path = ?
+    `UPDATE builds SET status = 'succeeded', finished_at = ?, slug_sha256 = ?, slug_path = ?, manifest_path = ?, built_on = ?
      WHERE id = ? AND status = 'building'`,
-  ).run(new Date().toISOString(), out.slugSha256, out.slugPath, out.manifestPath, id);
+  ).run(
+    new Date().toISOString(),
+    out.slugSha256,
+    out.slugPath,
+    out.manifestPath,
+    JSON.stringify(out.builtOn ?? []),
+    id,
+  );
 }
 
 /** building or pending → failed / cancelled, with the reason. */

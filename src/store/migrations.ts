@@ -175,4 +175,9 @@ export const MIGRATIONS: string[] = [
   );
   CREATE INDEX sessions_by_token ON sessions (token_id);
   `,
+  // 7: remote builders. Where a succeeded build's derivations ran: a JSON array of "local" and
+  // builders' URIs ([] when everything was already built or substituted).
+  `
+  ALTER TABLE builds ADD COLUMN built_on TEXT;
+  `,
 ];

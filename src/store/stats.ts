@@ -8,6 +8,14 @@ export function buildCountsByStatus(db: Db): { status: string; n: number }[] {
   }[];
 }
 
+/** Succeeded builds by each machine their derivations ran on ("local" or a builder's URI). */
+export function buildCountsByMachine(db: Db): { machine: string; n: number }[] {
+  return stmt(
+    db,
+    "SELECT j.value AS machine, COUNT(*) AS n FROM builds, json_each(builds.built_on) AS j WHERE builds.built_on IS NOT NULL GROUP BY j.value ORDER BY j.value",
+  ).all() as { machine: string; n: number }[];
+}
+
 /** How long each finished build took, in seconds. */
 export function finishedBuildSeconds(db: Db): number[] {
   return (
