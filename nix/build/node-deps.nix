@@ -123,7 +123,7 @@ let
 
   input = derivation {
     name = "kiln-deps-input";
-    system = "x86_64-linux";
+    inherit ((import ../constants.nix)) system;
     builder = busybox;
     args = [ "sh" "-euc" ''$builder mkdir $out; $builder cp $packageJson $out/package.json; $builder cp $packageLock $out/package-lock.json'' ];
     packageJson = builtins.toFile "package.json" (toJSON (removeAttrs pkg [ "scripts" ]));

@@ -31,7 +31,7 @@ import { appUid } from "../dyno/uids.js";
 import { bug, KilnError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import type { BuildOptions, Nix } from "../nix/driver.js";
-import { toNix } from "../nix/escape.js";
+import { importExpr, type NixValue, selectExpr } from "../nix/escape.js";
 import { releaseSlug } from "../release/release.js";
 import { createRouter } from "../router/router.js";
 import { type ControlPlane, startControlPlane } from "../serve/controlPlane.js";
@@ -239,7 +239,7 @@ interface Ctx {
   st: RunState;
   say: (line: string) => void;
   /** Builds an attribute of nix/bootstrap's stages (with the source in the store). */
-  buildAttr: (attr: string, stage: string) => Promise<{ out: string; seconds: number }>;
+  buildAttr: (attr: string, stage: string, args?: NixValue[]) => Promise<{ out: string; seconds: number }>;
 }
 
 async function run(deps: Deps, opts: BootstrapOptions & { signal: AbortSignal }, st: RunState) {
@@ -255,16 +255,20 @@ async function run(deps: Deps, opts: BootstrapOptions & { signal: AbortSignal },
   watch.enter("stage0", "Nix to take kiln's source into the store");
   const sourcePath = (await nix.eval(
     {
-      expr: `toString (import ${toNix(join(opts.source, "nix", "bootstrap"))} { src = ${toNix(opts.source)}; }).source`,
+      expr: `toString ${selectExpr(importExpr(join(opts.source, "nix", "bootstrap"), { src: opts.source }), "source")}`,
     },
     { signal },
   )) as string;
   // A test-only failure in a Nix stage is a derivation nix/bootstrap swaps in (its `fail`).
   const nixFail = inject && ["stage0", "stage1", "compare"].includes(inject.stage) ? inject.spec : null;
-  const stagesExpr = `(import ${toNix(join(sourcePath, "nix", "bootstrap"))} { src = ${toNix(sourcePath)}; registry = ${toNix(opts.registry)}; ${nixFail ? `fail = ${toNix(nixFail)}; ` : ""}})`;
-  const buildAttr = async (attr: string, stage: string) => {
+  const stagesExpr = importExpr(join(sourcePath, "nix", "bootstrap"), {
+    src: sourcePath,
+    registry: opts.registry,
+    ...(nixFail ? { fail: nixFail } : {}),
+  });
+  const buildAttr = async (attr: string, stage: string, args: NixValue[] = []) => {
     const t0 = Date.now();
-    const [r] = await nix.build([{ expr: `${stagesExpr}.${attr}` }], {
+    const [r] = await nix.build([{ expr: selectExpr(stagesExpr, attr, args) }], {
       onProgress: (p) => {
         watch.progress();
         opts.onProgress?.(p);
@@ -643,10 +647,12 @@ function comparer({ deps, opts, st, buildAttr }: Ctx, differences: string[]) {
       opts.onLog?.("compare", `the ${a.name} and ${b.name} slugs are byte-identical (sha256 ${a.sha256})`);
       return true;
     }
-    const r = await buildAttr(
-      `compareOutputs ${toNix(a.name)} ${toNix(dirname(a.path))} ${toNix(b.name)} ${toNix(dirname(b.path))}`,
-      "compare",
-    );
+    const r = await buildAttr("compareOutputs", "compare", [
+      a.name,
+      dirname(a.path),
+      b.name,
+      dirname(b.path),
+    ]);
     const out = deps.nix.realPath(r.out);
     const same = (await readFile(join(out, "verdict"), "utf8")).trim() === "same";
     if (!same) differences.push(...(await readFile(join(out, "report.txt"), "utf8")).trimEnd().split("\n"));

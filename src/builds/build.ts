@@ -25,8 +25,9 @@ import {
 import type { Config } from "../config/config.js";
 import { bug, KilnError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
+import { NIX_CONSTANTS } from "../nix/constants.js";
 import type { BuildOptions, Nix } from "../nix/driver.js";
-import { toNix } from "../nix/escape.js";
+import { importExpr, selectExpr } from "../nix/escape.js";
 import { derivationName } from "../nix/events.js";
 import { run } from "../process/run.js";
 import { writeBuildProvenance } from "../provenance/provenance.js";
@@ -50,8 +51,8 @@ import { hashFile, writeFileAtomic } from "../util/fs.js";
 import { explainBuildFailure, recentLines } from "./offlineHint.js";
 import { storeTools } from "./tools.js";
 
-/** Every slug entry's mtime: 1980-01-01, as for stacks. */
-export const SLUG_SOURCE_DATE_EPOCH = 315532800;
+/** Every slug entry's mtime (1980-01-01), as for stacks: nix/constants.json. */
+export const SLUG_SOURCE_DATE_EPOCH = NIX_CONSTANTS.sourceDateEpoch;
 export const DEFAULT_SLUG_MAX_BYTES = 500 * 1024 * 1024;
 
 export interface BuildDeps {
@@ -494,7 +495,7 @@ async function realiseBuild(
 
 /** The Nix expression for a build's derivations (`attr`: slug or dependencies). */
 export function buildExpr(config: Config, specFile: string, attr: "slug" | "dependencies"): string {
-  return `(import ${toNix(join(config.projectDir, "nix", "build"))} { specFile = ${toNix(specFile)}; }).${attr}`;
+  return selectExpr(importExpr(join(config.projectDir, "nix", "build"), { specFile }), attr);
 }
 
 let registryCache: string | undefined;
