@@ -11,7 +11,7 @@ import { createLogger, type Logger } from "./log/logger.js";
 import { createNix, type Nix } from "./nix/driver.js";
 import { SEED_IMPORT_COMMAND } from "./seed/seed.js";
 
-/** The services every entry point (CLI, tests, later the API server) is built from. */
+/** The services every entry point (the CLI's commands, `kiln serve` among them, and the tests) is built from. */
 export function createCore(config: Config, log: Logger): { config: Config; log: Logger; nix: Nix } {
   const nix = createNix({
     store: config.nixStore,
@@ -46,7 +46,8 @@ export async function main(argv: string[]): Promise<number> {
     if (globals.buildSize) overrides.buildSize = globals.buildSize;
     if (globals.logLevel) overrides.logLevel = globals.logLevel as Config["logLevel"];
     const config = loadConfig(process.env, overrides);
-    const log = createLogger(config.logLevel === "info" ? "warn" : config.logLevel);
+    // --log-level info means info; only an unset level is quieter on a terminal.
+    const log = createLogger(config.logLevel ?? "warn");
     context = {
       ...createCore(config, log),
       progress: createProgressLine(process.stderr, !globals.quiet),

@@ -1,4 +1,5 @@
-# An app build: JSON in (written by kiln, see src/builds/spec.ts), derivations out.
+# An app build: JSON in (written by src/builds/build.ts's prepareBuild; its schema is buildSpecSchema
+# in src/slug/records.ts), derivations out.
 #
 #   tarballs      one fixed-output derivation per pinned dependency tarball, planned from the
 #                 source's lock file by node-deps.nix
