@@ -1,6 +1,6 @@
 /** Config vars: a change makes a new release (once the app has one), as on Heroku. */
-import { getConfig, patchConfig } from "../../store/apps.js";
-import { createRelease, currentRelease } from "../../store/releases.js";
+import { changeConfig } from "../../release/release.js";
+import { getConfig } from "../../store/apps.js";
 import { assertEnvVars } from "../../util/envVars.js";
 import { appAccess, appOf } from "../auth.js";
 import type { RoutePlugin } from "../deps.js";
@@ -27,32 +27,7 @@ export const configRoutes: RoutePlugin = async (api, { deps }) => {
       const app = appOf(req);
       const patch = req.body;
       assertEnvVars(patch);
-      const keys = Object.keys(patch);
-      const { config, result } = patchConfig(db, app.id, patch, (cfg) => {
-        const cur = currentRelease(db, app.id);
-        if (!cur) return undefined;
-        const set = keys.filter((k) => patch[k] !== null);
-        const unset = keys.filter((k) => patch[k] === null);
-        const description = [
-          set.length ? `Set ${set.join(", ")}` : "",
-          unset.length ? `Unset ${unset.join(", ")}` : "",
-        ]
-          .filter(Boolean)
-          .join("; ");
-        // The release's config: the current one (buildpack defaults included), with the patch applied.
-        const next = { ...cur.config };
-        for (const k of unset) delete next[k];
-        for (const k of set) next[k] = cfg[k] as string;
-        return createRelease(db, {
-          appId: app.id,
-          buildId: cur.buildId,
-          slugSha256: cur.slugSha256,
-          slugPath: cur.slugPath,
-          processTypes: cur.processTypes,
-          config: next,
-          description,
-        });
-      });
+      const { config, release: result } = changeConfig(db, app.id, patch);
       if (result) {
         deps.dynos?.reconcile(app.id);
         await deps.platform?.release(app.name, result);
