@@ -6,16 +6,17 @@
   # `kiln bootstrap`) puts into the store first: pure evaluation then finds them already fetched.
   outputs = { self }:
     let
-      system = "x86_64-linux";
+      constants = import ./nix/constants.nix;
+      inherit (constants) system;
       kiln = import ./nix/default.nix;
       stages = import ./nix/bootstrap { src = self; };
       # `nix run .#bootstrap`: the hand-compiled kiln (stage0) drives the rest, as a program.
       run = name: tree: args: derivation {
         inherit name system tree;
-        busybox = "${kiln.seed}/deb/busybox-static/bin/busybox";
+        busybox = constants.busyboxOf kiln.seed;
         node = "${kiln.seed}/node/bin/node";
         kilnArgs = args;
-        builder = "${kiln.seed}/deb/busybox-static/bin/busybox";
+        builder = constants.busyboxOf kiln.seed;
         args = [ "sh" "-euc" ''
           $busybox mkdir -p $out/bin
           printf '#!%s sh\nexec %s %s/bin/kiln.js %s "$@"\n' $busybox $node $tree "$kilnArgs" > $out/bin/${name}

@@ -7,6 +7,7 @@
 # path is absent does it try the "URL", which is that message.
 { lock }:
 let
+  constants = import ./constants.nix;
   seedPath = builtins.fetchTarball {
     name = "kiln-seed";
     url = "kiln-seed-is-missing: the pinned seed ${lock.storePath} is not in the Nix store; import it with `npm run kiln -- seed` in the kiln checkout (or `kiln seed import FILE`)";
@@ -15,7 +16,7 @@ let
 in
 builtins.seq seedPath (derivation {
   name = "kiln-seed";
-  system = "x86_64-linux";
+  inherit (constants) system;
   # Never runs: the output is valid by the time this derivation is evaluated.
   builder = "builtin:fetchurl";
   url = "kiln-seed-is-missing";

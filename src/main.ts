@@ -12,7 +12,7 @@ import { createNix, type Nix } from "./nix/driver.js";
 import { checkDistribution, type Distribution } from "./nix/settings.js";
 import { SEED_IMPORT_COMMAND } from "./seed/seed.js";
 
-/** The services every entry point (CLI, tests, later the API server) is built from. */
+/** The services every entry point (the CLI's commands, `kiln serve` among them, and the tests) is built from. */
 export function createCore(config: Config, log: Logger): { config: Config; log: Logger; nix: Nix } {
   const distribution: Distribution = {
     builders: config.builders,
@@ -60,7 +60,8 @@ export async function main(argv: string[]): Promise<number> {
     if (globals.trustedKey?.length) overrides.trustedKeys = globals.trustedKey;
     if (globals.logLevel) overrides.logLevel = globals.logLevel as Config["logLevel"];
     const config = loadConfig(process.env, overrides);
-    const log = createLogger(config.logLevel === "info" ? "warn" : config.logLevel);
+    // --log-level info means info; only an unset level is quieter on a terminal.
+    const log = createLogger(config.logLevel ?? "warn");
     context = {
       ...createCore(config, log),
       progress: createProgressLine(process.stderr, !globals.quiet),

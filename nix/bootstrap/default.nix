@@ -18,8 +18,10 @@
 { src, registry ? null, nondeterministic ? false, fail ? null }:
 let
   kiln = import ../default.nix;
+  constants = import ../constants.nix;
   inherit (kiln) seed;
-  busybox = "${seed}/deb/busybox-static/bin/busybox";
+  inherit (constants) system sourceDateEpoch;
+  busybox = constants.busyboxOf seed;
   buildNix = ../build;
 
   # What `git ls-files` would give (flakes copy only tracked files; this drops a checkout's
@@ -43,7 +45,7 @@ let
     inherit source tools nondeterministic;
     # kiln records the source's NAR hash here; pure Nix knows its store path, which is as unique.
     sourceHash = "store:${hashPart source}";
-    sourceDateEpoch = 315532800;
+    inherit sourceDateEpoch;
     slugMaxBytes = 500 * 1024 * 1024;
     env = { };
     buildpacks = [ { name = "nodejs"; version = "${declared}+${hashPart nodejs}"; path = nodejs; } ];
@@ -53,13 +55,13 @@ let
 
   phase = name: attrs: derivation ({
     inherit name seed busybox;
-    system = "x86_64-linux";
+    inherit system;
     builder = busybox;
     args = [ "sh" "-eu" (buildNix + "/phase.sh") ];
     # phase.sh's lockdown: the same seccomp filter as every build (nix/build/default.nix).
     seccomp = buildNix + "/seccomp.bpf";
     stack = kiln.stack-build;
-    SOURCE_DATE_EPOCH = "315532800";
+    SOURCE_DATE_EPOCH = toString sourceDateEpoch;
     buildpacks = "";
     specJSON = "{}";
     # kiln's tree mentions the seed by store path (nix/seed.lock.json), and nothing else.
@@ -69,7 +71,7 @@ let
   failing = if fail == null then null else builtins.head (builtins.split ":" fail);
   injected = name: derivation {
     name = "${name}-injected-failure";
-    system = "x86_64-linux";
+    inherit system;
     builder = busybox;
     inherit busybox fail;
     args = [ "sh" "-c" (if builtins.match ".*:hang" fail != null
@@ -95,7 +97,7 @@ let
   compare = { name, mustMatch ? true }: aName: a: bName: b: derivation {
     inherit name busybox aName bName;
     mustMatch = if mustMatch then "1" else "";
-    system = "x86_64-linux";
+    inherit system;
     builder = busybox;
     args = [ "sh" "-eu" ./compare.sh ];
     aSlug = a; aTree = treeOf aName a;
@@ -105,7 +107,7 @@ let
   # A runnable kiln from a stage's tree: the slug's own Node on the slug's own code.
   wrap = tree: derivation {
     name = "kiln";
-    system = "x86_64-linux";
+    inherit system;
     builder = busybox;
     inherit tree busybox;
     args = [ "sh" "-euc" ''

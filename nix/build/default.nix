@@ -1,4 +1,5 @@
-# An app build: JSON in (written by kiln, see src/builds/spec.ts), derivations out.
+# An app build: JSON in (written by src/builds/build.ts's prepareBuild; its schema is buildSpecSchema
+# in src/slug/records.ts), derivations out.
 #
 #   tarballs      one fixed-output derivation per pinned dependency tarball, planned from the
 #                 source's lock file by node-deps.nix
@@ -13,6 +14,7 @@
 { specFile ? null, spec ? builtins.fromJSON (builtins.readFile specFile) }:
 let
   kiln = import ../default.nix;
+  constants = import ../constants.nix;
   inherit (kiln) seed;
   stack = kiln.stack-build;
   # A bare string (from JSON) names a store path; paths from builtins.path carry their context.
@@ -20,8 +22,8 @@ let
   source = storePath spec.source;
 
   common = {
-    system = "x86_64-linux";
-    builder = "${seed}/deb/busybox-static/bin/busybox";
+    inherit (constants) system;
+    builder = constants.busyboxOf seed;
     args = [ "sh" "-eu" ./phase.sh ];
     inherit seed stack;
     # kiln's seccomp filter (src/dyno/seccomp.ts compiled by libexec/kiln-seccomp.py), as bytes in

@@ -3,11 +3,12 @@
 { buildpack, source }:
 let
   kiln = import ../default.nix;
+  constants = import ../constants.nix;
 in
 derivation {
   name = "kiln-detect";
-  system = "x86_64-linux";
-  builder = "${kiln.seed}/deb/busybox-static/bin/busybox";
+  inherit (constants) system;
+  builder = constants.busyboxOf kiln.seed;
   args = [ "sh" "-eu" ./phase.sh ];
   # phase.sh's lockdown: bin/detect runs under the same seccomp filter as every build phase.
   seccomp = ./seccomp.bpf;
@@ -17,6 +18,6 @@ derivation {
   buildpacks = [ (builtins.storePath buildpack) ];
   source = builtins.storePath source;
   specJSON = "{}";
-  SOURCE_DATE_EPOCH = "315532800";
+  SOURCE_DATE_EPOCH = toString constants.sourceDateEpoch;
   allowedReferences = [ ];
 }

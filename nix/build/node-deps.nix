@@ -6,7 +6,7 @@
 #
 # kiln's TypeScript side (src/buildpacks/nodejs.ts, planDependencies) checks the same lock first and
 # refuses what this file cannot pin, with a readable error; this file is where the plan is made, for
-# `kiln build` and for the flake's pure evaluation alike (test/unit/nodeDepsPlan.test.ts keeps both
+# `kiln build` and for the flake's pure evaluation alike (test/integration/nodeDeps.test.ts keeps both
 # in step).
 #
 # registry: where tarballs are fetched from when they are not in the store yet, from npm's own
@@ -123,7 +123,7 @@ let
 
   input = derivation {
     name = "kiln-deps-input";
-    system = "x86_64-linux";
+    inherit ((import ../constants.nix)) system;
     builder = busybox;
     args = [ "sh" "-euc" ''$builder mkdir $out; $builder cp $packageJson $out/package.json; $builder cp $packageLock $out/package-lock.json'' ];
     packageJson = builtins.toFile "package.json" (toJSON (removeAttrs pkg [ "scripts" ]));

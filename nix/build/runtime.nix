@@ -44,7 +44,7 @@ let
   # by all; bin/node executable whatever the tarball said.
   unpack = t: derivation {
     name = "kiln-runtime-${replaceStrings [ "@" "/" ] [ "" "-" ] t.package}-${t.version}";
-    system = "x86_64-linux";
+    inherit ((import ../constants.nix)) system;
     builder = busybox;
     tarball = fetch t;
     args = [ "sh" "-euc" ''

@@ -38,7 +38,7 @@ let
     let source = builtins.path { path = src + "/test/fixtures/apps/${app}"; name = "kiln-source"; }; in {
       inherit app source tools;
       sourceHash = "store:${hashPart source}";
-      sourceDateEpoch = 315532800;
+      inherit (import ../constants.nix) sourceDateEpoch;
       slugMaxBytes = 500 * 1024 * 1024;
       env = { };
       buildpacks = [ (shipped buildpack) ];

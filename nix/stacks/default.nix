@@ -4,12 +4,13 @@
 #          and bubblewrap: enough for buildpacks and node-gyp.
 { seed, lock }:
 let
+  constants = import ../constants.nix;
   mkStack = { name, packages, withNode }:
     derivation {
       inherit name seed;
-      system = "x86_64-linux";
+      inherit (constants) system;
       # The seed's static busybox is the only tool available in the sandbox: it is the builder.
-      builder = "${seed}/deb/busybox-static/bin/busybox";
+      builder = constants.busyboxOf seed;
       args = [ "sh" "-eu" ./make-stack.sh ];
       copyTree = ../lib/copy-tree.sh;
       packages = builtins.concatStringsSep " " packages;

@@ -31,7 +31,7 @@ import { appUid } from "../dyno/uids.js";
 import { bug, KilnError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import type { BuildOptions, Nix } from "../nix/driver.js";
-import { toNix } from "../nix/escape.js";
+import { importExpr, type NixValue, selectExpr } from "../nix/escape.js";
 import { releaseSlug } from "../release/release.js";
 import { createRouter } from "../router/router.js";
 import { type ControlPlane, startControlPlane } from "../serve/controlPlane.js";
@@ -232,42 +232,43 @@ interface RunState {
   started: number;
 }
 
+/** What every stage works with: the run's state, its progress line and its Nix stage builder. */
+interface Ctx {
+  deps: Deps;
+  opts: BootstrapOptions & { signal: AbortSignal };
+  st: RunState;
+  say: (line: string) => void;
+  /** Builds an attribute of nix/bootstrap's stages (with the source in the store). */
+  buildAttr: (attr: string, stage: string, args?: NixValue[]) => Promise<{ out: string; seconds: number }>;
+}
+
 async function run(deps: Deps, opts: BootstrapOptions & { signal: AbortSignal }, st: RunState) {
-  const { config, nix } = deps;
-  const { watch, inject, parts, signal } = { ...st, signal: opts.signal };
+  const { nix } = deps;
+  const { watch, inject, signal } = { ...st, signal: opts.signal };
   const say = (line: string) => {
     watch.progress();
     opts.say(line);
   };
-  if (process.getuid?.() !== 0) {
-    throw new KilnError({
-      code: "needs_root",
-      message: "kiln bootstrap runs the platform, whose dynos need root",
-      hint: "run it with sudo (or as root)",
-    });
-  }
-  await stat(join(opts.source, "nix", "bootstrap", "default.nix")).catch(() => {
-    throw new KilnError({
-      code: "invalid_source",
-      message: `${opts.source} is not a kiln source tree (no nix/bootstrap/default.nix)`,
-      hint: "give kiln's checkout with --source (the default is the kiln this command runs from)",
-    });
-  });
+  await preflight(opts.source);
   // The source is taken once, into the store: every stage (and the uploads) use that same copy,
   // whatever happens to the checkout meanwhile.
   watch.enter("stage0", "Nix to take kiln's source into the store");
   const sourcePath = (await nix.eval(
     {
-      expr: `toString (import ${toNix(join(opts.source, "nix", "bootstrap"))} { src = ${toNix(opts.source)}; }).source`,
+      expr: `toString ${selectExpr(importExpr(join(opts.source, "nix", "bootstrap"), { src: opts.source }), "source")}`,
     },
     { signal },
   )) as string;
   // A test-only failure in a Nix stage is a derivation nix/bootstrap swaps in (its `fail`).
   const nixFail = inject && ["stage0", "stage1", "compare"].includes(inject.stage) ? inject.spec : null;
-  const stagesExpr = `(import ${toNix(join(sourcePath, "nix", "bootstrap"))} { src = ${toNix(sourcePath)}; registry = ${toNix(opts.registry)}; ${nixFail ? `fail = ${toNix(nixFail)}; ` : ""}})`;
-  const buildAttr = async (attr: string, stage: string) => {
+  const stagesExpr = importExpr(join(sourcePath, "nix", "bootstrap"), {
+    src: sourcePath,
+    registry: opts.registry,
+    ...(nixFail ? { fail: nixFail } : {}),
+  });
+  const buildAttr = async (attr: string, stage: string, args: NixValue[] = []) => {
     const t0 = Date.now();
-    const [r] = await nix.build([{ expr: `${stagesExpr}.${attr}` }], {
+    const [r] = await nix.build([{ expr: selectExpr(stagesExpr, attr, args) }], {
       onProgress: (p) => {
         watch.progress();
         opts.onProgress?.(p);
@@ -283,7 +284,66 @@ async function run(deps: Deps, opts: BootstrapOptions & { signal: AbortSignal },
     return { out, seconds: (Date.now() - t0) / 1000 };
   };
 
-  // 1. stage0 and stage1, in Nix.
+  const ctx: Ctx = { deps, opts, st, say, buildAttr };
+  const nixStages = await buildNixStages(ctx);
+  const platform = await startPlatform(ctx);
+  const v1 = await releaseStage1(ctx, platform, nixStages.stage1Slug);
+  const { hosted, app } = v1;
+  const source = uploads(ctx, sourcePath);
+  const stage2 = await buildStage2(ctx, { platform, hosted, appId: app.id, source });
+  const stage3 = await buildStage3(ctx, { platform, hosted, source });
+  await source.done();
+  const differences: string[] = [];
+  const compare = comparer(ctx, differences);
+  const slug1 = { name: "stage1", path: nixStages.stage1Slug.path, sha256: nixStages.stage1Slug.sha256 };
+  const slug2 = { name: "stage2", path: slugPathOf(stage2.build), sha256: stage2.build.slug_sha256 };
+  const slug3 = { name: "stage3", path: slugPathOf(stage3.build), sha256: stage3.build.slug_sha256 };
+  const fixedPoint = await compare(slug2, slug3);
+  const stage1MatchesStage2 = await compare(slug1, slug2);
+  const stages = st.done as Record<StageName, StageReport>;
+  const { cp, apiUrl } = platform;
+  return {
+    outcome: fixedPoint ? "fixed-point" : "no-fixed-point",
+    failed: null,
+    fixedPoint,
+    stage1MatchesStage2,
+    stage2BuiltByStage1: !!stage2.tools && stage2.tools === nixStages.stage1ToolsNarHash,
+    stages,
+    differences,
+    platform: {
+      api: apiUrl,
+      manager: cp.url,
+      router: cp.routerUrl ?? "",
+      kilnRelease: stage2.version,
+      adminTokenFile: cp.adminTokenFile,
+    },
+    seconds: (Date.now() - st.started) / 1000,
+    finishedAt: new Date().toISOString(),
+  } satisfies BootstrapReport;
+}
+
+/** Refusals before anything starts: the platform's dynos need root; the source must be kiln's. */
+async function preflight(source: string): Promise<void> {
+  if (process.getuid?.() !== 0) {
+    throw new KilnError({
+      code: "needs_root",
+      message: "kiln bootstrap runs the platform, whose dynos need root",
+      hint: "run it with sudo (or as root)",
+    });
+  }
+  await stat(join(source, "nix", "bootstrap", "default.nix")).catch(() => {
+    throw new KilnError({
+      code: "invalid_source",
+      message: `${source} is not a kiln source tree (no nix/bootstrap/default.nix)`,
+      hint: "give kiln's checkout with --source (the default is the kiln this command runs from)",
+    });
+  });
+}
+
+/** stage0 (the hand compile) and stage1 (kiln built by stage0's tools), in Nix; stage1's tools. */
+async function buildNixStages({ deps, st, say, buildAttr }: Ctx) {
+  const { nix } = deps;
+  const { watch } = st;
   say("stage0: the hand compile (kiln's locked dependencies, then tsc), in the Nix sandbox");
   watch.enter("stage0", "the Nix build of stage0 (the hand compile)");
   const s0 = await buildAttr("stage0", "stage0");
@@ -306,8 +366,19 @@ async function run(deps: Deps, opts: BootstrapOptions & { signal: AbortSignal },
   watch.enter("stage1", "the Nix build of stage1's tools");
   const stage1Tools = await buildAttr("stage1Tools", "stage1");
   const [stage1ToolsInfo] = await nix.pathInfo([stage1Tools.out]);
+  return { stage1Slug, stage1ToolsNarHash: stage1ToolsInfo?.narHash };
+}
 
-  // 2. The platform: the dyno manager here, the control plane as the app `kiln`.
+type Platform = Awaited<ReturnType<typeof startPlatform>>;
+
+/**
+ * The platform: a private nix-daemon, the dyno manager here (control plane with dynos, the router)
+ * granting the app `kiln` what it needs, and the front door at kiln's usual API address.
+ */
+async function startPlatform({ deps, opts, st, say }: Ctx) {
+  const { config, nix } = deps;
+  const { watch, parts } = st;
+  const { signal } = opts;
   watch.enter("platform", "the hosted control plane's state directories");
   const hostedDir = join(config.dataDir, "hosted");
   const kilnState = join(hostedDir, KILN_APP);
@@ -387,9 +458,19 @@ async function run(deps: Deps, opts: BootstrapOptions & { signal: AbortSignal },
   });
   const apiUrl = await frontDoor.listen({ host: "127.0.0.1", port: opts.apiPort });
   st.platform.api = apiUrl;
-  const db = cp.db;
+  return { cp, apiUrl, token, kilnState };
+}
 
-  // Inception: stage1 is registered as the first release of the app `kiln`.
+/** Inception: stage1 is the app `kiln`'s first release; its web dyno is up and its API answers. */
+async function releaseStage1(
+  { deps, opts, st, say }: Ctx,
+  { cp, apiUrl, token }: Platform,
+  stage1Slug: Awaited<ReturnType<typeof slugInfo>>,
+) {
+  const { config } = deps;
+  const { watch, inject } = st;
+  const { signal } = opts;
+  const db = cp.db;
   const app = (() => {
     try {
       return getApp(db, KILN_APP);
@@ -437,12 +518,16 @@ async function run(deps: Deps, opts: BootstrapOptions & { signal: AbortSignal },
   await hosted.waitHealthy(120_000);
   say(`platform: the hosted control plane answers at ${apiUrl}`);
   await hosted.ensureApp(KILN_APP);
+  return { hosted, app, version: v1.version };
+}
 
-  // 3. stage2 through stage1's API, released to the app `kiln`.
-  const tmpRoot = join(config.dataDir, "tmp");
-  const stage2Fail = injectedAt(inject, "stage2");
-  const uploadFail = injectedAt(inject, "upload");
-  // Packed once, for stage2 and stage3; removed however the bootstrap ends.
+/**
+ * The sources uploaded to the hosted builds: kiln's own, packed once for stage2 and stage3, or a
+ * test's injected one; each removed however the bootstrap ends.
+ */
+function uploads({ deps, st }: Ctx, sourcePath: string) {
+  const { config } = deps;
+  const { inject, parts } = st;
   let tarball: string | undefined;
   const kilnSource = async (): Promise<string> => {
     if (tarball) return tarball;
@@ -455,19 +540,40 @@ async function run(deps: Deps, opts: BootstrapOptions & { signal: AbortSignal },
     return file;
   };
   const injectedApp = async (inj: NonNullable<typeof inject>) => {
-    const file = await injectedSource(inj, tmpRoot, config.dataDir);
+    const file = await injectedSource(inj, join(config.dataDir, "tmp"), config.dataDir);
     parts.push({
       what: "the injected source",
       stop: () => rm(dirname(file), { recursive: true, force: true }),
     });
     return file;
   };
+  return {
+    async stage2(): Promise<string | ReturnType<typeof injectedUpload>> {
+      const uploadFail = injectedAt(inject, "upload");
+      const stage2Fail = injectedAt(inject, "stage2");
+      if (uploadFail) return injectedUpload(uploadFail);
+      return stage2Fail ? injectedApp(stage2Fail) : kilnSource();
+    },
+    async stage3(): Promise<string> {
+      const stage3Fail = injectedAt(inject, "stage3");
+      return stage3Fail ? injectedApp(stage3Fail) : kilnSource();
+    },
+    async done(): Promise<void> {
+      if (tarball) await rm(dirname(tarball), { recursive: true, force: true });
+    },
+  };
+}
+
+/** stage2 through stage1's API, released to the app `kiln`, which rolls to it. */
+async function buildStage2(
+  { deps, opts, st, say }: Ctx,
+  o: { platform: Platform; hosted: HostedApi; appId: string; source: ReturnType<typeof uploads> },
+) {
+  const { cp, apiUrl, kilnState } = o.platform;
+  const { watch } = st;
+  const { hosted } = o;
   watch.enter("upload", "kiln's source to be packed for the upload");
-  const source2 = uploadFail
-    ? injectedUpload(uploadFail)
-    : stage2Fail
-      ? await injectedApp(stage2Fail)
-      : await kilnSource();
+  const source2 = await o.source.stage2();
   say("stage2: kiln's source uploaded to stage1's API");
   watch.enter("upload", `stage1's API at ${apiUrl} to take kiln's source`);
   const t2 = Date.now();
@@ -478,7 +584,7 @@ async function run(deps: Deps, opts: BootstrapOptions & { signal: AbortSignal },
   say(
     `stage2: slug ${b2.slug_sha256?.slice(0, 12)} (${s2seconds.toFixed(1)} s); rolling the app ${KILN_APP} to it`,
   );
-  const v2 = currentRelease(db, app.id);
+  const v2 = currentRelease(cp.db, o.appId);
   if (!v2 || v2.slugSha256 !== b2.slug_sha256)
     throw new KilnError({
       code: "bootstrap_failed",
@@ -486,81 +592,72 @@ async function run(deps: Deps, opts: BootstrapOptions & { signal: AbortSignal },
       hint: `see the build log: kiln logs ${KILN_APP}`,
     });
   watch.enter("stage2", `the app ${KILN_APP} to roll to stage2 (release v${v2.version})`);
-  await waitForRelease(cp, v2.version, say, signal);
+  await waitForRelease(cp, v2.version, say, opts.signal);
   st.platform.kilnRelease = v2.version;
   watch.enter("stage2", `stage2's API to answer at ${apiUrl}`);
   await hosted.waitHealthy(120_000);
   say(`platform: the app ${KILN_APP} now runs stage2 (release v${v2.version}: ${v2.description})`);
-  const tools2 = await recordedTools(kilnState, b2);
+  const tools = await recordedTools(kilnState, b2);
   st.done.stage2 = {
-    ...(await stageOf(nix, b2, s2seconds)),
+    ...(await stageOf(deps.nix, b2, s2seconds)),
     builtBy: "stage1 (through its API)",
-    ...(tools2 ? { tools: tools2 } : {}),
+    ...(tools ? { tools } : {}),
   };
+  return { build: b2, version: v2.version, tools };
+}
 
-  // 4. stage3 through stage2's API, kept aside (not released), then the comparisons.
-  const stage3Fail = injectedAt(inject, "stage3");
+/** stage3 through stage2's API, kept aside (not released). */
+async function buildStage3(
+  { deps, opts, st, say }: Ctx,
+  o: { platform: Platform; hosted: HostedApi; source: ReturnType<typeof uploads> },
+) {
+  const { apiUrl, kilnState } = o.platform;
+  const { watch } = st;
+  const { hosted } = o;
   say("stage3: kiln's source uploaded to stage2's API (built, not released)");
   watch.enter("stage3", `stage2's API at ${apiUrl} to take kiln's source`);
   const t3 = Date.now();
-  const started3 = await hosted.upload(
-    KILN_APP,
-    stage3Fail ? await injectedApp(stage3Fail) : await kilnSource(),
-    { release: false },
-  );
+  const started3 = await hosted.upload(KILN_APP, await o.source.stage3(), { release: false });
   watch.enter("stage3", `the hosted build ${started3.id} (stage3, through stage2's API)`);
   const b3 = await hosted.follow(KILN_APP, started3, (l) => opts.onLog?.("stage3", l));
   const s3seconds = (Date.now() - t3) / 1000;
-  const tools3 = await recordedTools(kilnState, b3);
+  const tools = await recordedTools(kilnState, b3);
   st.done.stage3 = {
-    ...(await stageOf(nix, b3, s3seconds)),
+    ...(await stageOf(deps.nix, b3, s3seconds)),
     builtBy: "stage2 (through its API)",
-    ...(tools3 ? { tools: tools3 } : {}),
+    ...(tools ? { tools } : {}),
   };
-  if (tarball) await rm(dirname(tarball), { recursive: true, force: true });
-  const differences: string[] = [];
-  // Equal sha256 is the verdict; only differing slugs go through the file-by-file comparison
-  // (always, when a test injects a failure there).
-  type Slug = { name: string; path: string; sha256: string | null };
-  const compare = async (a: Slug, b: Slug) => {
+  return { build: b3 };
+}
+
+type HostedApi = ReturnType<typeof createHostedApi>;
+
+type Slug = { name: string; path: string; sha256: string | null };
+
+/**
+ * Two slugs compared: equal sha256 is the verdict; only differing slugs go through nix/bootstrap's
+ * file-by-file comparison (always, when a test injects a failure there), whose report lines are
+ * added to `differences`.
+ */
+function comparer({ deps, opts, st, buildAttr }: Ctx, differences: string[]) {
+  const { watch, inject } = st;
+  return async (a: Slug, b: Slug): Promise<boolean> => {
     watch.enter("compare", `the comparison of the ${a.name} and ${b.name} slugs`);
     if (a.sha256 && a.sha256 === b.sha256 && !injectedAt(inject, "compare")) {
       opts.onLog?.("compare", `the ${a.name} and ${b.name} slugs are byte-identical (sha256 ${a.sha256})`);
       return true;
     }
-    const r = await buildAttr(
-      `compareOutputs ${toNix(a.name)} ${toNix(dirname(a.path))} ${toNix(b.name)} ${toNix(dirname(b.path))}`,
-      "compare",
-    );
-    const out = nix.realPath(r.out);
+    const r = await buildAttr("compareOutputs", "compare", [
+      a.name,
+      dirname(a.path),
+      b.name,
+      dirname(b.path),
+    ]);
+    const out = deps.nix.realPath(r.out);
     const same = (await readFile(join(out, "verdict"), "utf8")).trim() === "same";
     if (!same) differences.push(...(await readFile(join(out, "report.txt"), "utf8")).trimEnd().split("\n"));
     return same;
   };
-  const slug1 = { name: "stage1", path: stage1Slug.path, sha256: stage1Slug.sha256 };
-  const slug2 = { name: "stage2", path: slugPathOf(b2), sha256: b2.slug_sha256 };
-  const slug3 = { name: "stage3", path: slugPathOf(b3), sha256: b3.slug_sha256 };
-  const fixedPoint = await compare(slug2, slug3);
-  const stage1MatchesStage2 = await compare(slug1, slug2);
-  const stages = st.done as Record<StageName, StageReport>;
-  return {
-    outcome: fixedPoint ? "fixed-point" : "no-fixed-point",
-    failed: null,
-    fixedPoint,
-    stage1MatchesStage2,
-    stage2BuiltByStage1: !!tools2 && tools2 === stage1ToolsInfo?.narHash,
-    stages,
-    differences,
-    platform: {
-      api: apiUrl,
-      manager: cp.url,
-      router: cp.routerUrl ?? "",
-      kilnRelease: v2.version,
-      adminTokenFile: cp.adminTokenFile,
-    },
-    seconds: (Date.now() - st.started) / 1000,
-    finishedAt: new Date().toISOString(),
-  } satisfies BootstrapReport;
 }
 
 /** Whether `p` settled within `ms` (its rejection passes through); the timer keeps no one alive. */

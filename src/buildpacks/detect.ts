@@ -6,7 +6,7 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Nix } from "../nix/driver.js";
-import { toNix } from "../nix/escape.js";
+import { importExpr } from "../nix/escape.js";
 import { stackExec } from "../stacks/sandbox.js";
 
 export async function detectBuildpackInNix(
@@ -17,7 +17,10 @@ export async function detectBuildpackInNix(
 ): Promise<{ detected: boolean; name: string; output: string }> {
   const [r] = await nix.build([
     {
-      expr: `import ${toNix(join(projectDir, "nix", "build", "detect.nix"))} { buildpack = ${toNix(buildpackStorePath)}; source = ${toNix(sourceStorePath)}; }`,
+      expr: importExpr(join(projectDir, "nix", "build", "detect.nix"), {
+        buildpack: buildpackStorePath,
+        source: sourceStorePath,
+      }),
     },
   ]);
   const out = nix.realPath(r?.outputs.out ?? "");

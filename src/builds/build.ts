@@ -25,8 +25,9 @@ import {
 import type { Config } from "../config/config.js";
 import { bug, KilnError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
+import { NIX_CONSTANTS } from "../nix/constants.js";
 import type { BuildOptions, Nix } from "../nix/driver.js";
-import { toNix } from "../nix/escape.js";
+import { importExpr, selectExpr } from "../nix/escape.js";
 import { derivationName } from "../nix/events.js";
 import { run } from "../process/run.js";
 import { writeBuildProvenance } from "../provenance/provenance.js";
@@ -50,8 +51,8 @@ import { hashFile, writeFileAtomic } from "../util/fs.js";
 import { explainBuildFailure, recentLines } from "./offlineHint.js";
 import { storeTools } from "./tools.js";
 
-/** Every slug entry's mtime: 1980-01-01, as for stacks. */
-export const SLUG_SOURCE_DATE_EPOCH = 315532800;
+/** Every slug entry's mtime (1980-01-01), as for stacks: nix/constants.json. */
+export const SLUG_SOURCE_DATE_EPOCH = NIX_CONSTANTS.sourceDateEpoch;
 export const DEFAULT_SLUG_MAX_BYTES = 500 * 1024 * 1024;
 
 export interface BuildDeps {
@@ -160,150 +161,40 @@ export async function withBuildTmp<T>(config: Config, fn: (tmp: string) => Promi
 }
 
 /**
- * Steps 1–4: the source into the store, the stacks, the buildpacks, the inputs checked, the spec
- * written. `tmp` is scratch space that the caller removes.
+ * Everything before Nix builds: the source into the store, the stacks, the buildpacks, the inputs
+ * checked, the spec written. `tmp` is scratch space that the caller removes.
  */
 export async function prepareBuild(deps: BuildDeps, req: BuildRequest, tmp: string): Promise<PreparedBuild> {
   const { config, nix } = deps;
   const step = req.onStep ?? (() => {});
-  for (const k of Object.keys(req.env ?? {})) {
-    if (!ENV_NAME.test(k))
-      throw new KilnError({
-        code: "invalid_env",
-        message: `"${k}" is not a valid config var name`,
-        hint: "use letters, digits and _, not starting with a digit",
-      });
-  }
+  assertEnvNames(req.env ?? {});
   const appDir = resolve(req.appDir);
   // Looked up in parallel with the rest (npm takes a few hundred ms to start); used only for URLs.
   const registry = npmRegistry();
   registry.catch(() => {});
 
-  // 1. The source, content-addressed.
   step("snapshotting the source");
-  const snapshot = join(tmp, "kiln-source");
-  const srcStats = await snapshotDir(appDir, snapshot);
-  const pkgText = await readTextBeneath(snapshot, "package.json");
-  const pkg = pkgText === undefined ? undefined : parsePackageJson(pkgText);
-  const app = appNameFrom(req.app, pkg?.name, appDir);
-  const source = await nix.addPath(snapshot);
-
-  // 2. Stacks and buildpacks.
+  const { snapshot, srcStats, pkg, app, source } = await snapshotSource(nix, req, appDir, tmp);
   step("building the stacks (if needed)");
   const [stack] = await buildStacks(deps, ["build"], {
     ...(req.onProgress ? { onProgress: req.onProgress } : {}),
   });
   if (!stack) bug("no build stack");
-  const fromCaller = req.buildpacks && req.buildpacks.length > 0 ? req.buildpacks : undefined;
-  const fromApp = fromCaller ? undefined : await appBuildpackList(snapshot);
-  const stored: StoredBuildpack[] = [];
-  if (fromCaller) {
-    for (const ref of fromCaller)
-      stored.push(await storeBuildpack(nix, await resolveBuildpackRef(config, ref, process.cwd()), tmp));
-  } else if (fromApp) {
-    // An uploaded source's .buildpacks is the tenant's: shipped buildpacks or paths inside the app.
-    for (const { ref, line } of fromApp) {
-      const scope = req.sourceFrom === "tenant" ? { kind: "app" as const, root: snapshot, line } : appDir;
-      stored.push(await storeBuildpack(nix, await resolveBuildpackRef(config, ref, scope), tmp));
-    }
-  } else {
-    const tried: string[] = [];
-    for (const name of SHIPPED_BUILDPACKS) {
-      const bp = await storeBuildpack(nix, await resolveBuildpackRef(config, name, appDir), tmp);
-      const d =
-        config.detectIn === "nix"
-          ? await detectBuildpackInNix(nix, config.projectDir, bp.path, source.path)
-          : await detectBuildpack(
-              nix.realPath(stack.storePath),
-              nix.realPath(bp.path),
-              nix.realPath(source.path),
-            );
-      if (d.detected) {
-        stored.push(bp);
-        break;
-      }
-      tried.push(name);
-    }
-    if (stored.length === 0) {
-      throw new KilnError({
-        code: "no_buildpack",
-        message: `no buildpack detects the app in ${appDir} (tried ${tried.join(", ")})`,
-        hint: "nodejs needs package.json, static needs index.html or static.json, procfile needs a Procfile; or name a buildpack with --buildpack",
-      });
-    }
-  }
-
-  // 3. Inputs kiln can check before building.
+  const stored = await chooseBuildpacks(deps, {
+    req,
+    appDir,
+    snapshot,
+    sourcePath: source.path,
+    stackPath: stack.storePath,
+    tmp,
+  });
   const seedLock = await readSeedLock(config.projectDir);
-  const procfileText = await readTextBeneath(snapshot, "Procfile");
-  if (procfileText !== undefined) {
-    const p = parseProcfile(procfileText);
-    if (p.errors.length > 0) {
-      throw new KilnError({
-        code: "invalid_procfile",
-        // Line and reason, never the line's text: what kiln read from a tenant's tree is not echoed.
-        message: `the Procfile is malformed:\n${p.errors.map((e) => `  line ${e.line}: ${e.reason}`).join("\n")}`,
-        hint: "each line is `name: command`, e.g. `web: node server.js`",
-      });
-    }
-  }
-  let dependencies: BuildSpec["dependencies"] = null;
-  let lockfile: Manifest["lockfile"] = null;
-  let runtime: RuntimePlan | undefined;
-  const nodeIndex = stored.findIndex((b) => b.shipped && b.name === "nodejs");
-  if (nodeIndex !== -1) {
-    if (!pkg)
-      throw new KilnError({
-        code: "invalid_app",
-        message: "the nodejs buildpack needs a package.json",
-        hint: "add one (npm init)",
-      });
-    // The lock chosen and checked (exactly one; refusals name the entries), its tarballs pinned;
-    // for locks other than npm's plain package-lock.json, the plan and the dependency phase's
-    // input are made here and handed to Nix in the spec.
-    const reg = await registry;
-    const plan = await planNodeApp(snapshot, pkg, {
-      registry: reg,
-      allow: config.fetchAllow,
-      integrityCacheFile: join(config.dataDir, "registry-integrity.json"),
-      work: tmp,
-    });
-    // The app's Node and package manager (the lock's), from the pinned inventories (src/runtime),
-    // which check engines.node too.
-    runtime = await prepareRuntime({
-      projectDir: config.projectDir,
-      cacheDir: join(config.dataDir, "cache", "runtime"),
-      pkg,
-      manager: plan?.kind ?? "npm",
-      env: req.env ?? {},
-      ...(req.onLog ? { onLine: (line: string) => req.onLog?.("detect", line) } : {}),
-    });
-    if (plan) {
-      lockfile = { file: plan.lockFile, sha256: createHash("sha256").update(plan.lockText).digest("hex") };
-      step(`planning ${plan.tarballs.length} dependency tarballs (${plan.kind}, ${plan.lockFile})`);
-      dependencies = {
-        buildpackIndex: nodeIndex,
-        registry: reg.endsWith("/") ? reg : `${reg}/`,
-        allow: config.fetchAllow,
-        ...(plan.planner === "kiln"
-          ? {
-              plan: {
-                manager: plan.kind,
-                input: (await nix.addPath(plan.inputDir)).path,
-                tarballs: plan.tarballs,
-              },
-            }
-          : {}),
-      };
-    }
-  }
-
+  await checkProcfile(snapshot);
+  const node = await planNode(deps, { req, snapshot, pkg, stored, registry, tmp });
   const fetches = await readExtraFetches(snapshot, {
     registry: await registry.catch(() => undefined),
     allow: config.fetchAllow,
   });
-
-  // 4. The derivations.
   const tools = await storeTools(nix, config.projectDir, tmp, {
     name: config.toolsName,
     cacheFile: join(config.dataDir, "tools.json"),
@@ -317,31 +208,189 @@ export async function prepareBuild(deps: BuildDeps, req: BuildRequest, tmp: stri
     env: Object.fromEntries(Object.entries(req.env ?? {}).sort(([a], [b]) => (a < b ? -1 : 1))),
     buildpacks: stored.map((b) => ({ name: b.name, version: b.version, path: b.path })),
     tools: tools.path,
-    dependencies,
-    ...(runtime ? { runtime: runtimeSpec(runtime, await registry) } : {}),
+    dependencies: node.dependencies,
+    ...(node.runtime ? { runtime: runtimeSpec(node.runtime, await registry) } : {}),
     ...(fetches.length > 0 ? { fetches } : {}),
   });
-  const specText = `${JSON.stringify(spec, null, 2)}\n`;
-  const specDir = join(config.dataDir, "specs");
-  await mkdir(specDir, { recursive: true });
-  const specFile = join(specDir, `${createHash("sha256").update(specText).digest("hex").slice(0, 32)}.json`);
-  await writeFileAtomic(specFile, specText);
   return {
     app,
     spec,
-    specFile,
+    specFile: await writeSpecFile(config, spec),
     source,
     sourceStats: { files: srcStats.files, bytes: srcStats.bytes },
     buildpacks: stored,
     stackPath: stack.storePath,
     tools,
     seedLock,
-    lockfile,
-    ...(runtime ? { runtime } : {}),
+    lockfile: node.lockfile,
+    ...(node.runtime ? { runtime: node.runtime } : {}),
   };
 }
 
-/** Steps 5–6: nix builds the spec; the manifest is recorded and the slug rooted. */
+function assertEnvNames(env: Record<string, string>): void {
+  for (const k of Object.keys(env)) {
+    if (!ENV_NAME.test(k))
+      throw new KilnError({
+        code: "invalid_env",
+        message: `"${k}" is not a valid config var name`,
+        hint: "use letters, digits and _, not starting with a digit",
+      });
+  }
+}
+
+/** The source, content-addressed in the store, and the app's name (from --app or package.json). */
+async function snapshotSource(nix: Nix, req: BuildRequest, appDir: string, tmp: string) {
+  const snapshot = join(tmp, "kiln-source");
+  const srcStats = await snapshotDir(appDir, snapshot);
+  const pkgText = await readTextBeneath(snapshot, "package.json");
+  const pkg = pkgText === undefined ? undefined : parsePackageJson(pkgText);
+  const app = appNameFrom(req.app, pkg?.name, appDir);
+  const source = await nix.addPath(snapshot);
+  return { snapshot, srcStats, pkg, app, source };
+}
+
+/** The caller's buildpacks, else the app's .buildpacks, else the first shipped one that detects. */
+async function chooseBuildpacks(
+  deps: BuildDeps,
+  o: {
+    req: BuildRequest;
+    appDir: string;
+    snapshot: string;
+    sourcePath: string;
+    stackPath: string;
+    tmp: string;
+  },
+): Promise<StoredBuildpack[]> {
+  const { config, nix } = deps;
+  const { req, appDir, snapshot, tmp } = o;
+  const fromCaller = req.buildpacks && req.buildpacks.length > 0 ? req.buildpacks : undefined;
+  const fromApp = fromCaller ? undefined : await appBuildpackList(snapshot);
+  const stored: StoredBuildpack[] = [];
+  if (fromCaller) {
+    for (const ref of fromCaller)
+      stored.push(await storeBuildpack(nix, await resolveBuildpackRef(config, ref, process.cwd()), tmp));
+    return stored;
+  }
+  if (fromApp) {
+    // An uploaded source's .buildpacks is the tenant's: shipped buildpacks or paths inside the app.
+    for (const { ref, line } of fromApp) {
+      const scope = req.sourceFrom === "tenant" ? { kind: "app" as const, root: snapshot, line } : appDir;
+      stored.push(await storeBuildpack(nix, await resolveBuildpackRef(config, ref, scope), tmp));
+    }
+    return stored;
+  }
+  const tried: string[] = [];
+  for (const name of SHIPPED_BUILDPACKS) {
+    const bp = await storeBuildpack(nix, await resolveBuildpackRef(config, name, appDir), tmp);
+    const d =
+      config.detectIn === "nix"
+        ? await detectBuildpackInNix(nix, config.projectDir, bp.path, o.sourcePath)
+        : await detectBuildpack(nix.realPath(o.stackPath), nix.realPath(bp.path), nix.realPath(o.sourcePath));
+    if (d.detected) return [bp];
+    tried.push(name);
+  }
+  throw new KilnError({
+    code: "no_buildpack",
+    message: `no buildpack detects the app in ${appDir} (tried ${tried.join(", ")})`,
+    hint: "nodejs needs package.json, static needs index.html or static.json, procfile needs a Procfile; or name a buildpack with --buildpack",
+  });
+}
+
+/** A malformed Procfile fails here, before anything is built. */
+async function checkProcfile(snapshot: string): Promise<void> {
+  const procfileText = await readTextBeneath(snapshot, "Procfile");
+  if (procfileText === undefined) return;
+  const p = parseProcfile(procfileText);
+  if (p.errors.length > 0) {
+    throw new KilnError({
+      code: "invalid_procfile",
+      // Line and reason, never the line's text: what kiln read from a tenant's tree is not echoed.
+      message: `the Procfile is malformed:\n${p.errors.map((e) => `  line ${e.line}: ${e.reason}`).join("\n")}`,
+      hint: "each line is `name: command`, e.g. `web: node server.js`",
+    });
+  }
+}
+
+/** For the nodejs buildpack: the lock, the dependency plan and the app's Node and package manager. */
+async function planNode(
+  deps: BuildDeps,
+  o: {
+    req: BuildRequest;
+    snapshot: string;
+    pkg: ReturnType<typeof parsePackageJson> | undefined;
+    stored: StoredBuildpack[];
+    registry: Promise<string>;
+    tmp: string;
+  },
+): Promise<{
+  dependencies: BuildSpec["dependencies"];
+  lockfile: Manifest["lockfile"];
+  runtime?: RuntimePlan;
+}> {
+  const { config, nix } = deps;
+  const { req, snapshot, pkg, tmp } = o;
+  const step = req.onStep ?? (() => {});
+  const nodeIndex = o.stored.findIndex((b) => b.shipped && b.name === "nodejs");
+  if (nodeIndex === -1) return { dependencies: null, lockfile: null };
+  if (!pkg)
+    throw new KilnError({
+      code: "invalid_app",
+      message: "the nodejs buildpack needs a package.json",
+      hint: "add one (npm init)",
+    });
+  // The lock chosen and checked (exactly one; refusals name the entries), its tarballs pinned;
+  // for locks other than npm's plain package-lock.json, the plan and the dependency phase's
+  // input are made here and handed to Nix in the spec.
+  const reg = await o.registry;
+  const plan = await planNodeApp(snapshot, pkg, {
+    registry: reg,
+    allow: config.fetchAllow,
+    integrityCacheFile: join(config.dataDir, "registry-integrity.json"),
+    work: tmp,
+  });
+  // The app's Node and package manager (the lock's), from the pinned inventories (src/runtime),
+  // which check engines.node too.
+  const runtime = await prepareRuntime({
+    projectDir: config.projectDir,
+    cacheDir: join(config.dataDir, "cache", "runtime"),
+    pkg,
+    manager: plan?.kind ?? "npm",
+    env: req.env ?? {},
+    ...(req.onLog ? { onLine: (line: string) => req.onLog?.("detect", line) } : {}),
+  });
+  if (!plan) return { dependencies: null, lockfile: null, runtime };
+  step(`planning ${plan.tarballs.length} dependency tarballs (${plan.kind}, ${plan.lockFile})`);
+  return {
+    lockfile: { file: plan.lockFile, sha256: createHash("sha256").update(plan.lockText).digest("hex") },
+    dependencies: {
+      buildpackIndex: nodeIndex,
+      registry: reg.endsWith("/") ? reg : `${reg}/`,
+      allow: config.fetchAllow,
+      ...(plan.planner === "kiln"
+        ? {
+            plan: {
+              manager: plan.kind,
+              input: (await nix.addPath(plan.inputDir)).path,
+              tarballs: plan.tarballs,
+            },
+          }
+        : {}),
+    },
+    runtime,
+  };
+}
+
+/** The spec under DATA_DIR/specs, named by its content's hash. */
+async function writeSpecFile(config: Config, spec: BuildSpec): Promise<string> {
+  const specText = `${JSON.stringify(spec, null, 2)}\n`;
+  const specDir = join(config.dataDir, "specs");
+  await mkdir(specDir, { recursive: true });
+  const specFile = join(specDir, `${createHash("sha256").update(specText).digest("hex").slice(0, 32)}.json`);
+  await writeFileAtomic(specFile, specText);
+  return specFile;
+}
+
+/** Nix builds the spec; the manifest is recorded and the slug rooted. */
 async function realiseBuild(
   deps: BuildDeps,
   req: BuildRequest,
@@ -377,7 +426,6 @@ async function realiseBuild(
   const outPath = result?.outputs.out;
   if (!result || !outPath) bug("nix build gave no slug output");
 
-  // 5. Records.
   const outDir = nix.realPath(outPath);
   const buildFile = buildFileSchema.parse(JSON.parse(await readFile(join(outDir, "build.json"), "utf8")));
   // The slug's hash is the host's own, of the registered (now immutable) store path: what the build
@@ -447,7 +495,7 @@ async function realiseBuild(
 
 /** The Nix expression for a build's derivations (`attr`: slug or dependencies). */
 export function buildExpr(config: Config, specFile: string, attr: "slug" | "dependencies"): string {
-  return `(import ${toNix(join(config.projectDir, "nix", "build"))} { specFile = ${toNix(specFile)}; }).${attr}`;
+  return selectExpr(importExpr(join(config.projectDir, "nix", "build"), { specFile }), attr);
 }
 
 let registryCache: string | undefined;

@@ -26,7 +26,8 @@ export const configSchema = z.object({
   nixStore: z.string().min(1).default("auto"),
   /** Nix's binaries directory, or "" to find them on PATH. */
   nixBinDir: z.string().default(""),
-  logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  /** Unset: each entry point picks its own (the CLI warn, so that its progress lines stay readable). */
+  logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).optional(),
   /** The API's admin token, when set by configuration rather than generated at first start. */
   adminToken: z.string().optional(),
   /** Cores a single Nix build may use (NIX_BUILD_CORES); 0 means all. */

@@ -112,12 +112,7 @@ export async function startDyno(spec: DynoSpec): Promise<RunningDyno> {
     cgroupDirs: dynoCgroupDirs(spec.cgroups, cgroupId),
     runDir: dynoRun,
   });
-  // Traversable (not listable) by the apps' uids; each dyno's own directory is its uid's alone.
-  for (const d of [spec.runDir, instanceRun]) {
-    await mkdir(d, { recursive: true });
-    await chmod(d, 0o711);
-  }
-  await mkdir(dynoRun, { mode: 0o700 });
+  await makeRunDirs([spec.runDir, instanceRun], dynoRun);
   const handles: FileHandle[] = [];
   let cgroup: DynoCgroup | undefined;
   let relay: Relay | undefined;
@@ -139,16 +134,7 @@ export async function startDyno(spec: DynoSpec): Promise<RunningDyno> {
     await assertReachable(spec.stackDir);
     await assertReachable(spec.slugDir);
 
-    const stdio: StdioOptions = [
-      spec.attach ? "inherit" : "ignore",
-      spec.attach ? "inherit" : "pipe",
-      spec.attach ? "inherit" : "pipe",
-      "pipe", // DYNO_FDS.args
-      "pipe", // DYNO_FDS.status
-      "pipe", // DYNO_FDS.gate
-      seccomp.fd,
-      ...(spec.outbound ? ["pipe" as const] : []), // DYNO_FDS.resolvConf
-    ];
+    const stdio = sandboxStdio(spec, seccomp.fd);
     const launcher = dynoLauncher({
       uid: spec.uid,
       size: spec.size,
@@ -185,31 +171,9 @@ export async function startDyno(spec: DynoSpec): Promise<RunningDyno> {
     });
     argsPipe.end(`${options.join("\0")}\0`);
     if (spec.outbound) (fds[DYNO_FDS.resolvConf] as Writable).end(OUTBOUND_RESOLV_CONF);
-    // The last lines on stderr, for the error when the sandbox itself fails to start.
-    const stderrTail: string[] = [];
-    if (!spec.attach) {
-      forEachLine(proc.child.stdout, (l) => spec.onOutput?.("stdout", l));
-      forEachLine(proc.child.stderr, (l) => {
-        stderrTail.push(l);
-        if (stderrTail.length > 5) stderrTail.shift();
-        return spec.onOutput?.("stderr", l);
-      });
-    }
-
-    let exitCode: number | undefined;
-    let resolvePid: (pid: number) => void = () => {};
-    const childPid = new Promise<number>((r) => (resolvePid = r));
-    forEachLine(statusPipe, (line) => {
-      if (!line.trim()) return;
-      try {
-        const doc = parseStatusDoc(JSON.parse(line));
-        if (doc.childPid !== undefined) resolvePid(doc.childPid);
-        if (doc.exitCode !== undefined) exitCode = doc.exitCode;
-      } catch {
-        // not one of bwrap's status documents
-      }
-    });
-    const early = await Promise.race([childPid, proc.exited.then(() => undefined)]);
+    const stderrTail = spec.attach ? [] : streamOutput(spec, proc.child);
+    const status = watchStatus(statusPipe);
+    const early = await Promise.race([status.childPid, proc.exited.then(() => undefined)]);
     if (early === undefined) {
       const end = await proc.exited;
       throw new KilnError({
@@ -248,20 +212,7 @@ export async function startDyno(spec: DynoSpec): Promise<RunningDyno> {
     const exited = proc.exited.then(async (end): Promise<DynoExit> => {
       const oomKills = (await cgroup?.oomKills()) ?? 0;
       await cleanup();
-      const code = exitCode ?? end.exitCode;
-      let signal = end.signal ?? undefined;
-      // bwrap reports a child killed by signal N as 128+N.
-      if (!signal && code !== null && code > 128 && code < 128 + 65) signal = signalName(code - 128);
-      // The OOM killer may have taken only a child the app survived; the dyno died of it only
-      // if it ended by SIGKILL.
-      const oom = oomKills > 0 && signal === "SIGKILL";
-      const mem = `${Math.round(spec.size.memoryBytes / 1048576)} MiB`;
-      const reason = oom
-        ? `killed by ${signal ?? "the OOM killer"}: out of memory (the ${spec.size.name} quota is ${mem})`
-        : signal
-          ? `killed by ${signal}`
-          : `exited with code ${code}`;
-      return { code, ...(signal ? { signal } : {}), oom, reason };
+      return exitOf(spec.size, { code: status.exitCode() ?? end.exitCode, signal: end.signal, oomKills });
     });
     let ended = false;
     void exited.then(() => (ended = true));
@@ -283,23 +234,7 @@ export async function startDyno(spec: DynoSpec): Promise<RunningDyno> {
       ...(pidStartTime !== undefined ? { pidStartTime } : {}),
       ...(initStartTime !== undefined ? { initStartTime } : {}),
       relay,
-      limits: [
-        ...cgroup.limits,
-        {
-          name: "shm",
-          value: `${Math.round(spec.size.tmpBytes / 1048576)} MiB`,
-          enforced: true,
-          by: "tmpfs size",
-        },
-        {
-          name: "tmp",
-          value: `${Math.round(spec.size.tmpBytes / 1048576)} MiB`,
-          enforced: true,
-          by: "tmpfs size",
-        },
-        { name: "open-files", value: String(spec.size.openFiles), enforced: true, by: "RLIMIT_NOFILE" },
-        { name: "core-dumps", value: "off", enforced: true, by: "RLIMIT_CORE 0" },
-      ],
+      limits: [...cgroup.limits, ...sandboxLimits(spec.size)],
       cgroupDirs,
       startedAt,
       exited,
@@ -351,4 +286,93 @@ export async function startDyno(spec: DynoSpec): Promise<RunningDyno> {
     await cleanup();
     throw err;
   }
+}
+
+/** Traversable (not listable) by the apps' uids; each dyno's own directory is its uid's alone. */
+async function makeRunDirs(shared: string[], dynoRun: string): Promise<void> {
+  for (const d of shared) {
+    await mkdir(d, { recursive: true });
+    await chmod(d, 0o711);
+  }
+  await mkdir(dynoRun, { mode: 0o700 });
+}
+
+/** The launcher's fds, in DYNO_FDS's order. */
+function sandboxStdio(spec: DynoSpec, seccompFd: number): StdioOptions {
+  return [
+    spec.attach ? "inherit" : "ignore",
+    spec.attach ? "inherit" : "pipe",
+    spec.attach ? "inherit" : "pipe",
+    "pipe", // DYNO_FDS.args
+    "pipe", // DYNO_FDS.status
+    "pipe", // DYNO_FDS.gate
+    seccompFd,
+    ...(spec.outbound ? ["pipe" as const] : []), // DYNO_FDS.resolvConf
+  ];
+}
+
+/** The app's lines to onOutput; returns the last lines on stderr, for the error when the sandbox
+ * itself fails to start. */
+function streamOutput(spec: DynoSpec, child: { stdout: Readable | null; stderr: Readable | null }): string[] {
+  const stderrTail: string[] = [];
+  forEachLine(child.stdout, (l) => spec.onOutput?.("stdout", l));
+  forEachLine(child.stderr, (l) => {
+    stderrTail.push(l);
+    if (stderrTail.length > 5) stderrTail.shift();
+    return spec.onOutput?.("stderr", l);
+  });
+  return stderrTail;
+}
+
+/** bwrap's status documents: the sandbox's pid 1 once it runs, the app's exit code at the end. */
+function watchStatus(statusPipe: Readable): {
+  childPid: Promise<number>;
+  exitCode: () => number | undefined;
+} {
+  let exitCode: number | undefined;
+  let resolvePid: (pid: number) => void = () => {};
+  const childPid = new Promise<number>((r) => (resolvePid = r));
+  forEachLine(statusPipe, (line) => {
+    if (!line.trim()) return;
+    try {
+      const doc = parseStatusDoc(JSON.parse(line));
+      if (doc.childPid !== undefined) resolvePid(doc.childPid);
+      if (doc.exitCode !== undefined) exitCode = doc.exitCode;
+    } catch {
+      // not one of bwrap's status documents
+    }
+  });
+  return { childPid, exitCode: () => exitCode };
+}
+
+/** How the dyno ended, with one phrase for people. */
+function exitOf(
+  size: DynoSize,
+  end: { code: number | null; signal: string | null | undefined; oomKills: number },
+): DynoExit {
+  const { code } = end;
+  let signal = end.signal ?? undefined;
+  // bwrap reports a child killed by signal N as 128+N.
+  if (!signal && code !== null && code > 128 && code < 128 + 65) signal = signalName(code - 128);
+  // The OOM killer may have taken only a child the app survived; the dyno died of it only
+  // if it ended by SIGKILL.
+  const oom = end.oomKills > 0 && signal === "SIGKILL";
+  const mem = `${Math.round(size.memoryBytes / 1048576)} MiB`;
+  const reason = oom
+    ? `killed by ${signal ?? "the OOM killer"}: out of memory (the ${size.name} quota is ${mem})`
+    : signal
+      ? `killed by ${signal}`
+      : `exited with code ${code}`;
+  return { code, ...(signal ? { signal } : {}), oom, reason };
+}
+
+/** The limits the sandbox itself enforces (the cgroups report their own). */
+function sandboxLimits(size: DynoSize): Limit[] {
+  const tmp = `${Math.round(size.tmpBytes / 1048576)} MiB`;
+  return [
+    { name: "shm", value: tmp, enforced: true, by: "tmpfs size" },
+    { name: "tmp", value: tmp, enforced: true, by: "tmpfs size" },
+    { name: "open-files", value: String(size.openFiles), enforced: true, by: "RLIMIT_NOFILE" },
+    { name: "core-dumps", value: "off", enforced: true, by: "RLIMIT_CORE 0" },
+  ];
 }

@@ -11,6 +11,7 @@ import type { Readable } from "node:stream";
 import { z } from "zod";
 import type { Logger } from "../log/logger.js";
 import { ProcessError, run, spawnProcess } from "../process/run.js";
+import { NIX_CONSTANTS } from "./constants.js";
 import {
   NixBuildError,
   NixError,
@@ -390,7 +391,7 @@ export function createNix(opts: NixOptions): Nix {
       // outPath computes the same store path without building or fetching anything.
       const attrs = toNix({
         name,
-        system: "x86_64-linux",
+        system: NIX_CONSTANTS.system,
         builder: "none",
         outputHashMode: "recursive",
         outputHashAlgo: "sha256",

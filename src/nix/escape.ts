@@ -39,3 +39,15 @@ export function toNix(value: NixValue): string {
     });
   return `{ ${entries.join(" ")} }`;
 }
+
+/** `(import PATH { … })`: a Nix file (or a directory's default.nix) applied to its arguments. */
+export function importExpr(path: string, args: { [key: string]: NixValue }): string {
+  return `(import ${toNix(path)} ${toNix(args)})`;
+}
+
+/** `(EXPR.NAME ARG …)`: an attribute of a generated expression, applied to values. */
+export function selectExpr(expr: string, name: string, args: NixValue[] = []): string {
+  if (!bareAttrName.test(name) || reserved.has(name))
+    throw new TypeError(`not a bare attribute name: ${name}`);
+  return `(${[`${expr}.${name}`, ...args.map((a) => `(${toNix(a)})`)].join(" ")})`;
+}

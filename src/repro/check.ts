@@ -188,16 +188,54 @@ export async function runCheck(
   }
   for (const [k, slug] of slugs.entries()) (builds[k] as CheckBuild).slug = slug;
 
-  // Compare every fresh build with the reference.
   step("comparing the slugs");
   const build0 = builds[0]?.slug;
   const reference = against ?? (build0 ? { file: build0.path, sha256: build0.sha256 } : undefined);
   // Each slug is read once, however many comparisons (and bisect builds) it takes part in.
   const entries = memoEntries();
-  const refSettings = against ? settingsFor(table, [], 0) : (settings.get(0) as CheckSettings);
+  const comparisons = reference
+    ? await compareWithReference(deps, { id, table, settings, builds, reference, against, entries }, opts)
+    : [];
+  let bisect: BisectResult[] | undefined;
+  if (opts.bisect && reference && comparisons.some((c) => !c.identical)) {
+    bisect = await bisectVariations(
+      deps,
+      p.spec,
+      { id, table, refFile: reference.file, refSha256: reference.sha256, entries },
+      opts,
+    );
+    for (const c of comparisons)
+      for (const d of c.differences)
+        d.changedBy = bisect.filter((r) => r.files.includes(d.path)).map((r) => r.variation);
+  }
+  return report({
+    verdict: comparisons.every((c) => c.identical) ? "reproducible" : "not_reproducible",
+    ...(against ? { against: { label: against.label, sha256: against.sha256, bytes: against.bytes } } : {}),
+    comparisons,
+    ...(bisect ? { bisect } : {}),
+    causes: causesOf(comparisons),
+  });
+}
+
+/** Every fresh build against the reference; differing slugs explained (and diffoscope'd). */
+async function compareWithReference(
+  deps: BuildDeps,
+  ctx: {
+    id: string;
+    table: VariationTable;
+    settings: Map<number, CheckSettings>;
+    builds: CheckBuild[];
+    reference: { file: string; sha256: string };
+    against: Against | undefined;
+    entries: SlugEntries;
+  },
+  opts: CheckOptions,
+): Promise<Comparison[]> {
+  const { id, against, reference, settings } = ctx;
+  const refSettings = against ? settingsFor(ctx.table, [], 0) : (settings.get(0) as CheckSettings);
   const comparisons: Comparison[] = [];
-  for (const b of builds) {
-    if (!b.slug || !reference || (!against && b.index === 0)) continue;
+  for (const b of ctx.builds) {
+    if (!b.slug || (!against && b.index === 0)) continue;
     const c: Comparison = {
       reference: against ? "against" : 0,
       build: b.index,
@@ -214,9 +252,9 @@ export async function runCheck(
           b: settings.get(b.index) as CheckSettings,
           labels: { a: against ? against.label : "build 0", b: `build ${b.index}` },
         },
-        entries,
+        ctx.entries,
       );
-      const html = join(config.dataDir, "checks", `${id}-build${b.index}.html`);
+      const html = join(deps.config.dataDir, "checks", `${id}-build${b.index}.html`);
       await mkdir(dirname(html), { recursive: true });
       const written = await diffoscopeHtml(
         refFile,
@@ -228,19 +266,12 @@ export async function runCheck(
     }
     comparisons.push(c);
   }
-  let bisect: BisectResult[] | undefined;
-  if (opts.bisect && reference && comparisons.some((c) => !c.identical)) {
-    bisect = await bisectVariations(
-      deps,
-      p.spec,
-      { id, table, refFile: reference.file, refSha256: reference.sha256, entries },
-      opts,
-    );
-    for (const c of comparisons)
-      for (const d of c.differences)
-        d.changedBy = bisect.filter((r) => r.files.includes(d.path)).map((r) => r.variation);
-  }
-  const causes = new Map<CauseId, { id: CauseId; title: string; hint: string; files: string[] }>();
+  return comparisons;
+}
+
+/** Each cause found in the differences, once, with the files it explains and what to do. */
+function causesOf(comparisons: Comparison[]): CheckReport["causes"] {
+  const causes = new Map<CauseId, CheckReport["causes"][number]>();
   for (const c of comparisons)
     for (const d of c.differences)
       for (const cause of d.causes) {
@@ -253,13 +284,7 @@ export async function runCheck(
         if (!e.files.includes(d.path)) e.files.push(d.path);
         causes.set(cause.id, e);
       }
-  return report({
-    verdict: comparisons.every((c) => c.identical) ? "reproducible" : "not_reproducible",
-    ...(against ? { against: { label: against.label, sha256: against.sha256, bytes: against.bytes } } : {}),
-    comparisons,
-    ...(bisect ? { bisect } : {}),
-    causes: [...causes.values()],
-  });
+  return [...causes.values()];
 }
 
 interface SlugFile {

@@ -8,6 +8,7 @@ import { writeDeterministicTarGz } from "../archive/tar.js";
 import type { Config } from "../config/config.js";
 import { bug, KilnError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
+import { NIX_CONSTANTS } from "../nix/constants.js";
 import type { BuildOptions, Nix, Target } from "../nix/driver.js";
 import type { ValidPathInfo } from "../nix/pathInfo.js";
 import { hashFile } from "../util/fs.js";
@@ -16,7 +17,7 @@ export const STACK_NAMES = ["run", "build"] as const;
 export type StackName = (typeof STACK_NAMES)[number];
 
 /** Every stack tarball's entries carry this mtime (1980-01-01, the zip epoch many tools accept). */
-export const STACK_SOURCE_DATE_EPOCH = 315532800;
+export const STACK_SOURCE_DATE_EPOCH = NIX_CONSTANTS.sourceDateEpoch;
 
 export interface StackDeps {
   config: Config;

@@ -1,12 +1,11 @@
 /** Releases: listed, shown, rolled back to; and (admins) a slug built elsewhere imported as one. */
 import type { FastifyRequest } from "fastify";
 import { z } from "zod";
-import { KilnError } from "../../errors.js";
-import { getConfig } from "../../store/apps.js";
+import { releaseSlug } from "../../release/release.js";
+import { assertSlugFile } from "../../slug/verify.js";
 import { ensureDefaultFormation } from "../../store/formation.js";
-import { createRelease, getRelease, listReleases, type Release } from "../../store/releases.js";
+import { getRelease, listReleases, type Release } from "../../store/releases.js";
 import { assertEnvVars } from "../../util/envVars.js";
-import { hashFile } from "../../util/fs.js";
 import { rollbackTo } from "../actions.js";
 import { appAccess, appOf, requireAdmin } from "../auth.js";
 import type { RoutePlugin } from "../deps.js";
@@ -19,21 +18,6 @@ const releaseParams = z.object({ app: z.string(), version: z.coerce.number().int
 /** An import (its body has a slug) is for admins alone: refused before its body is looked at. */
 const isImport = (req: FastifyRequest) =>
   typeof req.body === "object" && req.body !== null && "slug" in req.body;
-
-/** An imported release's slug must be on this machine, with the sha256 it claims. */
-async function assertSlugFile(path: string, sha256: string): Promise<void> {
-  const got = await hashFile(path, "sha256").catch(() => undefined);
-  if (got !== sha256) {
-    throw new KilnError({
-      code: "invalid_slug",
-      message:
-        got === undefined
-          ? `${path} is not a file on this machine`
-          : `${path} has sha256 ${got}, not ${sha256}`,
-      hint: "import a slug from this machine's Nix store (built through its daemon) with its own sha256",
-    });
-  }
-}
 
 export const releaseRoutes: RoutePlugin = async (api, { deps }) => {
   const { db } = deps;
@@ -71,14 +55,14 @@ export const releaseRoutes: RoutePlugin = async (api, { deps }) => {
       if ("slug" in body) {
         assertEnvVars(body.config);
         await assertSlugFile(body.slug.path, body.slug.sha256);
-        r = createRelease(db, {
+        // The platform's own config vars for the app (its wiring: state, sockets, tokens) win.
+        r = releaseSlug(db, {
           appId: app.id,
           buildId: null,
           slugSha256: body.slug.sha256,
           slugPath: body.slug.path,
           processTypes: body.process_types,
-          // The platform's own config vars for the app (its wiring: state, sockets, tokens) win.
-          config: { ...body.config, ...getConfig(db, app.id) },
+          defaults: body.config,
           description: body.description,
         });
         ensureDefaultFormation(db, r);
