@@ -22,8 +22,12 @@ import { tempDir } from "../tmp.js";
 
 const fixture = (name: string) => join(projectDir, "test", "fixtures", "apps", name);
 
-/** Each fixture asks for `engines.node: "<line>.x"` and answers `node v<version>`. */
-const LINES = ["0.10", "18", "20", "22"];
+/**
+ * Each fixture asks for `engines.node: "<line>.x"` and answers `node v<version>`. The oldest line
+ * (a wrapped release tarball, npm 1.x) and two current ones; test/fixtures/apps/node-* has the
+ * other lines for a by-hand run (kept out to hold CI's time budget).
+ */
+const LINES = ["0.10", "20", "22"];
 
 async function until<T>(what: string, fn: () => T | undefined, ms = 30_000): Promise<T> {
   const deadline = Date.now() + ms;
