@@ -1,5 +1,6 @@
 # The two stack images (rootfs trees), built in the Nix sandbox from the seed alone.
-#   run:   what dynos run on: static busybox, glibc + libstdc++ runtime, CA certificates, tzdata.
+#   run:   what dynos run on: static busybox, glibc + libstdc++ runtime, openssl + libssl, ldconfig
+#          (and ld.so.cache), CA certificates laid out as Debian does, tzdata; os-release ID_LIKE=debian.
 #   build: the run stack's packages plus Node, npm, gcc/g++, binutils, make, python3, libc headers
 #          and bubblewrap: enough for buildpacks and node-gyp.
 { seed, lock }:

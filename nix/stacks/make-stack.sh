@@ -50,10 +50,14 @@ for applet in $($bb --list); do
   fi
 done
 
-# What postinst scripts would have made: the CA bundle (update-ca-certificates), the time zone.
+# What postinst scripts would have made. update-ca-certificates: a NAME.pem link per certificate
+# and the bundle in /etc/ssl/certs (the hash links come below, from openssl itself).
 mkdir -p "$out/etc/ssl/certs"
-find "$out/usr/share/ca-certificates" -name '*.crt' | sort | while read -r crt; do cat "$crt"; done \
-  > "$out/etc/ssl/certs/ca-certificates.crt"
+find "$out/usr/share/ca-certificates" -name '*.crt' | sort | while read -r crt; do
+  rel=${crt#"$out"}
+  ln -s "$rel" "$out/etc/ssl/certs/$(basename "$crt" .crt).pem"
+  cat "$crt"
+done > "$out/etc/ssl/certs/ca-certificates.crt"
 ln -s /usr/share/zoneinfo/Etc/UTC "$out/etc/localtime"
 echo Etc/UTC > "$out/etc/timezone"
 
@@ -70,7 +74,35 @@ GROUP
 printf 'passwd: files\ngroup: files\nhosts: files dns\n' > "$out/etc/nsswitch.conf"
 printf '127.0.0.1 localhost\n::1 localhost\n' > "$out/etc/hosts"
 : > "$out/etc/resolv.conf"
-printf 'NAME=kiln\nID=kiln\nVARIANT_ID=%s\nPRETTY_NAME="kiln %s"\n' "$stackName" "$stackName" > "$out/etc/os-release"
+# os-release says what the tree is: kiln's, like Debian (tools that sniff the platform, e.g. Prisma's
+# OpenSSL detection, look at ID_LIKE), at the Debian release of base-files (pinned in the seed as a
+# fact: its own files, /boot, /dev…, are not wanted in a stack).
+facts="$seed/deb/base-files"
+if [ ! -f "$facts/usr/lib/os-release" ] || [ ! -f "$facts/etc/debian_version" ]; then
+  echo "kiln: the seed has no base-files (os-release, debian_version)" >&2; exit 1
+fi
+version_id=$(. "$facts/usr/lib/os-release"; echo "$VERSION_ID")
+version=$(. "$facts/usr/lib/os-release"; echo "$VERSION")
+codename=$(. "$facts/usr/lib/os-release"; echo "$VERSION_CODENAME")
+cat > "$out/etc/os-release" <<OSRELEASE
+PRETTY_NAME="kiln $stackName (Debian $version)"
+NAME="kiln"
+ID=kiln
+ID_LIKE=debian
+VERSION_ID="$version_id"
+VERSION="$version"
+VERSION_CODENAME=$codename
+VARIANT_ID=$stackName
+OSRELEASE
+ln -s ../../etc/os-release "$out/usr/lib/os-release"
+cp "$facts/etc/debian_version" "$out/etc/debian_version"
+
+# Debian's tools make the rest inside the tree, as its postinst scripts would: the dynamic linker's
+# cache (ldconfig; -X: the packages' soname links are already there) and the certificates' hash links
+# (openssl rehash). A user namespace makes the sandbox's build user root for chroot, nothing more.
+unshare -r chroot "$out" /sbin/ldconfig -X
+rm -f "$out/var/cache/ldconfig/aux-cache"
+unshare -r chroot "$out" /usr/bin/openssl rehash /etc/ssl/certs
 
 # Mount points: bwrap binds onto these, and the tree is read-only when used as /.
 # /kiln: where the build sandbox mounts kiln's own inputs (buildpacks, tools, caches, output), and

@@ -21,6 +21,11 @@ export const seedSpecSchema = z.object({
     build: z.array(pkgName),
     /** Packages never taken even when something depends on them (maintainer-script machinery). */
     exclude: z.array(pkgName),
+    /**
+     * Packages pinned into the seed but copied into no stack: their files are facts make-stack.sh
+     * reads (base-files' os-release and debian_version) without its /boot, /dev… or maintainer scripts.
+     */
+    facts: z.array(pkgName).default([]),
     architecture: z.literal("amd64"),
   }),
   /** Node (official binaries, as published in the npm package) and npm, by semver range. */

@@ -12,7 +12,7 @@ import { mkdir, mkdtemp, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { extractTarGz } from "../archive/tar.js";
 import type { Config } from "../config/config.js";
-import { KilnError } from "../errors.js";
+import { bug, KilnError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import type { Nix } from "../nix/driver.js";
 import { run } from "../process/run.js";
@@ -166,14 +166,28 @@ async function resolveSpec(deps: SeedDeps): Promise<Omit<SeedLock, "narHash" | "
   const runClosure = await resolveClosure(spec.debian.run, spec.debian.exclude);
   const buildClosure = await resolveClosure([...spec.debian.run, ...spec.debian.build], spec.debian.exclude);
   for (const name of runClosure.keys())
-    if (!buildClosure.has(name)) throw new Error(`internal: ${name} in run but not build closure`);
+    if (!buildClosure.has(name)) bug(`${name} in run but not build closure`);
+  // Facts are pinned alone (no closure): nothing of theirs runs, make-stack.sh only reads their files.
+  const facts = await aptShowCandidates(spec.debian.facts);
+  const unknownFacts = spec.debian.facts.filter((n) => !facts.has(n));
+  if (unknownFacts.length > 0) {
+    throw new KilnError({
+      code: "apt_package_unknown",
+      message: `apt does not know these packages: ${unknownFacts.join(", ")}`,
+      hint: "run `apt-get update` (as root), or fix nix/seed.spec.json",
+    });
+  }
+  const factsOnly = [...facts.values()].filter((p) => !buildClosure.has(p.Package ?? ""));
   deps.onStep?.("resolving Node and npm");
   const node = await resolveNpmPin(spec.node.package, spec.node.range);
   const npm = await resolveNpmPin(spec.npm.package, spec.npm.range);
   return {
     lockVersion: 1,
-    debian: [...buildClosure.values()].map(pinFromParagraph),
-    stacks: { run: [...runClosure.keys()].sort(), build: [...buildClosure.keys()].sort() },
+    debian: [...buildClosure.values(), ...factsOnly].map(pinFromParagraph),
+    stacks: {
+      run: [...runClosure.keys()].sort(),
+      build: [...buildClosure.keys()].sort(),
+    },
     node,
     npm,
   };

@@ -2,7 +2,8 @@
  * Install-time downloads (issue 13): an install script that downloads fails in the offline build
  * with an error naming the host it tried; the app's kiln.json `fetches` are the way in, fetched by
  * Nix from an allowed origin (a loopback server here, allowed with KILN_FETCH_ALLOW), checked by
- * hash, and read by the install script through the variable the entry names.
+ * hash, and read by the install script through the variable the entry names. Debian-like stacks:
+ * what platform sniffers (Prisma's OpenSSL detection) read, seen by a build and by the running app.
  */
 import { execFileSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
@@ -12,8 +13,11 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildApp } from "../../src/builds/build.js";
+import { type BuildResult, buildApp } from "../../src/builds/build.js";
+import { ensureSeed } from "../../src/seed/seed.js";
+import { buildStacks } from "../../src/stacks/stacks.js";
 import { projectDir, testContext } from "../helpers.js";
+import { runSlugWeb } from "../slugRunner.js";
 
 const fixture = join(projectDir, "test", "fixtures", "apps", "download-postinstall");
 
@@ -107,5 +111,39 @@ describe("install-time downloads", () => {
       ).rejects.toMatchObject({ code: "invalid_fetch", message: expect.stringMatching(why) });
     }
     expect(hits.length).toBe(before);
+  });
+});
+
+describe("Debian-like stacks", () => {
+  const t = testContext();
+  let runStack = "";
+  let build: BuildResult | undefined;
+
+  beforeAll(async () => {
+    await ensureSeed(t);
+    const [run] = await buildStacks(t, ["run", "build"]);
+    runStack = run?.storePath ?? "";
+    build = await buildApp(t, { appDir: join(projectDir, "test", "fixtures", "apps", "debian-probe") });
+  }, 600_000);
+
+  it("a build and a dyno see os-release ID_LIKE=debian, openssl, ldconfig's cache and Debian's CA layout", async () => {
+    if (!build) throw new Error("debian-probe was not built");
+    const [res] = await runSlugWeb(runStack, build.slug.path, build.release.processTypes.web ?? "");
+    expect(res?.status).toBe(200);
+    const seen = JSON.parse(res?.body ?? "{}") as { build: string; run: string };
+    for (const text of [seen.build, seen.run]) {
+      expect(text).toContain("os-release: ID=kiln ID_LIKE=debian VERSION_ID=12 VERSION_CODENAME=bookworm");
+      expect(text).toMatch(/^debian_version: 12\.\d+$/m);
+      expect(text).toMatch(/^openssl: OpenSSL 3\.0\.\d+ /m);
+      expect(text).toMatch(
+        /^ldconfig: libssl\.so\.3 \(libc6,x86-64\) => \/lib\/x86_64-linux-gnu\/libssl\.so\.3$/m,
+      );
+      // What Prisma picks, both ways it looks: the right engine for this libssl.
+      expect(text).toContain("binary target (ldconfig): debian-openssl-3.0.x");
+      expect(text).toContain("binary target (openssl): debian-openssl-3.0.x");
+      expect(text).toMatch(/^bundle: \d{2,} certificates$/m);
+      // -CApath finds the issuer only through the hashed links.
+      expect(text).toContain("verify: /etc/ssl/certs/ISRG_Root_X1.pem: OK");
+    }
   });
 });
