@@ -73,6 +73,8 @@ export interface BuildRequest {
    * path), or a tenant's upload, whose .buildpacks may name shipped buildpacks or paths inside it.
    */
   sourceFrom?: "operator" | "tenant";
+  /** The git commit the source is (git push): recorded in the manifest. */
+  commit?: string;
   env?: Record<string, string>;
   slugMaxBytes?: number;
   /** Live build output, one line at a time, with its phase. */
@@ -454,7 +456,12 @@ async function realiseBuild(
     stack: { name: "stack-build", path: p.stackPath, narHash: stackInfo?.narHash },
     seed: { path: seedLock.storePath, narHash: seedLock.narHash },
     tools: { path: tools.path, narHash: toolsInfo?.narHash },
-    source: { narHash: source.narHash, files: srcStats.files, bytes: srcStats.bytes },
+    source: {
+      narHash: source.narHash,
+      files: srcStats.files,
+      bytes: srcStats.bytes,
+      ...(req.commit ? { commit: req.commit } : {}),
+    },
     lockfile,
     ...(p.runtime ? { runtime: runtimeManifest(p.runtime) } : {}),
     slug: { path: join(outPath, "slug.tgz"), ...buildFile.slug, sha256: slugSha256, bytes: slugStat.size },

@@ -68,6 +68,8 @@ export async function runQueuedBuild(
       appDir: tmp,
       app: appName,
       sourceFrom: "tenant",
+      ...(build.buildpacks ? { buildpacks: build.buildpacks } : {}),
+      ...(build.commit ? { commit: build.commit } : {}),
       onLog: (phase, line) => out.write(`${phase.padEnd(12)} | ${line}`),
       onStep: (m) => out.write(`-----> ${m}`),
       signal,
@@ -118,8 +120,10 @@ export async function runQueuedBuild(
       : isKilnError(err)
         ? err.message
         : `internal error: ${(err as Error).message}`;
+    const hint = !signal.aborted && isKilnError(err) ? err.hint : undefined;
     out.write(`-----> Build failed: ${reason}`);
-    endBuild(db, build.id, reason === "cancelled" ? "cancelled" : "failed", reason);
+    if (hint) out.write(`       ${hint}`);
+    endBuild(db, build.id, reason === "cancelled" ? "cancelled" : "failed", reason, hint);
     deps.log.info({ build: build.id, app: appName, reason }, "build failed");
   } finally {
     await limited?.release();

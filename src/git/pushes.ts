@@ -18,6 +18,7 @@ import { createServer, type Server, type Socket } from "node:net";
 import { isAbsolute, join, relative, resolve } from "node:path";
 import { createGzip } from "node:zlib";
 import { DEFAULT_MAX_ENTRIES, inspectUntrustedTarGz } from "../archive/untrusted.js";
+import { SHIPPED_BUILDPACKS } from "../buildpacks/registry.js";
 import type { BuildLogs } from "../builds/buildLog.js";
 import type { BuildQueue } from "../builds/queue.js";
 import { MAX_UNPACKED_SOURCE_BYTES } from "../builds/service.js";
@@ -83,6 +84,36 @@ type Say = (text: string) => void;
 /** A push refused: the lines the pusher reads, then git's "[remote rejected]". */
 const refusal = (message: string, hint?: string) =>
   new KilnError({ code: "push_rejected", message, ...(hint ? { hint } : {}) });
+
+/**
+ * The push options kiln takes (`git push -o buildpack=NAME`, repeatable, or NAME,NAME: the
+ * buildpacks in order, instead of the app's .buildpacks or detection). Only shipped buildpacks by
+ * name: a path would be resolved on the server's host, outside the pushed tree. Anything else is
+ * refused, so a typo never deploys as if it were not there.
+ */
+export function parsePushOptions(options: readonly string[]): { buildpacks: string[] } {
+  const buildpacks: string[] = [];
+  for (const o of options) {
+    const eq = o.indexOf("=");
+    const key = eq === -1 ? o : o.slice(0, eq);
+    if (key !== "buildpack" || eq === -1) {
+      throw refusal(
+        `kiln takes no push option "${o.length > 60 ? `${o.slice(0, 60)}…` : o}"`,
+        "the one push option is -o buildpack=NAME (repeatable)",
+      );
+    }
+    for (const name of o.slice(eq + 1).split(",")) {
+      if (!(SHIPPED_BUILDPACKS as readonly string[]).includes(name)) {
+        throw refusal(
+          `-o buildpack= names no shipped buildpack ("${name.length > 60 ? `${name.slice(0, 60)}…` : name}")`,
+          `shipped: ${SHIPPED_BUILDPACKS.join(", ")}; a buildpack of your own goes in the app, named in its .buildpacks`,
+        );
+      }
+      if (!buildpacks.includes(name)) buildpacks.push(name);
+    }
+  }
+  return { buildpacks };
+}
 
 export function deployBranchesOf(app: App): readonly string[] {
   return app.deployBranch ? [app.deployBranch] : DEFAULT_DEPLOY_BRANCHES;
@@ -198,7 +229,10 @@ export async function startPushServer(deps: PushDeps): Promise<PushServer> {
         `fetch it (git pull kiln ${branch}), then push again; or force the push (git push --force)`,
       );
     }
-    tell(`-----> Building ${app.name} from ${branch} (${u.new.slice(0, 7)})`);
+    const { buildpacks } = parsePushOptions(req.pushOptions);
+    tell(
+      `-----> Building ${app.name} from ${branch} (${u.new.slice(0, 7)})${buildpacks.length ? ` with ${buildpacks.join(", ")} (-o buildpack)` : ""}`,
+    );
     const { file, sha256 } = await archive(push, u.new, req.quarantine);
     let buildId: string;
     try {
@@ -216,6 +250,7 @@ export async function startPushServer(deps: PushDeps): Promise<PushServer> {
         release: true,
         userId: push.caller.userId,
         commit: u.new,
+        buildpacks,
       });
       buildId = build.id;
       try {
@@ -253,9 +288,12 @@ export async function startPushServer(deps: PushDeps): Promise<PushServer> {
     const b = getBuild(db, buildId);
     const release = b.status === "succeeded" ? releaseOfBuild(db, app.id, b.id) : undefined;
     if (!release) {
+      // The cause is the reason's first line (the log above has the rest), then kiln's hint for it.
+      const cause = (b.failureReason ?? "no reason recorded").split("\n")[0];
+      const where = `${branch} did not move; the whole log: /v1/apps/${app.name}/builds/${b.id}/output`;
       throw refusal(
-        `the build ${b.status === "succeeded" ? "made no release" : `${b.status}: ${b.failureReason ?? "no reason recorded"}`}`,
-        `fix it, commit and push again (${branch} did not move); the whole log: /v1/apps/${app.name}/builds/${b.id}/output`,
+        `the build ${b.status === "succeeded" ? "made no release" : `${b.status}: ${cause}`}`,
+        b.failureHint ? `${b.failureHint}\n${where}` : `fix it, commit and push again (${where})`,
       );
     }
     await setHead(push.repo, branch);
@@ -310,7 +348,7 @@ export async function startPushServer(deps: PushDeps): Promise<PushServer> {
       if (!isKilnError(err)) deps.log.error({ err, app: app.name }, "push failed");
       const message = isKilnError(err) ? err.message : `internal error: ${(err as Error).message}`;
       say(`-----> Push rejected: ${message}`);
-      if (isKilnError(err) && err.hint) say(`       ${err.hint}`);
+      if (isKilnError(err) && err.hint) for (const l of err.hint.split("\n")) say(`       ${l}`);
       return 1;
     }
   };

@@ -128,7 +128,8 @@ export const manifestSchema = z.object({
   stack: z.object({ name: z.string(), path: storePath, narHash }),
   seed: z.object({ path: storePath, narHash }),
   tools: z.object({ path: storePath, narHash }),
-  source: z.object({ narHash, files: z.number(), bytes: z.number() }),
+  /** commit: the git commit pushed (git push; absent for an upload or a directory). */
+  source: z.object({ narHash, files: z.number(), bytes: z.number(), commit: z.string().optional() }),
   lockfile: z.object({ file: z.string(), sha256: z.string() }).nullable(),
   /** The Node and package manager releases the build used (nodejs buildpack; older manifests lack it). */
   runtime: z

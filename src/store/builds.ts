@@ -14,6 +14,8 @@ export interface BuildRecord {
   appId: string;
   status: BuildStatus;
   failureReason: string | null;
+  /** What to do about the failure (the error's hint), when it had one. */
+  failureHint: string | null;
   createdAt: string;
   startedAt: string | null;
   finishedAt: string | null;
@@ -29,6 +31,8 @@ export interface BuildRecord {
   commit: string | null;
   /** Where its derivations were built ("local", builders' URIs); null until it succeeds. */
   builtOn: string[] | null;
+  /** The buildpacks asked for (git push -o buildpack=…), or null: the app's own or detected. */
+  buildpacks: string[] | null;
 }
 
 interface BuildRow {
@@ -36,6 +40,7 @@ interface BuildRow {
   app_id: string;
   status: BuildStatus;
   failure_reason: string | null;
+  failure_hint: string | null;
   created_at: string;
   started_at: string | null;
   finished_at: string | null;
@@ -48,6 +53,7 @@ interface BuildRow {
   release: number;
   commit_id: string | null;
   built_on: string | null;
+  buildpacks: string | null;
 }
 
 const toBuild = (r: BuildRow): BuildRecord => ({
@@ -55,6 +61,7 @@ const toBuild = (r: BuildRow): BuildRecord => ({
   appId: r.app_id,
   status: r.status,
   failureReason: r.failure_reason,
+  failureHint: r.failure_hint,
   createdAt: r.created_at,
   startedAt: r.started_at,
   finishedAt: r.finished_at,
@@ -67,6 +74,7 @@ const toBuild = (r: BuildRow): BuildRecord => ({
   release: r.release === 1,
   commit: r.commit_id,
   builtOn: r.built_on === null ? null : (JSON.parse(r.built_on) as string[]),
+  buildpacks: r.buildpacks === null ? null : (JSON.parse(r.buildpacks) as string[]),
 });
 
 export function createBuild(
@@ -81,6 +89,8 @@ export function createBuild(
     userId?: string;
     /** The git commit pushed (git push). */
     commit?: string;
+    /** Buildpacks by name, instead of the app's or detection (git push -o buildpack=…). */
+    buildpacks?: string[];
   },
 ): BuildRecord {
   const id = randomUUID();
@@ -95,11 +105,12 @@ export function createBuild(
     release: b.release === false ? 0 : 1,
     user_id: b.userId ?? null,
     commit_id: b.commit ?? null,
+    buildpacks: b.buildpacks?.length ? JSON.stringify(b.buildpacks) : null,
   };
   stmt(
     db,
-    `INSERT INTO builds (id, app_id, status, created_at, source_sha256, source_path, log_path, release, user_id, commit_id)
-     VALUES (@id, @app_id, @status, @created_at, @source_sha256, @source_path, @log_path, @release, @user_id, @commit_id)`,
+    `INSERT INTO builds (id, app_id, status, created_at, source_sha256, source_path, log_path, release, user_id, commit_id, buildpacks)
+     VALUES (@id, @app_id, @status, @created_at, @source_sha256, @source_path, @log_path, @release, @user_id, @commit_id, @buildpacks)`,
   ).run(row);
   return getBuild(db, id);
 }
@@ -150,12 +161,18 @@ export function succeedBuild(
 }
 
 /** building or pending → failed / cancelled, with the reason. */
-export function endBuild(db: Db, id: string, status: "failed" | "cancelled", reason: string): boolean {
+export function endBuild(
+  db: Db,
+  id: string,
+  status: "failed" | "cancelled",
+  reason: string,
+  hint?: string,
+): boolean {
   const r = db
     .prepare(
-      "UPDATE builds SET status = ?, failure_reason = ?, finished_at = ? WHERE id = ? AND status IN ('pending', 'building')",
+      "UPDATE builds SET status = ?, failure_reason = ?, failure_hint = ?, finished_at = ? WHERE id = ? AND status IN ('pending', 'building')",
     )
-    .run(status, reason, new Date().toISOString(), id);
+    .run(status, reason, hint ?? null, new Date().toISOString(), id);
   return r.changes === 1;
 }
 

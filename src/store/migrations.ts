@@ -180,4 +180,11 @@ export const MIGRATIONS: string[] = [
   `
   ALTER TABLE builds ADD COLUMN built_on TEXT;
   `,
+  // 8: git push, part 2: the buildpacks a build was asked for (JSON list; null: detection or the
+  // app's .buildpacks), recorded so a build resumed after a restart uses them too; and the hint
+  // of a failed build's error, shown to the pusher beside its reason.
+  `
+  ALTER TABLE builds ADD COLUMN buildpacks TEXT;
+  ALTER TABLE builds ADD COLUMN failure_hint TEXT;
+  `,
 ];

@@ -164,7 +164,10 @@ describe("git push", () => {
     await git(broken, "commit", "-qam", "a dependency without its lock");
     const push = await git(broken, "push", "origin", "main");
     expect(push.exitCode).not.toBe(0);
-    expect(push.all).toMatch(/^remote: -----> Push rejected: the build failed: .*out of sync/m);
+    // kiln's cause (the reason's first line), then its hint, just before git's verdict.
+    expect(push.all).toMatch(
+      /^remote: -----> Push rejected: the build failed: .*out of sync.*\s*\nremote: {8}run `npm install` to update the lock, and commit both/m,
+    );
     expect(push.all).toContain("! [remote rejected] main -> main");
     expect(await remoteMain("web")).toBe(first);
     const builds = await api(alice, "GET", "/v1/apps/web/builds");
@@ -280,6 +283,43 @@ describe("git push", () => {
     expect(late.all).toMatch(new RegExp(`main moved to ${second.slice(0, 7)} while this push waited`));
     expect(late.all).toContain("! [remote rejected] main -> main");
     expect(await remoteMain("web")).toBe(second);
+  });
+
+  it("-o buildpack=NAME picks shipped buildpacks; a host path, an unknown name or option is refused before any build", async () => {
+    const opts = join(work, "opts");
+    await git(work, "clone", "-q", url(alice, "web"), opts);
+    writeFileSync(join(opts, "Procfile"), "web: node server.js\n");
+    await git(opts, "add", "Procfile");
+    await git(opts, "commit", "-qm", "a Procfile");
+    const commit = await head(opts);
+    const before = (await api(alice, "GET", "/v1/apps/web/builds")).json.length;
+    const was = await remoteMain("web");
+    // The pusher controls the option's text: a host path would be resolved on the server.
+    for (const [option, said] of [
+      ["buildpack=/work", /-o buildpack= names no shipped buildpack \("\/work"\)/],
+      ["buildpack=nodejs,../x", /-o buildpack= names no shipped buildpack \("\.\.\/x"\)/],
+      ["skip-build", /kiln takes no push option "skip-build"/],
+    ] as const) {
+      const r = await git(opts, "push", "-o", option, "origin", "main");
+      expect(r.exitCode, r.all).not.toBe(0);
+      expect(r.all).toMatch(said);
+      expect(r.all).toMatch(/^remote: {8}.*(shipped: nodejs, static, procfile|-o buildpack=NAME)/m);
+      expect(r.all).toContain("! [remote rejected] main -> main");
+    }
+    expect((await api(alice, "GET", "/v1/apps/web/builds")).json).toHaveLength(before);
+    expect(await remoteMain("web")).toBe(was);
+    // procfile alone (detection would pick nodejs): the manifest names it, and the commit.
+    const ok = await git(opts, "push", "-o", "buildpack=procfile", "origin", "main");
+    expect(ok.exitCode, ok.all).toBe(0);
+    expect(ok.all).toContain("with procfile (-o buildpack)");
+    const build = (await api(alice, "GET", "/v1/apps/web/builds")).json[0];
+    expect(build).toMatchObject({ status: "succeeded", commit });
+    const manifest = JSON.parse(
+      readFileSync(join(dataDir, "builds", "web", `${build.slug_sha256}.json`), "utf8"),
+    );
+    expect(manifest.source.commit).toBe(commit);
+    expect(manifest.buildpacks.map((b: { name: string }) => b.name)).toEqual(["procfile"]);
+    expect(await remoteMain("web")).toBe(commit);
   });
 
   it("a deleted app's repository is not the next app of that name's", async () => {

@@ -67,6 +67,9 @@ pm_env() {
   local kind=$1
   export npm_config_cache=/tmp/npm-cache npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false npm_config_progress=false npm_config_color=false
   case "$kind" in
+    # npm 12 refuses lock URLs off the configured registry's host (allow-remote=none): the offline
+    # lock's are all on kiln.invalid, so that is the registry (nothing is fetched: --offline).
+    npm) export npm_config_registry=https://kiln.invalid/ ;;
     # pnpm: one store path in both phases (it records it in node_modules/.modules.yaml).
     pnpm) export npm_config_store_dir=/tmp/pnpm-store CI=true ;;
     # berry fails on a YARN_* setting it does not know: only settings yarn 2 already has.
