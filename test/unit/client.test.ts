@@ -12,6 +12,7 @@ describe("finding the kiln server", () => {
   const env = { XDG_CONFIG_HOME: join(dir, "config"), KILN_DATA_DIR: dir };
   // The CLI's settings come from the environment only through Config.
   const settings = (e: NodeJS.ProcessEnv) => loadConfig(e);
+  const noFile = { XDG_CONFIG_HOME: join(dir, "none"), KILN_DATA_DIR: dir };
   const clientConfigFile = (e: NodeJS.ProcessEnv) => settings(e).clientConfigFile;
 
   it("defaults to this machine's server", () => {
@@ -34,7 +35,7 @@ describe("finding the kiln server", () => {
   });
 
   it("names the server it cannot reach, with what to do", async () => {
-    const api = createClient({ server: "http://127.0.0.1:9" }, settings(env));
+    const api = createClient({ server: "http://127.0.0.1:9" }, settings(noFile));
     await expect(api.request(wire.app.array(), "GET", "/v1/apps")).rejects.toThrow(
       /cannot reach the kiln server at http:\/\/127.0.0.1:9/,
     );
@@ -51,7 +52,7 @@ describe("finding the kiln server", () => {
     await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
     try {
       const { port } = server.address() as { port: number };
-      const api = createClient({ server: `http://127.0.0.1:${port}`, token: "t" }, settings(env));
+      const api = createClient({ server: `http://127.0.0.1:${port}`, token: "t" }, settings(noFile));
       await expect(api.request(wire.app.array(), "GET", "/v1/apps")).rejects.toMatchObject({
         code: "unexpected_response",
         message: expect.stringMatching(/GET \/v1\/apps .*0\.id/),
