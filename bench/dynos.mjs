@@ -34,13 +34,13 @@ import { runInNewContext } from "node:vm";
 import { buildApp } from "../dist/builds/build.js";
 import { loadConfig } from "../dist/config/config.js";
 import { dynoSize } from "../dist/config/dynoSizes.js";
+import { createCore } from "../dist/core.js";
 import { openAppLog } from "../dist/dyno/logs.js";
 import { descendants, rssBytes } from "../dist/dyno/procfs.js";
 import { launchDyno, prepareDynoRuntime } from "../dist/dyno/runtime.js";
 import { DYNO_FDS, dynoBwrapOptions, dynoEnv, dynoLauncher } from "../dist/dyno/sandbox.js";
 import { appUid } from "../dist/dyno/uids.js";
 import { createLogger } from "../dist/log/logger.js";
-import { createCore } from "../dist/main.js";
 import { ensureSeed } from "../dist/seed/seed.js";
 import { resolveSlug, unpackSlug } from "../dist/slug/runnable.js";
 

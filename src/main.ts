@@ -1,38 +1,13 @@
-/** Composition root: config, logger, Nix driver, CLI. Nothing else wires dependencies together. */
+/**
+ * The CLI's entry: parse the command line against command stubs, then load only the module (and
+ * the services in core.ts) of the command that runs. Nothing heavy is imported at the top.
+ */
 import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { CommanderError } from "commander";
-import type { AppContext, GlobalOptions } from "./cli/context.js";
+import type { AppContext, ContextFactory } from "./cli/context.js";
 import { formatError } from "./cli/output.js";
-import { buildProgram } from "./cli/program.js";
-import { createProgressLine } from "./cli/progress.js";
-import { type Config, loadConfig } from "./config/config.js";
-import { createLogger, type Logger } from "./log/logger.js";
-import { createNix, type Nix } from "./nix/driver.js";
-import { checkDistribution, type Distribution } from "./nix/settings.js";
-import { SEED_IMPORT_COMMAND } from "./seed/seed.js";
-
-/** The services every entry point (the CLI's commands, `kiln serve` among them, and the tests) is built from. */
-export function createCore(config: Config, log: Logger): { config: Config; log: Logger; nix: Nix } {
-  const distribution: Distribution = {
-    builders: config.builders,
-    remoteOnly: config.remoteOnly,
-    substituters: config.substituters,
-    trustedKeys: config.trustedKeys,
-    ...(config.netrcFile ? { netrcFile: config.netrcFile } : {}),
-  };
-  checkDistribution(distribution);
-  const nix = createNix({
-    distribution,
-    store: config.nixStore,
-    binDir: config.nixBinDir,
-    gcRootsDir: join(config.dataDir, "gcroots"),
-    cores: config.buildCores,
-    log,
-    seedImportCommand: SEED_IMPORT_COMMAND,
-  });
-  return { config, log, nix };
-}
+import { buildProgram, NeedsModule } from "./cli/program.js";
+import { bug } from "./errors.js";
 
 export async function main(argv: string[]): Promise<number> {
   let json = argv.includes("--json");
@@ -47,31 +22,24 @@ export async function main(argv: string[]): Promise<number> {
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
   let context: AppContext | undefined;
-  const ctx = (globals: GlobalOptions, opts: { json?: boolean } = {}): AppContext => {
+  let core: typeof import("./core.js") | undefined;
+  const ctx: ContextFactory = (globals, opts = {}) => {
     if (context) return context;
+    if (!core) throw bug("a command asked for its context before core.ts was loaded");
     json = !!opts.json;
-    const overrides: Partial<Config> = {};
-    if (globals.dataDir) overrides.dataDir = globals.dataDir;
-    if (globals.store) overrides.nixStore = globals.store;
-    if (globals.buildSize) overrides.buildSize = globals.buildSize;
-    if (globals.builders) overrides.builders = globals.builders;
-    if (globals.remoteOnly) overrides.remoteOnly = true;
-    if (globals.substituter?.length) overrides.substituters = globals.substituter;
-    if (globals.trustedKey?.length) overrides.trustedKeys = globals.trustedKey;
-    if (globals.logLevel) overrides.logLevel = globals.logLevel as Config["logLevel"];
-    const config = loadConfig(process.env, overrides);
-    // --log-level info means info; only an unset level is quieter on a terminal.
-    const log = createLogger(config.logLevel ?? "warn");
-    context = {
-      ...createCore(config, log),
-      progress: createProgressLine(process.stderr, !globals.quiet),
-      signal: interrupt.signal,
-    };
+    context = core.createContext(globals, process.env, interrupt.signal);
     return context;
   };
-  const program = buildProgram(ctx, readVersion());
+  const version = readVersion();
   try {
-    await program.parseAsync(argv, { from: "user" });
+    try {
+      await (await buildProgram({ ctx, version })).parseAsync(argv, { from: "user" });
+    } catch (err) {
+      if (!(err instanceof NeedsModule)) throw err;
+      // A command of err.module runs (or shows its --help, which needs no services).
+      if (!wantsHelp(argv)) core = await import("./core.js");
+      await (await buildProgram({ ctx, version, load: [err.module] })).parseAsync(argv, { from: "user" });
+    }
     return typeof process.exitCode === "number" ? process.exitCode : 0;
   } catch (err) {
     context?.progress.done();
@@ -89,6 +57,14 @@ export async function main(argv: string[]): Promise<number> {
     // Usage errors exit 2, as commander's own do (and kiln check keeps 1 for "not reproducible").
     return f.json.error.code === "usage" ? 2 : 1;
   }
+}
+
+/** -h/--help before any `--` (after it, the words are a one-off command's). */
+function wantsHelp(argv: string[]): boolean {
+  const end = argv.indexOf("--");
+  return (
+    (end < 0 ? argv : argv.slice(0, end)).some((a) => a === "--help" || a === "-h") || argv[0] === "help"
+  );
 }
 
 function readVersion(): string {

@@ -5,8 +5,8 @@ import { request } from "node:http";
 import { join } from "node:path";
 import { execa } from "execa";
 import { type Config, loadConfig } from "../src/config/config.js";
+import { createCore } from "../src/core.js";
 import { createLogger } from "../src/log/logger.js";
-import { createCore } from "../src/main.js";
 import type { Nix } from "../src/nix/driver.js";
 import { tempDir } from "./tmp.js";
 

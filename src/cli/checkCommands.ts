@@ -15,9 +15,9 @@ import { recordInManifest, saveCheckReport } from "../repro/records.js";
 import { formatJunit, formatReport } from "../repro/report.js";
 import { loadVariations, selectVariations } from "../repro/variations.js";
 import { collect, parseEnv, positive } from "./args.js";
-import { createClient } from "./client.js";
 import type { AppContext, ContextFactory } from "./context.js";
 import { formatError, printJson, printLines } from "./output.js";
+import { clientOf, withServer } from "./serverOptions.js";
 
 const BUILD_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const list = (v: string, prev: string[] = []) => [
@@ -45,32 +45,41 @@ interface CheckFlags {
 }
 
 export function registerCheckCommands(program: Command, ctx: ContextFactory): void {
-  program
-    .command("check")
-    .description("rebuild an app with variations that must not matter and prove the slugs are byte-identical")
-    .argument("[dir]", "the app's source directory", ".")
-    .option("--app <name>", "the app's name (with --against BUILD_ID: the server's app)")
-    .option("-b, --buildpack <name-or-path>", "as for kiln build (repeatable)", collect)
-    .option("-e, --env <NAME=value>", "as for kiln build (repeatable)", collect)
-    .addOption(
-      new Option("-n, --builds <n>", "fresh builds to make (default 2, or 1 with --against)").argParser(
-        positive("--builds"),
-      ),
-    )
-    .addOption(
-      new Option("-j, --jobs <n>", "builds at once (default: one per core)").argParser(positive("--jobs")),
-    )
-    .option("--vary <names>", "only these variations (comma-separated, repeatable; default: all)", list)
-    .option("--skip <names>", "switch these variations off (comma-separated, repeatable)", list)
-    .option("--bisect", "when slugs differ, build once per variation (it alone on) to say which changes what")
-    .option(
-      "--against <build-id|file>",
-      "compare with a recorded build (needs --app) or a slug.tgz from elsewhere",
-    )
-    .option("--json", "print the whole report as JSON")
-    .option("--junit <file>", "also write the verdict as JUnit XML (for CI systems)")
-    .option("--server <url>", "with --against BUILD_ID: the kiln server (env KILN_SERVER)")
-    .option("--token <token>", "with --against BUILD_ID: an API token (env KILN_TOKEN)")
+  withServer(
+    program
+      .command("check")
+      .description(
+        "rebuild an app with variations that must not matter and prove the slugs are byte-identical",
+      )
+      .argument("[dir]", "the app's source directory", ".")
+      .option("--app <name>", "the app's name (with --against BUILD_ID: the server's app)")
+      .option("-b, --buildpack <name-or-path>", "as for kiln build (repeatable)", collect)
+      .option("-e, --env <NAME=value>", "as for kiln build (repeatable)", collect)
+      .addOption(
+        new Option("-n, --builds <n>", "fresh builds to make (default 2, or 1 with --against)").argParser(
+          positive("--builds"),
+        ),
+      )
+      .addOption(
+        new Option("-j, --jobs <n>", "builds at once (default: one per core)").argParser(positive("--jobs")),
+      )
+      .option("--vary <names>", "only these variations (comma-separated, repeatable; default: all)", list)
+      .option("--skip <names>", "switch these variations off (comma-separated, repeatable)", list)
+      .option(
+        "--bisect",
+        "when slugs differ, build once per variation (it alone on) to say which changes what",
+      )
+      .option(
+        "--against <build-id|file>",
+        "compare with a recorded build (needs --app) or a slug.tgz from elsewhere",
+      )
+      .option("--json", "print the whole report as JSON")
+      .option("--junit <file>", "also write the verdict as JUnit XML (for CI systems)"),
+    {
+      server: "with --against BUILD_ID: the kiln server (env KILN_SERVER)",
+      token: "with --against BUILD_ID: an API token (env KILN_TOKEN)",
+    },
+  )
     .addHelpText(
       "after",
       `
@@ -96,7 +105,7 @@ Examples:
       try {
         report =
           opts.against && BUILD_ID.test(opts.against)
-            ? await checkOnServer(opts, c.config.dataDir)
+            ? await checkOnServer(opts, cmd)
             : await checkLocally(c, dir, opts, !!cmd.optsWithGlobals().quiet);
       } catch (err) {
         if (c.signal.aborted) throw err;
@@ -170,18 +179,14 @@ Examples:
     return report;
   }
 
-  async function checkOnServer(opts: CheckFlags, dataDir: string): Promise<CheckReport> {
+  async function checkOnServer(opts: CheckFlags, cmd: Command): Promise<CheckReport> {
     if (!opts.app)
       throw new KilnError({
         code: "usage",
         message: "--against BUILD_ID needs --app",
         hint: "kiln check --app APP --against BUILD_ID",
       });
-    const client = createClient(
-      { ...(opts.server ? { server: opts.server } : {}), ...(opts.token ? { token: opts.token } : {}) },
-      process.env,
-      dataDir,
-    );
+    const client = clientOf(cmd, ctx);
     const body: Record<string, unknown> = {};
     if (opts.builds !== undefined) body.builds = Math.round(opts.builds);
     if (opts.vary) body.vary = opts.vary;

@@ -5,10 +5,10 @@
  * errors come back as the server's own code, message and hint.
  */
 import { readFileSync } from "node:fs";
-import { homedir } from "node:os";
 import { join } from "node:path";
 import { z } from "zod";
 import * as wire from "../api/wire.js";
+import type { Config } from "../config/config.js";
 import { KilnError, relayedError } from "../errors.js";
 import { describeIssues } from "../util/json.js";
 
@@ -17,8 +17,13 @@ export interface ClientOptions {
   token?: string;
 }
 
+/** Where the CLI's defaults come from: KILN_SERVER, KILN_TOKEN, the client file, the data dir (all in Config). */
+export type ClientSettings = Pick<Config, "server" | "token" | "clientConfigFile" | "dataDir">;
+
 export interface Client {
   server: string;
+  /** The token sent (git's credential helper hands it to git); none: the server answers 401. */
+  token: string | undefined;
   /** A JSON request whose answer must be what `schema` (one of src/api/wire.ts) says. */
   request<S extends z.ZodType>(schema: S, method: string, path: string, body?: unknown): Promise<z.output<S>>;
   /** A raw request (uploads, streams). */
@@ -27,13 +32,8 @@ export interface Client {
 
 export const DEFAULT_SERVER = "http://127.0.0.1:5080";
 
-/** ~/.config/kiln/client.json: `{"server": URL, "token": T}`, both optional. */
-export function clientConfigFile(env: NodeJS.ProcessEnv): string {
-  return join(env.XDG_CONFIG_HOME || join(homedir(), ".config"), "kiln", "client.json");
-}
-
-function readClientConfig(env: NodeJS.ProcessEnv): { server?: string; token?: string } {
-  const file = clientConfigFile(env);
+/** ~/.config/kiln/client.json (Config's clientConfigFile): `{"server": URL, "token": T}`, both optional. */
+function readClientConfig(file: string): { server?: string; token?: string } {
   let text: string;
   try {
     text = readFileSync(file, "utf8");
@@ -64,13 +64,13 @@ const clientConfigSchema = z
   .strict();
 
 /** Flags, then KILN_SERVER / KILN_TOKEN, then the client config file, then this machine's server. */
-export function createClient(opts: ClientOptions, env: NodeJS.ProcessEnv, dataDir: string): Client {
-  const file = readClientConfig(env);
-  const server = (opts.server ?? env.KILN_SERVER ?? file.server ?? DEFAULT_SERVER).replace(/\/+$/, "");
-  let token = opts.token ?? env.KILN_TOKEN ?? file.token;
+export function createClient(opts: ClientOptions, settings: ClientSettings): Client {
+  const file = readClientConfig(settings.clientConfigFile);
+  const server = (opts.server ?? settings.server ?? file.server ?? DEFAULT_SERVER).replace(/\/+$/, "");
+  let token = opts.token ?? settings.token ?? file.token;
   if (!token) {
     try {
-      token = readFileSync(join(dataDir, "admin-token"), "utf8").trim();
+      token = readFileSync(join(settings.dataDir, "admin-token"), "utf8").trim() || undefined;
     } catch {
       // no local server's token: the server will say 401 with a hint
     }
@@ -92,6 +92,7 @@ export function createClient(opts: ClientOptions, env: NodeJS.ProcessEnv, dataDi
   };
   return {
     server,
+    token,
     fetch: doFetch,
     async request(schema, method, path, body) {
       const res = await doFetch(path, {

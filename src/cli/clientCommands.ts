@@ -10,30 +10,13 @@ import { writeTarGzOf } from "../archive/tar.js";
 import { KilnError } from "../errors.js";
 import { deployFiles } from "../source/deploySource.js";
 import { watchDir } from "../watch/watch.js";
-import { type Client, createClient, parseAnswer, readResponse } from "./client.js";
+import { type Client, parseAnswer, readResponse } from "./client.js";
 import type { ContextFactory } from "./context.js";
 import { printJson, printLines } from "./output.js";
-
-function withServer(cmd: Command): Command {
-  return cmd
-    .option("--server <url>", "the kiln server (env KILN_SERVER; default http://127.0.0.1:5080)")
-    .option("--token <token>", "an API token (env KILN_TOKEN; default: this machine's admin token)");
-}
-
-function appOption(cmd: Command): Command {
-  return cmd.requiredOption("-a, --app <name>", "the app");
-}
+import { clientOf, withApp, withServer } from "./serverOptions.js";
 
 export function registerClientCommands(program: Command, ctx: ContextFactory): void {
-  const client = (cmd: Command): Client => {
-    const o = cmd.optsWithGlobals() as { server?: string; token?: string };
-    const c = ctx(cmd.optsWithGlobals());
-    return createClient(
-      { ...(o.server ? { server: o.server } : {}), ...(o.token ? { token: o.token } : {}) },
-      process.env,
-      c.config.dataDir,
-    );
-  };
+  const client = (cmd: Command): Client => clientOf(cmd, ctx);
 
   withServer(program.command("apps").description("list the server's apps"))
     .option("--json", "print machine-readable JSON")
@@ -68,7 +51,7 @@ export function registerClientCommands(program: Command, ctx: ContextFactory): v
       printLines([`destroyed ${name}`]);
     });
 
-  appOption(
+  withApp(
     withServer(
       program
         .command("deploy")
@@ -83,7 +66,7 @@ export function registerClientCommands(program: Command, ctx: ContextFactory): v
     ]);
   });
 
-  appOption(
+  withApp(
     withServer(
       program
         .command("dev")
@@ -131,7 +114,7 @@ export function registerClientCommands(program: Command, ctx: ContextFactory): v
       await running;
     });
 
-  appOption(withServer(program.command("releases").description("an app's releases, newest first")))
+  withApp(withServer(program.command("releases").description("an app's releases, newest first")))
     .option("--json", "print machine-readable JSON")
     .action(async (opts: { app: string; json?: boolean }, cmd: Command) => {
       const list = await client(cmd).request(
@@ -150,7 +133,7 @@ export function registerClientCommands(program: Command, ctx: ContextFactory): v
       );
     });
 
-  appOption(
+  withApp(
     withServer(
       program.command("rollback").description("release an earlier version again (as a new release)"),
     ),
@@ -173,7 +156,7 @@ export function registerClientCommands(program: Command, ctx: ContextFactory): v
       printLines([`rolled back to v${n}: now v${r.version}`]);
     });
 
-  appOption(withServer(program.command("config").description("an app's config vars")))
+  withApp(withServer(program.command("config").description("an app's config vars")))
     .option("--json", "print machine-readable JSON")
     .action(async (opts: { app: string; json?: boolean }, cmd: Command) => {
       const cfg = await client(cmd).request(
@@ -187,7 +170,7 @@ export function registerClientCommands(program: Command, ctx: ContextFactory): v
       );
     });
 
-  appOption(withServer(program.command("config:set").description("set config vars (a new release)")))
+  withApp(withServer(program.command("config:set").description("set config vars (a new release)")))
     .argument("<pairs...>", "NAME=value …")
     .action(async (pairs: string[], opts: { app: string }, cmd: Command) => {
       const patch: Record<string, string> = {};
@@ -206,7 +189,7 @@ export function registerClientCommands(program: Command, ctx: ContextFactory): v
       printLines([`set ${Object.keys(patch).join(", ")}`]);
     });
 
-  appOption(withServer(program.command("config:unset").description("unset config vars (a new release)")))
+  withApp(withServer(program.command("config:unset").description("unset config vars (a new release)")))
     .argument("<names...>", "NAME …")
     .action(async (names: string[], opts: { app: string }, cmd: Command) => {
       await client(cmd).request(
@@ -218,7 +201,7 @@ export function registerClientCommands(program: Command, ctx: ContextFactory): v
       printLines([`unset ${names.join(", ")}`]);
     });
 
-  appOption(withServer(program.command("ps:scale").description("set how many dynos of each type run")))
+  withApp(withServer(program.command("ps:scale").description("set how many dynos of each type run")))
     .argument("<changes...>", "TYPE=N or TYPE=N:SIZE …")
     .action(async (changes: string[], opts: { app: string }, cmd: Command) => {
       const updates = changes.map((c) => {
@@ -240,7 +223,7 @@ export function registerClientCommands(program: Command, ctx: ContextFactory): v
       printLines(f.map((e) => `${e.type}=${e.quantity} (${e.size})`));
     });
 
-  appOption(withServer(program.command("ps:restart").description("restart an app's dynos (all, or one)")))
+  withApp(withServer(program.command("ps:restart").description("restart an app's dynos (all, or one)")))
     .argument("[dyno]", "one dyno, e.g. web.1")
     .action(async (dyno: string | undefined, opts: { app: string }, cmd: Command) => {
       const path = `/v1/apps/${encodeURIComponent(opts.app)}/dynos${dyno ? `/${encodeURIComponent(dyno)}` : ""}`;
@@ -319,7 +302,7 @@ function registerTenancyCommands(program: Command, client: (cmd: Command) => Cli
     printLines([`revoked ${id}`]);
   });
 
-  appOption(
+  withApp(
     withServer(program.command("access").description("who works on an app: its owner and collaborators")),
   )
     .option("--json", "print machine-readable JSON")
@@ -333,7 +316,7 @@ function registerTenancyCommands(program: Command, client: (cmd: Command) => Cli
       printLines(list.map((m) => `${m.user}  ${m.role}`));
     });
 
-  appOption(
+  withApp(
     withServer(
       program
         .command("access:add")
@@ -350,7 +333,7 @@ function registerTenancyCommands(program: Command, client: (cmd: Command) => Cli
     printLines([`${user} now works on ${opts.app}`]);
   });
 
-  appOption(
+  withApp(
     withServer(
       program
         .command("access:remove")

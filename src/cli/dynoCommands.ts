@@ -13,10 +13,11 @@ import { KilnError } from "../errors.js";
 import { shellQuote } from "../process/run.js";
 import { resolveSlug } from "../slug/runnable.js";
 import { collect, parseEnv } from "./args.js";
-import { createClient, readResponse } from "./client.js";
+import { readResponse } from "./client.js";
 import { printRemoteDynos } from "./clientCommands.js";
 import type { ContextFactory } from "./context.js";
 import { escapeControl, printJson, printLines } from "./output.js";
+import { clientOf, remoteServer, serverOption, tokenOption } from "./serverOptions.js";
 
 function seconds(name: string) {
   return (v: string) => {
@@ -59,8 +60,8 @@ export function registerDynoCommands(program: Command, ctx: ContextFactory): voi
     .option("--port <n>", "the local port the web dyno is served on (default: a free one)", parsePort)
     .option("-e, --env <NAME=value>", "a config var (repeatable)", collect)
     .option("--outbound", "let the dyno open outbound connections (default: it has loopback only)")
-    .option("--server <url>", "run the one-off command on a kiln server (env KILN_SERVER)")
-    .option("--token <token>", "the server's API token (env KILN_TOKEN)")
+    .addOption(serverOption("run the one-off command on a kiln server (env KILN_SERVER)"))
+    .addOption(tokenOption("the server's API token (env KILN_TOKEN)"))
     .addOption(
       new Option("-s, --size <size>", "the dyno size (memory, processes, CPU, /tmp, open files)")
         .choices(Object.keys(DYNO_SIZES))
@@ -101,8 +102,7 @@ Ctrl-C sends SIGTERM to every process in it, then SIGKILL after --stop-timeout.`
     .action(async (ref: string, words: string[], opts: RunOpts, cmd: Command) => {
       const c = ctx(cmd.optsWithGlobals());
       const env = parseEnv(opts.env ?? []);
-      const remote = opts.server ?? process.env.KILN_SERVER;
-      if (remote) {
+      if (remoteServer(cmd, ctx)) {
         // On a server: a one-off dyno of the app's current release, its output streamed here.
         if (words.length === 0)
           throw new KilnError({
@@ -110,11 +110,7 @@ Ctrl-C sends SIGTERM to every process in it, then SIGKILL after --stop-timeout.`
             message: "on a server, kiln run takes a one-off command",
             hint: `kiln run ${ref} --server URL -- CMD (the server's formation runs the process types)`,
           });
-        const api = createClient(
-          { server: remote, ...(opts.token ? { token: opts.token } : {}) },
-          process.env,
-          c.config.dataDir,
-        );
+        const api = clientOf(cmd, ctx);
         const res = await api.fetch(`/v1/apps/${encodeURIComponent(ref)}/dynos`, {
           method: "POST",
           headers: { "content-type": "application/json" },
@@ -212,8 +208,8 @@ Ctrl-C sends SIGTERM to every process in it, then SIGKILL after --stop-timeout.`
     .argument("[app]", "only this app's dynos")
     .option("--reconcile", "also clean up after dynos whose kiln process died (needs root)")
     .option("-a, --app <name>", "this app's dynos on a kiln server (see --server) instead of this machine's")
-    .option("--server <url>", "the kiln server for -a (env KILN_SERVER; default http://127.0.0.1:5080)")
-    .option("--token <token>", "the server's API token (env KILN_TOKEN)")
+    .addOption(serverOption("the kiln server for -a (env KILN_SERVER; default http://127.0.0.1:5080)"))
+    .addOption(tokenOption("the server's API token (env KILN_TOKEN)"))
     .option("--json", "print machine-readable JSON")
     .action(
       async (
@@ -223,11 +219,7 @@ Ctrl-C sends SIGTERM to every process in it, then SIGKILL after --stop-timeout.`
       ) => {
         const c = ctx(cmd.optsWithGlobals(), opts);
         if (opts.app) {
-          const api = createClient(
-            { ...(opts.server ? { server: opts.server } : {}), ...(opts.token ? { token: opts.token } : {}) },
-            process.env,
-            c.config.dataDir,
-          );
+          const api = clientOf(cmd, ctx);
           return printRemoteDynos(api, opts.app, !!opts.json);
         }
         if (opts.reconcile) {
@@ -277,8 +269,8 @@ Ctrl-C sends SIGTERM to every process in it, then SIGKILL after --stop-timeout.`
     .option("-n, --num <n>", "how many recent lines", (v) => Number(v), 100)
     .option("-t, --tail", "keep following new lines until Ctrl-C")
     .option("-d, --dyno <name>", "only lines from this dyno (e.g. web.1) or type (web)")
-    .option("--server <url>", "read them from a kiln server (env KILN_SERVER) instead of this machine")
-    .option("--token <token>", "the server's API token (env KILN_TOKEN)")
+    .addOption(serverOption("read them from a kiln server (env KILN_SERVER) instead of this machine"))
+    .addOption(tokenOption("the server's API token (env KILN_TOKEN)"))
     .option("--raw", "write app output as it is, control characters too (default on a terminal: escaped)")
     .action(
       async (
@@ -289,13 +281,8 @@ Ctrl-C sends SIGTERM to every process in it, then SIGKILL after --stop-timeout.`
         const c = ctx(cmd.optsWithGlobals());
         // An app's output must not drive the operator's terminal; a pipe gets the bytes as logged.
         const safe = !opts.raw && process.stdout.isTTY ? escapeControl : (t: string) => t;
-        const remote = opts.server ?? process.env.KILN_SERVER;
-        if (remote) {
-          const api = createClient(
-            { server: remote, ...(opts.token ? { token: opts.token } : {}) },
-            process.env,
-            c.config.dataDir,
-          );
+        if (remoteServer(cmd, ctx)) {
+          const api = clientOf(cmd, ctx);
           const q = new URLSearchParams({
             lines: String(opts.num),
             ...(opts.tail ? { tail: "true" } : {}),

@@ -4,43 +4,15 @@
  * token kiln's own client config has, so no token is ever written into .git/config), and
  * `kiln git:branch` shows or sets which branch deploys.
  */
-import { readFileSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { resolve } from "node:path";
 import type { Command } from "commander";
 import * as wire from "../api/wire.js";
 import { KilnError } from "../errors.js";
 import { run, shellQuote } from "../process/run.js";
-import { type Client, clientConfigFile, createClient, DEFAULT_SERVER } from "./client.js";
+import type { Client } from "./client.js";
 import type { ContextFactory } from "./context.js";
 import { printJson, printLines } from "./output.js";
-
-interface ServerOpts {
-  server?: string;
-  token?: string;
-}
-
-function withServer(cmd: Command): Command {
-  return cmd
-    .option("--server <url>", "the kiln server (env KILN_SERVER; default http://127.0.0.1:5080)")
-    .option("--token <token>", "an API token (env KILN_TOKEN; default: this machine's admin token)");
-}
-
-/** The token `kiln` itself would send: --token, KILN_TOKEN, the client config, this machine's admin token. */
-function tokenFor(opts: ServerOpts, env: NodeJS.ProcessEnv, dataDir: string): string | undefined {
-  if (opts.token) return opts.token;
-  if (env.KILN_TOKEN) return env.KILN_TOKEN;
-  try {
-    const file = JSON.parse(readFileSync(clientConfigFile(env), "utf8")) as { token?: unknown };
-    if (typeof file.token === "string" && file.token) return file.token;
-  } catch {
-    // no client config: the next source
-  }
-  try {
-    return readFileSync(join(dataDir, "admin-token"), "utf8").trim() || undefined;
-  } catch {
-    return undefined;
-  }
-}
+import { clientOf, type ServerFlags, withServer } from "./serverOptions.js";
 
 /** git's credential protocol: key=value lines. */
 function parseCredentialRequest(text: string): Record<string, string> {
@@ -61,14 +33,7 @@ async function readStdin(): Promise<string> {
 const git = (cwd: string, ...args: string[]) => run("git", args, { cwd, reject: false });
 
 export function registerGitCommands(program: Command, ctx: ContextFactory): void {
-  const client = (cmd: Command): Client => {
-    const o = cmd.optsWithGlobals() as ServerOpts;
-    return createClient(
-      { ...(o.server ? { server: o.server } : {}), ...(o.token ? { token: o.token } : {}) },
-      process.env,
-      ctx(cmd.optsWithGlobals()).config.dataDir,
-    );
-  };
+  const client = (cmd: Command): Client => clientOf(cmd, ctx);
 
   withServer(
     program
@@ -118,22 +83,24 @@ credential.helper=store) are switched off for that URL, so none keeps a copy.
       ]);
     });
 
-  program
+  const credential = program
     .command("git:credential")
     .description("git's credential helper for kiln remotes (set up by kiln git:remote)")
-    .argument("<action>", "get, store or erase (git's credential protocol)")
-    .option("--server <url>", "answer only for this kiln server")
-    .option("--token <token>", "the API token to hand out")
-    .action(async (action: string, opts: ServerOpts, cmd: Command) => {
-      const req = parseCredentialRequest(await readStdin());
-      // store and erase: kiln's token lives in kiln's config, git keeps nothing.
-      if (action !== "get") return;
-      const server = new URL(opts.server ?? process.env.KILN_SERVER ?? DEFAULT_SERVER);
-      if (req.protocol !== server.protocol.replace(/:$/, "") || req.host !== server.host) return;
-      const token = tokenFor(opts, process.env, ctx(cmd.optsWithGlobals()).config.dataDir);
-      if (!token) return; // git then says the authentication failed
-      process.stdout.write(`username=kiln\npassword=${token}\n`);
-    });
+    .argument("<action>", "get, store or erase (git's credential protocol)");
+  withServer(credential, {
+    server: "answer only for this kiln server",
+    token: "the API token to hand out",
+  }).action(async (action: string, _opts: ServerFlags, cmd: Command) => {
+    const req = parseCredentialRequest(await readStdin());
+    // store and erase: kiln's token lives in kiln's config, git keeps nothing.
+    if (action !== "get") return;
+    const c = clientOf(cmd, ctx);
+    const server = new URL(c.server);
+    if (req.protocol !== server.protocol.replace(/:$/, "") || req.host !== server.host) return;
+    const token = c.token;
+    if (!token) return; // git then says the authentication failed
+    process.stdout.write(`username=kiln\npassword=${token}\n`);
+  });
 
   withServer(
     program

@@ -107,6 +107,12 @@ export const configSchema = z.object({
   netrcFile: z.string().min(1).optional(),
   /** `kiln bootstrap`: a stage that shows no progress for this long fails, naming what it awaited. */
   bootstrapSilenceSeconds: z.number().int().positive().default(900),
+  /** The CLI's kiln server when no --server is given (KILN_SERVER). */
+  server: z.string().min(1).optional(),
+  /** The CLI's API token when no --token is given (KILN_TOKEN). */
+  token: z.string().min(1).optional(),
+  /** The CLI's client settings, `{"server": URL, "token": T}` ($XDG_CONFIG_HOME/kiln/client.json). */
+  clientConfigFile: z.string().min(1),
   /** Test-only: a bootstrap stage fails at once ("stage1") or hangs silently ("stage1:hang"). */
   testFailStage: z
     .string()
@@ -152,6 +158,9 @@ export function loadConfig(env: NodeJS.ProcessEnv, overrides: Partial<Config> = 
       ? Number(env.KILN_BOOTSTRAP_SILENCE_SECONDS)
       : undefined,
     testFailStage: env.KILN_TEST_FAIL_STAGE || undefined,
+    server: env.KILN_SERVER || undefined,
+    token: env.KILN_TOKEN || undefined,
+    clientConfigFile: join(env.XDG_CONFIG_HOME || join(homedir(), ".config"), "kiln", "client.json"),
     toolsName: env.KILN_RELEASE_VERSION ? `kiln-tools-${env.KILN_RELEASE_VERSION}` : undefined,
     fetchAllow: env.KILN_FETCH_ALLOW
       ? env.KILN_FETCH_ALLOW.split(",").map((o) => o.trim().replace(/\/+$/, ""))

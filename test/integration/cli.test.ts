@@ -1,5 +1,24 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { execa } from "execa";
 import { describe, expect, it } from "vitest";
-import { kiln } from "../helpers.js";
+import { kiln, kilnBin, projectDir } from "../helpers.js";
+import { tempDir } from "../tmp.js";
+
+/** The npm packages a kiln command line loaded (via a resolve hook, not a guess). */
+async function packagesLoaded(args: string[]): Promise<Set<string>> {
+  const spy = join(tempDir("kiln-loads-"), "urls");
+  const spyHook = join(projectDir, "test", "fixtures", "loadSpy.mjs");
+  const r = await execa("node", ["--import", spyHook, kilnBin, ...args], {
+    reject: false,
+    env: { KILN_LOAD_SPY: spy },
+  });
+  expect(r.exitCode, r.stderr).toBe(0);
+  const urls = readFileSync(spy, "utf8").split("\n");
+  return new Set(
+    urls.map((u) => /node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(u)?.[1]).filter((p) => p !== undefined),
+  );
+}
 
 describe("the kiln CLI", () => {
   it("has help on every command", async () => {
@@ -15,6 +34,28 @@ describe("the kiln CLI", () => {
       expect(r.exitCode, args.join(" ")).toBe(0);
       expect(r.stdout).toContain("Usage: kiln");
     }
+  });
+
+  it("loads no server, database, watcher or schema code for --version and --help", async () => {
+    const heavy = ["fastify", "better-sqlite3", "chokidar", "zod", "pino", "execa"];
+    // Control: a client command's own help does load its module (and chokidar behind kiln dev).
+    const control = await packagesLoaded(["apps", "--help"]);
+    expect([...control]).toEqual(expect.arrayContaining(["commander", "zod", "chokidar"]));
+    for (const args of [["--version"], ["--help"]]) {
+      const loaded = await packagesLoaded(args);
+      expect([...loaded], args.join(" ")).toEqual(["commander"]);
+      for (const p of heavy) expect(loaded.has(p), `${args.join(" ")} loads ${p}`).toBe(false);
+    }
+  });
+
+  it("lists every command with its description, and runs a command whose module loads lazily", async () => {
+    const help = await kiln(["--help"]);
+    for (const word of ["build [options] [dir]", "apps:create [options] <name>", "git:credential", "verify"])
+      expect(help.stdout).toContain(word);
+    const sub = await kiln(["help", "config:set"]);
+    expect(sub.exitCode).toBe(0);
+    expect(sub.stdout).toContain("Usage: kiln config:set [options] <pairs...>");
+    expect(sub.stdout).toContain("--server <url>");
   });
 
   it("rejects unknown commands and bad arguments with exit 2 and a pointer to --help", async () => {
