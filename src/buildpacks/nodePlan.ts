@@ -293,7 +293,9 @@ export async function planNodeApp(
   };
   const pkgText = (await readTextBeneath(root, "package.json")) ?? "{}";
   await put("package.json", stripScripts(pkgText, "package.json"));
-  await put(lockFile, lockForInput);
+  // npm 12 reads no npm-shrinkwrap.json (its format is package-lock.json's), every npm since 5 reads
+  // package-lock.json: the install gets the shrinkwrap under that name.
+  await put(lockFile === "npm-shrinkwrap.json" ? "package-lock.json" : lockFile, lockForInput);
   for (const ws of workspaces) {
     const t = await readTextBeneath(root, `${ws}/package.json`);
     if (t !== undefined) await put(`${ws}/package.json`, stripScripts(t, `${ws}/package.json`));

@@ -67,8 +67,8 @@ pm_env() {
   local kind=$1
   export npm_config_cache=/tmp/npm-cache npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false npm_config_progress=false npm_config_color=false
   case "$kind" in
-    # npm 12 refuses lock URLs off the configured registry's host (allow-remote=none): the offline
-    # lock's are all on kiln.invalid, so that is the registry (nothing is fetched: --offline).
+    # The offline locks' `resolved` are on kiln.invalid (their tarballs are in the prefilled cache):
+    # npm 12 installs URLs off the configured registry's host only with allow-remote.
     npm) export npm_config_registry=https://kiln.invalid/ ;;
     # pnpm: one store path in both phases (it records it in node_modules/.modules.yaml).
     pnpm) export npm_config_store_dir=/tmp/pnpm-store CI=true ;;
@@ -191,9 +191,16 @@ pm_prune() {
   case "$kind" in
     npm)
       if [ -n "${NPM_CONFIG_PRODUCTION:-}" ]; then echo "       Skipping because NPM_CONFIG_PRODUCTION is '$NPM_CONFIG_PRODUCTION'"; return 0; fi
+      # npm 12 reads no npm-shrinkwrap.json: prune by it under package-lock.json's name (same format).
+      local shrinkwrap=false
+      if [ -f npm-shrinkwrap.json ] && [ ! -e package-lock.json ]; then
+        shrinkwrap=true
+        cp npm-shrinkwrap.json package-lock.json
+      fi
       # --no-save: the app's lock stays exactly as committed.
       # shellcheck disable=SC2046 # one flag or none
       npm prune --omit=dev --offline --no-save --no-audit --no-fund $(npm_quiet_if_old)
+      if [ "$shrinkwrap" = true ]; then rm -f package-lock.json; fi
       ;;
     yarn)
       if [ -n "${YARN_PRODUCTION:-}" ]; then echo "       Skipping because YARN_PRODUCTION is '$YARN_PRODUCTION'"; return 0; fi
