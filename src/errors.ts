@@ -66,6 +66,7 @@ export const ERROR_CODES = {
   invalid_token: 422,
   invalid_user_name: 422,
   invalid_variation: 422,
+  invalid_workspace: 422,
   inventory_foreign_tarball: 500,
   inventory_invalid: 500,
   inventory_lts_unreadable: 502,

@@ -10,10 +10,10 @@
  * and handed to Nix in the build spec (nix/build/planned-deps.nix).
  */
 import { lstat, mkdir, readdir, writeFile } from "node:fs/promises";
-import { dirname, join } from "node:path";
+import { dirname, join, resolve, sep } from "node:path";
 import picomatch from "picomatch";
 import YAML from "yaml";
-import { KilnError } from "../errors.js";
+import { bug, KilnError } from "../errors.js";
 import { readBeneath, readTextBeneath } from "../util/beneath.js";
 import { berryRegistryEntries, isBerryLock, parseBerryLock } from "./berryLock.js";
 import {
@@ -32,6 +32,24 @@ import { registryIntegrities } from "./registryIntegrity.js";
 import { planYarnLock } from "./yarnLock.js";
 
 const LOCK_MAX_BYTES = 64 * 1024 * 1024;
+
+/** A workspace directory: relative, inside the app, no `.`/`..`/empty segments or odd characters. */
+export function assertWorkspaceDir(ws: string): void {
+  const parts = ws.split("/");
+  if (
+    ws.length > 1024 ||
+    ws.startsWith("/") ||
+    parts.some((p) => p === "" || p === "." || p === "..") ||
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: refusing control characters is the point
+    /[\\\x00-\x1f]/.test(ws)
+  ) {
+    throw new KilnError({
+      code: "invalid_workspace",
+      message: `the lock file names a workspace ${JSON.stringify(ws.slice(0, 200))}, which is not a directory inside the app`,
+      hint: "workspaces are directories inside the app (e.g. packages/api): regenerate the lock with your package manager",
+    });
+  }
+}
 
 export type NodePlan =
   | {
@@ -284,12 +302,20 @@ export async function planNodeApp(
     tarballs = finishPins(ctx, "yarn.lock");
   }
 
+  // Workspace directories come from the tenant's lock (npm's `packages` keys, pnpm's importers):
+  // each must be a plain path inside the app, or its package.json would be written outside the
+  // input directory (`l/../../etc`: read beneath the app through a link, joined lexically here).
+  for (const ws of workspaces) assertWorkspaceDir(ws);
+
   // The dependency phase's input: manifests, the lock, the settings that matter.
   const inputDir = join(opts.work, "kiln-deps-input");
   await mkdir(inputDir, { recursive: true });
   const put = async (rel: string, data: string | Buffer) => {
-    await mkdir(dirname(join(inputDir, rel)), { recursive: true });
-    await writeFile(join(inputDir, rel), data);
+    const target = resolve(inputDir, rel);
+    if (!target.startsWith(`${inputDir}${sep}`))
+      bug(`dependency input path ${JSON.stringify(rel)} leaves its directory`);
+    await mkdir(dirname(target), { recursive: true });
+    await writeFile(target, data);
   };
   const pkgText = (await readTextBeneath(root, "package.json")) ?? "{}";
   await put("package.json", stripScripts(pkgText, "package.json"));

@@ -1,15 +1,17 @@
 // Lock files of every package manager: which one is chosen, what is refused (by name), and the
 // tarballs each plan pins (from the fixtures' real locks, made by the real clients).
-import { mkdtempSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { berryRegistryEntries, parseBerryLock } from "../../src/buildpacks/berryLock.js";
 import { checkPackageManagerField, chooseLockFile } from "../../src/buildpacks/lockfiles.js";
 import { parsePackageJson } from "../../src/buildpacks/nodejs.js";
-import { planNodeApp } from "../../src/buildpacks/nodePlan.js";
+import { assertWorkspaceDir, planNodeApp } from "../../src/buildpacks/nodePlan.js";
 import { parsePnpmLock, planPnpmLock, pnpmKeyNameVersion } from "../../src/buildpacks/pnpmLock.js";
 import { planYarnLock } from "../../src/buildpacks/yarnLock.js";
+import { readTextBeneath } from "../../src/util/beneath.js";
+import { tempDir } from "../tmp.js";
 
 const REG = "https://registry.example.invalid/";
 const apps = join(import.meta.dirname, "..", "fixtures", "apps");
@@ -129,5 +131,50 @@ describe("the plan and the dependency phase's input", () => {
       work,
     });
     expect(plan?.planner).toBe("nix");
+  });
+});
+
+describe("workspace paths from the lock", () => {
+  it("refuses a workspace key that climbs out through a link (the write would land outside the input)", async () => {
+    const app = tempDir("kiln-ws-escape-");
+    const work = tempDir("kiln-ws-work-");
+    // d/d/…/d (8 deep) and l -> it: `l/` + 7 × `../` + `x` reads d/x beneath the app…
+    const deep = join(app, ...Array(8).fill("d"));
+    mkdirSync(deep, { recursive: true });
+    symlinkSync(Array(8).fill("d").join("/"), join(app, "l"));
+    mkdirSync(join(app, "d", "x"));
+    writeFileSync(join(app, "d", "x", "package.json"), '{"name":"x","version":"1.0.0"}');
+    const key = `l/${"../".repeat(7)}x`;
+    writeFileSync(join(app, "package.json"), '{"name":"evil","version":"1.0.0"}');
+    writeFileSync(
+      join(app, "package-lock.json"),
+      JSON.stringify({
+        name: "evil",
+        version: "1.0.0",
+        lockfileVersion: 3,
+        requires: true,
+        packages: { "": { name: "evil", version: "1.0.0" }, [key]: { name: "x", version: "1.0.0" } },
+      }),
+    );
+    // Control: the attack is real without the check. The read side resolves beneath the app (it
+    // finds d/x/package.json), while the input path joined lexically leaves the work directory.
+    expect(await readTextBeneath(app, `${key}/package.json`)).toContain('"x"');
+    const lexical = resolve(join(work, "kiln-deps-input"), key, "package.json");
+    expect(lexical.startsWith(`${work}/`)).toBe(false);
+
+    const pkg = parsePackageJson(readFileSync(join(app, "package.json"), "utf8"));
+    const err = await planNodeApp(app, pkg, {
+      registry: REG,
+      integrityCacheFile: join(work, "i.json"),
+      work,
+    }).catch((e: unknown) => e);
+    expect((err as { code?: string }).code).toBe("invalid_workspace");
+    expect(existsSync(lexical)).toBe(false);
+  });
+
+  it("takes plain relative directories", () => {
+    for (const ok of ["packages/api", "apps/web-1", "a"]) expect(() => assertWorkspaceDir(ok)).not.toThrow();
+    for (const bad of ["../x", "a/../../b", "/etc", "a//b", "./a", "a\\..\\b", "a\nb", ""])
+      expect(() => assertWorkspaceDir(bad), bad).toThrow(/not a directory inside the app/);
   });
 });
