@@ -10,7 +10,7 @@ import { randomUUID } from "node:crypto";
 import { createReadStream, mkdirSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
-import type { Readable } from "node:stream";
+import { pipeline, type Readable } from "node:stream";
 import { createGunzip } from "node:zlib";
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 import type { BuildLogs } from "../../builds/buildLog.js";
@@ -149,7 +149,9 @@ export const gitRoutes: FastifyPluginAsync<GitRoutesOptions> = async (api, opts)
       const body = req.body as Readable;
       const maxBytes = service === "git-receive-pack" ? opts.maxSourceBytes : MAX_UPLOAD_PACK_REQUEST;
       try {
-        await receiveUpload(encoding ? body.pipe(createGunzip()) : body, { file, maxBytes });
+        // pipeline, not pipe: a client that hangs up mid-body destroys the gunzip stream too, so
+        // the read fails and the partial file is removed (pipe left both open).
+        await receiveUpload(encoding ? pipeline(body, createGunzip(), () => {}) : body, { file, maxBytes });
       } catch (err) {
         await rm(file, { force: true });
         if (err instanceof Error && "code" in err && String(err.code).startsWith("Z_"))
