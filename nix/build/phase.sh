@@ -27,7 +27,7 @@
 #   tools:        $kiln (a kiln tree: its tools are assembled by its own code)
 #   unpack:       $slug (a slug derivation's output)
 # and, in a reproducibility check's derivations only, $vary* (see below).
-bb=$seed/deb/busybox-static/bin/busybox
+bb=$builder # the seed's busybox (nix/constants.json), which runs this script
 $bb mkdir -p "$TMPDIR/bin"
 for applet in $($bb --list); do $bb ln -s "$bb" "$TMPDIR/bin/$applet"; done
 export PATH="$TMPDIR/bin"

@@ -1,6 +1,6 @@
 # Assembles a merged-/usr rootfs from the seed's extracted Debian packages (run by the seed's static
 # busybox inside the Nix sandbox). Inputs: $seed, $packages, $withNode, $stackName; output: $out.
-bb=$seed/deb/busybox-static/bin/busybox
+bb=$builder # the seed's busybox (nix/constants.json), which runs this script
 mkdir() { $bb mkdir "$@"; }
 mkdir -p "$TMPDIR/bin"
 for applet in $($bb --list); do $bb ln -s "$bb" "$TMPDIR/bin/$applet"; done
