@@ -13,31 +13,25 @@ import { join } from "node:path";
 import { pipeline, type Readable } from "node:stream";
 import { createGunzip } from "node:zlib";
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
-import type { BuildLogs } from "../../builds/buildLog.js";
-import type { BuildQueue } from "../../builds/queue.js";
 import { KilnError } from "../../errors.js";
 import { installHooks } from "../../git/hookScript.js";
 import { type Access, deployBranchesOf, startPushServer } from "../../git/pushes.js";
 import { createGitRepos, type GitService, gitEnv, serviceConfig, spawnService } from "../../git/repos.js";
-import type { Logger } from "../../log/logger.js";
 import { run } from "../../process/run.js";
 import { receiveUpload } from "../../source/upload.js";
 import { type App, DEFAULT_DEPLOY_BRANCHES, setDeployBranch } from "../../store/apps.js";
-import type { Db } from "../../store/db.js";
 import { type TokenInfo, verifyToken } from "../../store/tokens.js";
 import { tokenOfHeader } from "../auth.js";
+import type { ApiDeps } from "../deps.js";
 import * as wire from "../wire.js";
 
-export interface GitRoutesOptions {
-  db: Db;
-  log: Logger;
-  dataDir: string;
-  queue: BuildQueue;
-  logs: BuildLogs;
-  /** The largest source a build takes; also the largest push (pack) accepted. */
-  maxSourceBytes: number;
+/** The API's own deps (maxSourceBytes is also the largest push, as a pack, accepted) and its tenancy. */
+export type GitRoutesOptions = Pick<
+  ApiDeps,
+  "db" | "log" | "dataDir" | "queue" | "logs" | "maxSourceBytes"
+> & {
   access: Access;
-}
+};
 
 /** A fetch's request (wants and haves) is small; a clone of a huge history has many haves. */
 const MAX_UPLOAD_PACK_REQUEST = 16 * 1024 * 1024;
