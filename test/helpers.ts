@@ -8,6 +8,8 @@ import { type Config, loadConfig } from "../src/config/config.js";
 import { createCore } from "../src/core.js";
 import { createLogger } from "../src/log/logger.js";
 import type { Nix } from "../src/nix/driver.js";
+import { inventoryPath, parseInventory } from "../src/runtime/inventory.js";
+import { resolveNode } from "../src/runtime/nodeVersion.js";
 import { tempDir } from "./tmp.js";
 
 export const projectDir = join(import.meta.dirname, "..");
@@ -100,5 +102,15 @@ with tarfile.open(sys.argv[1], "w:gz") as t:
   return file;
 }
 
-/** What the node-web fixture answers: its greeting names the pinned Node (nix/seed.lock.json). */
-export const NODE_WEB_GREETING = `hello from node-web on v${(JSON.parse(readFileSync(join(projectDir, "nix", "seed.lock.json"), "utf8")) as { node: { version: string } }).node.version}\n`;
+/**
+ * What the node-web fixture answers: its greeting names the Node its build resolves from
+ * engines.node against nix/inventory/node.json (src/runtime, as a build does).
+ */
+export const NODE_WEB_GREETING = (() => {
+  const dir = join(projectDir, "test", "fixtures", "apps", "node-web");
+  const range = (
+    JSON.parse(readFileSync(join(dir, "package.json"), "utf8")) as { engines?: { node?: string } }
+  ).engines?.node;
+  const inv = parseInventory(readFileSync(inventoryPath(projectDir, "node"), "utf8"), "node.json");
+  return `hello from node-web on v${resolveNode(inv, { range }).version}\n`;
+})();
