@@ -85,7 +85,7 @@ function nearby(inv: Inventory): string {
     newestPerLine.set(line, v);
   }
   const all = [...newestPerLine.values()];
-  return `${all.slice(-8).join(", ")} (and ${all.length > 8 ? `older lines back to ${all[0]}` : "no older"}; \`kiln inventory node\` lists all)`;
+  return `${all.slice(-8).join(", ")} (and ${all.length > 8 ? `older lines back to ${all[0]}` : "no older"}; nix/inventory/node.json lists all)`;
 }
 
 function unavailable(what: string, message: string): KilnError {
