@@ -79,20 +79,7 @@ let
   # other apps' derivations stay as they were.
   extraFetches = spec.fetches or [ ];
   fetchAttrs = if extraFetches == [ ] then { } else {
-    fetches = map (f: derivation {
-      name = "kiln-fetch-${f.name}";
-      inherit (f) url;
-      builder = "builtin:fetchurl";
-      system = "builtin";
-      outputHashMode = "flat";
-      outputHashAlgo = "";
-      outputHash = f.hash;
-      urls = [ f.url ];
-      executable = false;
-      unpack = false;
-      preferLocalBuild = true;
-      impureEnvVars = [ "http_proxy" "https_proxy" "ftp_proxy" "all_proxy" "no_proxy" ];
-    }) extraFetches;
+    fetches = map (f: import ./fetch.nix { name = "kiln-fetch-${f.name}"; inherit (f) url hash; }) extraFetches;
     fetchPlan = builtins.concatStringsSep "\n"
       (map (f: "${f.name} ${f.unpack} ${if f.executable then "1" else "0"}") extraFetches);
     fetchEnv = builtins.concatStringsSep "\n" (builtins.concatMap (f: map (v:

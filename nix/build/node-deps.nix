@@ -107,19 +107,7 @@ let
       else e // { resolved = (tarballOf k).offline; }) lock.packages;
   };
 
-  fetch = t: derivation {
-    inherit (t) name url;
-    builder = "builtin:fetchurl";
-    system = "builtin";
-    outputHashMode = "flat";
-    outputHashAlgo = "";
-    outputHash = t.integrity;
-    urls = [ t.url ];
-    executable = false;
-    unpack = false;
-    preferLocalBuild = true;
-    impureEnvVars = [ "http_proxy" "https_proxy" "ftp_proxy" "all_proxy" "no_proxy" ];
-  };
+  fetch = t: import ./fetch.nix { inherit (t) name url; hash = t.integrity; };
 
   input = derivation {
     name = "kiln-deps-input";

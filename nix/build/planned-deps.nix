@@ -10,19 +10,7 @@
 { tarballs, input }:
 let
   inherit (builtins) toJSON;
-  fetch = t: derivation {
-    inherit (t) name url;
-    builder = "builtin:fetchurl";
-    system = "builtin";
-    outputHashMode = "flat";
-    outputHashAlgo = "";
-    outputHash = t.integrity;
-    urls = [ t.url ];
-    executable = false;
-    unpack = false;
-    preferLocalBuild = true;
-    impureEnvVars = [ "http_proxy" "https_proxy" "ftp_proxy" "all_proxy" "no_proxy" ];
-  };
+  fetch = t: import ./fetch.nix { inherit (t) name url; hash = t.integrity; };
 in
 {
   inherit input;
