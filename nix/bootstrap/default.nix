@@ -40,8 +40,15 @@ let
   hashPart = p: builtins.substring 0 12 (baseNameOf (toString p));
   declared = builtins.head (builtins.split "\n" (builtins.readFile (src + "/buildpacks/nodejs/VERSION")));
 
+  # kiln's Node and npm, as `kiln build` resolves them from package.json (nix/bootstrap/runtime.json,
+  # kept current by src/bootstrap/kilnRuntime.ts): the platform builds stage2 and stage3 with the
+  # resolver, so stage1 gets the very same runtime.
+  runtime = builtins.fromJSON (builtins.unsafeDiscardStringContext (builtins.readFile ./runtime.json))
+    // { inherit registry; };
+
   specFor = tools: {
     app = "kiln";
+    inherit runtime;
     inherit source tools nondeterministic;
     # kiln records the source's NAR hash here; pure Nix knows its store path, which is as unique.
     sourceHash = "store:${hashPart source}";

@@ -7,7 +7,7 @@
 # src: kiln's checkout; tools: the in-sandbox tools to build with; compare: nix/bootstrap's.
 { src, tools, compare }:
 let
-  table = builtins.fromJSON (builtins.readFile ../build/variations.json);
+  table = builtins.fromJSON (builtins.unsafeDiscardStringContext (builtins.readFile ../build/variations.json));
   names = builtins.attrNames table.variations;
   # What src/repro/variations.ts's settingsFor gives build `index`: values[index mod n] where it
   # differs from values[0], else "" (the ordinary value).
