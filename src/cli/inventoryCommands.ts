@@ -1,5 +1,6 @@
 /** `kiln inventory check|update`: the pinned Node and package-manager releases in nix/inventory/. */
 import type { Command } from "commander";
+import { writeKilnRuntime } from "../bootstrap/kilnRuntime.js";
 import { npmRegistry } from "../builds/build.js";
 import { KilnError } from "../errors.js";
 import { INVENTORY_NAMES, type InventoryName } from "../runtime/inventory.js";
@@ -69,6 +70,9 @@ the same source always gets the same runtime. They change only when you run \`ki
       ...(only ? { only } : {}),
       onStep: c.progress.step,
     });
+    // kiln's own build runs on what these files resolve for it; pure Nix reads that pin.
+    const kilnRuntime = write ? await writeKilnRuntime(c.config.projectDir) : undefined;
+    if (kilnRuntime) r.written.push(kilnRuntime);
     c.progress.done();
     if (json) printJson({ ...r, upToDate: r.changes.length === 0 });
     else if (r.changes.length === 0) printLines(["the inventories match what the registry offers today"]);
