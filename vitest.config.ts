@@ -1,8 +1,18 @@
 import { defineConfig } from "vitest/config";
 
-// Two projects: `unit` (pure logic, small temp dirs) runs its files in parallel; everything else
-// (test/integration, test/browser, …) shares one Nix store and builds big derivations, so it runs
-// one file at a time with long timeouts. groupOrder runs unit first: a logic slip fails in seconds.
+// kiln building and checking itself: the longest Nix builds. scripts/test.mjs (`npm test`) runs
+// this project beside `integration`, each one file at a time, so that the two lanes overlap.
+const SELFHOST = [
+  "test/integration/bootstrap.test.ts",
+  "test/integration/flake.test.ts",
+  "test/integration/check.test.ts",
+];
+
+// Three projects: `unit` (pure logic, small temp dirs) runs its files in parallel; `integration`
+// and `selfhost` (test/integration, test/browser, …) share one Nix store and build big
+// derivations, so each runs one file at a time with long timeouts. groupOrder runs unit first: a
+// logic slip fails in seconds. (One `vitest run` of both later projects runs them one file at a
+// time in all: a group shares one worker count. scripts/test.mjs runs them as two processes.)
 export default defineConfig({
   test: {
     reporters: ["default", "./test/summaryReporter.ts"],
@@ -23,7 +33,19 @@ export default defineConfig({
         test: {
           name: "integration",
           include: ["test/**/*.test.ts"],
-          exclude: ["test/unit/**", "**/node_modules/**"],
+          exclude: ["test/unit/**", "**/node_modules/**", ...SELFHOST],
+          setupFiles: ["./test/tmpCleanup.ts"],
+          sequence: { groupOrder: 1 },
+          fileParallelism: false,
+          testTimeout: 15 * 60 * 1000,
+          hookTimeout: 15 * 60 * 1000,
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: "selfhost",
+          include: SELFHOST,
           setupFiles: ["./test/tmpCleanup.ts"],
           sequence: { groupOrder: 1 },
           fileParallelism: false,
