@@ -70,8 +70,11 @@ the same source always gets the same runtime. They change only when you run \`ki
       ...(only ? { only } : {}),
       onStep: c.progress.step,
     });
-    // kiln's own build runs on what these files resolve for it; pure Nix reads that pin.
-    const kilnRuntime = write ? await writeKilnRuntime(c.config.projectDir) : undefined;
+    // kiln's own build runs on what the node and npm inventories resolve for it (its pm is npm);
+    // pure Nix reads that pin (nix/bootstrap/runtime.json).
+    const forKiln =
+      r.written.length > 0 && r.changes.some((ch) => ch.inventory === "node" || ch.inventory === "npm");
+    const kilnRuntime = forKiln ? await writeKilnRuntime(c.config.projectDir) : undefined;
     if (kilnRuntime) r.written.push(kilnRuntime);
     c.progress.done();
     if (json) printJson({ ...r, upToDate: r.changes.length === 0 });
