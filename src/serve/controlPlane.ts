@@ -242,6 +242,7 @@ export async function startControlPlane(
       queue,
       logs,
       maxSourceBytes: opts.maxSourceBytes ?? DEFAULT_MAX_SOURCE_BYTES,
+      unpacked: { maxBytes: deps.config.maxUnpackedSourceBytes, maxEntries: deps.config.maxSourceEntries },
       fetchAllow: deps.config.fetchAllow,
       ...(dynoControl ? { dynos: dynoControl } : {}),
       ...(handoff ? { platform: handoff } : {}),
