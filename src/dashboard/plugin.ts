@@ -31,6 +31,7 @@ import {
 import { appBuild, appPage, appSummaries, buildQueue, parseMetrics } from "./model.js";
 import {
   assertCsrf,
+  assertOneSessionCookie,
   assertSameOrigin,
   clearSessionCookie,
   SESSION_TTL_MS,
@@ -118,6 +119,7 @@ export async function dashboardRoutes(app: FastifyInstance, deps: RouteDeps): Pr
   });
 
   const session = (req: FastifyRequest): SignedIn => {
+    assertOneSessionCookie(req);
     const who = signedIn(db, req);
     if (!who) throw notSignedIn();
     return who;
@@ -147,6 +149,7 @@ export async function dashboardRoutes(app: FastifyInstance, deps: RouteDeps): Pr
 
   // The app list, or the sign-in form.
   app.get("/", async (req, reply) => {
+    assertOneSessionCookie(req);
     const who = signedIn(db, req);
     if (!who) return render(reply, "./signin", { title: "Sign in" });
     return render(reply, "./apps", {
@@ -178,7 +181,7 @@ export async function dashboardRoutes(app: FastifyInstance, deps: RouteDeps): Pr
   app.post("/session/delete", async (req, reply) => {
     const who = formPost(req);
     deleteSession(db, who.session.id);
-    clearSessionCookie(reply);
+    clearSessionCookie(req, reply);
     return reply.redirect("/", 303);
   });
 
