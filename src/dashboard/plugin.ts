@@ -11,7 +11,7 @@ import fastifyFormbody from "@fastify/formbody";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { RouteDeps } from "../api/deps.js";
 import { renderMetrics } from "../api/metrics.js";
-import { appFor } from "../api/tenancy.js";
+import { appFor, visibleApps } from "../api/tenancy.js";
 import { followLog } from "../dyno/logs.js";
 import { isKilnError, KilnError, statusOf } from "../errors.js";
 import { getBuild } from "../store/builds.js";
@@ -310,14 +310,19 @@ export async function dashboardRoutes(app: FastifyInstance, deps: RouteDeps): Pr
 
   app.get("/platform", async (req, reply) => {
     const who = session(req);
-    const metrics = parseMetrics(renderMetrics(db, deps.queue, deps.dynos?.all() ?? []));
+    // A tenant sees the numbers over their own apps; the platform's are the admin's (as /metrics).
+    const admin = who.session.token.admin;
+    const scope = admin ? undefined : visibleApps(db, who.session.token).map((a) => a.id);
+    const metrics = parseMetrics(
+      renderMetrics(db, deps.queue, admin ? (deps.dynos?.all() ?? []) : [], scope),
+    );
     return render(reply, "./platform", {
       who,
       title: "Platform",
       nav: "platform",
       queue: buildQueue(db, who.session.token),
       metrics: Object.fromEntries(metrics),
-      dynosRun: deps.dynos !== undefined,
+      dynosRun: admin && deps.dynos !== undefined,
     });
   });
 }
