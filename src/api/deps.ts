@@ -18,6 +18,8 @@ export interface ApiDeps {
   queue: BuildQueue;
   logs: BuildLogs;
   maxSourceBytes: number;
+  /** A source's bounds once unpacked (default: the configuration's defaults). */
+  unpacked?: SourceBounds;
   /** Origins a source_blob may come from besides public https (KILN_FETCH_ALLOW). */
   fetchAllow?: readonly string[];
   /** Dynos, when this server runs them: the formation follows every release and scale. */
@@ -37,9 +39,16 @@ export interface ApiDeps {
   cache?: { nix?: Nix; cachePublic?: boolean };
 }
 
+/** Bytes and entries (directories included) a source may unpack to. */
+export interface SourceBounds {
+  maxBytes: number;
+  maxEntries: number;
+}
+
 /** ApiDeps with its defaults filled in: what every route plugin receives as `opts.deps`. */
 export type RouteDeps = ApiDeps & {
   quotas: Quotas;
+  unpacked: SourceBounds;
   /** Where uploaded sources wait for their build. */
   sourcesDir: string;
 };

@@ -1,10 +1,13 @@
 /**
  * GET /metrics in Prometheus' text format: builds by status, build durations (histogram), the
- * queue, releases, and the dynos (by state, and their crash restarts).
+ * queue, releases, and the dynos (by state, and their crash restarts). The platform's are the
+ * admin's alone (they name remote builders, and every tenant's activity); a tenant's view of the
+ * platform (the dashboard) is the same numbers over their own apps, without machines or dynos.
  */
 import type { BuildQueue } from "../builds/queue.js";
 import type { Db } from "../store/db.js";
 import {
+  type AppScope,
   buildCountsByMachine,
   buildCountsByStatus,
   finishedBuildSeconds,
@@ -20,10 +23,12 @@ export function renderMetrics(
   db: Db,
   queue: BuildQueue,
   dynos: { state: string; restarts: number }[],
+  scope?: AppScope,
 ): string {
   const lines: string[] = [];
   lines.push("# HELP kiln_builds Builds by status.", "# TYPE kiln_builds gauge");
-  const byStatus = buildCountsByStatus(db);
+  const byStatus = buildCountsByStatus(db, scope);
+  const count = (status: string) => byStatus.find((r) => r.status === status)?.n ?? 0;
   for (const s of ["pending", "building", "succeeded", "failed", "cancelled"]) {
     lines.push(`kiln_builds{status="${s}"} ${byStatus.find((r) => r.status === s)?.n ?? 0}`);
   }
@@ -31,9 +36,10 @@ export function renderMetrics(
     "# HELP kiln_builds_by_machine Succeeded builds by where their derivations ran (local or a remote builder).",
     "# TYPE kiln_builds_by_machine gauge",
   );
-  for (const { machine, n } of buildCountsByMachine(db))
-    lines.push(`kiln_builds_by_machine{machine="${promLabel(machine)}"} ${n}`);
-  const durations = finishedBuildSeconds(db);
+  if (!scope)
+    for (const { machine, n } of buildCountsByMachine(db))
+      lines.push(`kiln_builds_by_machine{machine="${promLabel(machine)}"} ${n}`);
+  const durations = finishedBuildSeconds(db, scope);
   lines.push(
     "# HELP kiln_build_duration_seconds How long finished builds took.",
     "# TYPE kiln_build_duration_seconds histogram",
@@ -44,12 +50,13 @@ export function renderMetrics(
   lines.push(`kiln_build_duration_seconds_sum ${durations.reduce((a, b) => a + b, 0).toFixed(3)}`);
   lines.push(`kiln_build_duration_seconds_count ${durations.length}`);
   lines.push("# HELP kiln_build_queue_depth Builds waiting to start.", "# TYPE kiln_build_queue_depth gauge");
-  lines.push(`kiln_build_queue_depth ${queue.depth()}`);
+  lines.push(`kiln_build_queue_depth ${scope ? count("pending") : queue.depth()}`);
   lines.push("# HELP kiln_builds_running Builds running now.", "# TYPE kiln_builds_running gauge");
-  lines.push(`kiln_builds_running ${queue.running()}`);
-  const releases = releaseCount(db);
+  lines.push(`kiln_builds_running ${scope ? count("building") : queue.running()}`);
+  const releases = releaseCount(db, scope);
   lines.push("# HELP kiln_releases_total Releases made.", "# TYPE kiln_releases_total counter");
   lines.push(`kiln_releases_total ${releases}`);
+  if (scope) return `${lines.join("\n")}\n`;
   lines.push("# HELP kiln_dynos Dynos by state.", "# TYPE kiln_dynos gauge");
   for (const st of ["starting", "up", "crashed", "stopping"]) {
     lines.push(`kiln_dynos{state="${st}"} ${dynos.filter((d) => d.state === st).length}`);

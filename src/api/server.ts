@@ -64,6 +64,10 @@ export function buildApi(apiDeps: ApiDeps, sites: RoutePlugin[] = []): FastifyIn
     ...apiDeps,
     quotas: apiDeps.quotas ?? configSchema.shape.quotas.parse(undefined),
     sourcesDir: join(apiDeps.dataDir, "sources"),
+    unpacked: apiDeps.unpacked ?? {
+      maxBytes: configSchema.shape.maxUnpackedSourceBytes.parse(undefined),
+      maxEntries: configSchema.shape.maxSourceEntries.parse(undefined),
+    },
   };
   mkdirSync(deps.sourcesDir, { recursive: true });
   const api = Fastify({

@@ -7,7 +7,7 @@
 
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { DEFAULT_MAX_ENTRIES, extractUntrustedTarGz } from "../archive/untrusted.js";
+import { extractUntrustedTarGz } from "../archive/untrusted.js";
 import type { Config } from "../config/config.js";
 import { isKilnError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
@@ -23,8 +23,6 @@ import { buildApp } from "./build.js";
 import type { BuildLogs } from "./buildLog.js";
 import { openBuildLimits } from "./limits.js";
 import type { QueuedJob } from "./queue.js";
-
-export const MAX_UNPACKED_SOURCE_BYTES = 1024 * 1024 * 1024;
 
 export interface BuildServiceDeps {
   config: Config;
@@ -58,8 +56,8 @@ export async function runQueuedBuild(
   try {
     out.write(`-----> Unpacking the source (sha256 ${build.sourceSha256.slice(0, 12)})`);
     await extractUntrustedTarGz(build.sourcePath, tmp, {
-      maxBytes: MAX_UNPACKED_SOURCE_BYTES,
-      maxEntries: DEFAULT_MAX_ENTRIES,
+      maxBytes: deps.config.maxUnpackedSourceBytes,
+      maxEntries: deps.config.maxSourceEntries,
     });
     limited = await openBuildLimits(deps, { id: build.id, appVars: getConfig(db, job.appId), say });
     const tracked = trackMachines(limited.nix);

@@ -18,6 +18,8 @@ interface VerifyOpts {
   provenance: string;
   key?: string;
   builderId?: string;
+  app?: string;
+  commit?: string;
   requireReproducible?: boolean;
   json?: boolean;
 }
@@ -47,6 +49,8 @@ export function registerCacheCommands(program: Command, ctx: ContextFactory): vo
       "the builder's provenance key, NAME:BASE64 or a file (default: this kiln's)",
     )
     .option("--builder-id <id>", "require this builder id")
+    .option("--app <name>", "require that it was built for this app (else any app's file verifies)")
+    .option("--commit <sha>", "require that it was built from this commit (7+ hex digits)")
     .option("--require-reproducible", "require a passed kiln check of the same file, signed by the same key")
     .option("--json", "print every check as JSON")
     .addHelpText(
@@ -54,7 +58,7 @@ export function registerCacheCommands(program: Command, ctx: ContextFactory): vo
       `
 Checks, in order: signature (ed25519 over DSSE's PAE, by --key), payload-type (in-toto),
 statement (in-toto Statement v1, SLSA provenance v1), subject (the file's sha256), builder-id,
-reproducible. Exit 0 verified, 1 not verified (the failed check is named), 2 bad input.`,
+app, commit, reproducible; the last four only when asked for. Exit 0 verified, 1 not verified (the failed check is named), 2 bad input.`,
     )
     .action(async (file: string, opts: VerifyOpts, cmd: Command) => {
       try {
@@ -81,6 +85,8 @@ reproducible. Exit 0 verified, 1 not verified (the failed check is named), 2 bad
           bundle,
           key,
           ...(opts.builderId !== undefined ? { builderId: opts.builderId } : {}),
+          ...(opts.app !== undefined ? { app: opts.app } : {}),
+          ...(opts.commit !== undefined ? { commit: opts.commit } : {}),
           ...(opts.requireReproducible ? { requireReproducible: true } : {}),
         });
         process.exitCode = r.verified ? 0 : 1;
@@ -91,6 +97,11 @@ reproducible. Exit 0 verified, 1 not verified (the failed check is named), 2 bad
         printLines([
           ...r.checks.map((c) => `${c.ok ? "ok  " : "FAIL"} ${c.check.padEnd(12)} ${c.detail}`),
           r.verified ? `verified: ${file}` : `not verified: the ${r.failed} check failed`,
+          ...(r.verified && (opts.app === undefined || opts.commit === undefined)
+            ? [
+                `not checked: ${[opts.app === undefined ? "the app (--app)" : "", opts.commit === undefined ? "the commit (--commit)" : ""].filter(Boolean).join(" and ")}`,
+              ]
+            : []),
         ]);
       } catch (err) {
         // Bad input (unreadable files, not an envelope, not a key) is exit 2, never "not verified".

@@ -87,6 +87,27 @@ export const configSchema = z.object({
   buildSize: z.string().min(1).default("performance-m"),
   buildTimeoutSeconds: z.number().int().positive().default(900),
   buildLockdown: z.enum(["on", "off"]).default("on"),
+  /**
+   * A source's bounds once unpacked (uploads, source_blob and git pushes alike): its bytes
+   * (KILN_MAX_UNPACKED_SOURCE_BYTES) and entries, directories included (KILN_MAX_SOURCE_ENTRIES).
+   * A push is measured from git's tree before anything is archived: a small pack can name one
+   * large blob thousands of times.
+   */
+  maxUnpackedSourceBytes: z
+    .number()
+    .int()
+    .positive()
+    .default(1024 * 1024 * 1024),
+  maxSourceEntries: z.number().int().positive().default(200_000),
+  /**
+   * The most bytes one build's log keeps (KILN_MAX_BUILD_LOG_BYTES); past it, lines are dropped
+   * after one "log truncated" line, so a build that prints without end cannot fill the disk.
+   */
+  maxBuildLogBytes: z
+    .number()
+    .int()
+    .min(4096)
+    .default(64 * 1024 * 1024),
   /** Provenance's builder id for this instance (KILN_BUILDER_ID; default: host and data dir). */
   builderId: z.string().min(1).optional(),
   /** The binary cache at /nix-cache needs no token (KILN_CACHE_PUBLIC=1): it serves every slug. */
@@ -174,6 +195,9 @@ export function loadConfig(env: NodeJS.ProcessEnv, overrides: Partial<Config> = 
     buildSize: env.KILN_BUILD_SIZE || undefined,
     buildTimeoutSeconds: env.KILN_BUILD_TIMEOUT ? Number(env.KILN_BUILD_TIMEOUT) : undefined,
     buildLockdown: env.KILN_BUILD_LOCKDOWN || undefined,
+    maxUnpackedSourceBytes: numberOr(env.KILN_MAX_UNPACKED_SOURCE_BYTES),
+    maxSourceEntries: numberOr(env.KILN_MAX_SOURCE_ENTRIES),
+    maxBuildLogBytes: numberOr(env.KILN_MAX_BUILD_LOG_BYTES),
     builderId: env.KILN_BUILDER_ID || undefined,
     cachePublic: env.KILN_CACHE_PUBLIC
       ? env.KILN_CACHE_PUBLIC === "1" || env.KILN_CACHE_PUBLIC === "true"

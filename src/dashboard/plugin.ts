@@ -5,14 +5,13 @@
  * Pages work without JavaScript; the live parts (build log, app log) are server-sent events.
  */
 import { readFileSync } from "node:fs";
-import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import fastifyCookie from "@fastify/cookie";
 import fastifyFormbody from "@fastify/formbody";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { RouteDeps } from "../api/deps.js";
 import { renderMetrics } from "../api/metrics.js";
-import { appFor } from "../api/tenancy.js";
+import { appFor, visibleApps } from "../api/tenancy.js";
 import { followLog } from "../dyno/logs.js";
 import { isKilnError, KilnError, statusOf } from "../errors.js";
 import { getBuild } from "../store/builds.js";
@@ -32,6 +31,7 @@ import {
 import { appBuild, appPage, appSummaries, buildQueue, parseMetrics } from "./model.js";
 import {
   assertCsrf,
+  assertOneSessionCookie,
   assertSameOrigin,
   clearSessionCookie,
   SESSION_TTL_MS,
@@ -119,6 +119,7 @@ export async function dashboardRoutes(app: FastifyInstance, deps: RouteDeps): Pr
   });
 
   const session = (req: FastifyRequest): SignedIn => {
+    assertOneSessionCookie(req);
     const who = signedIn(db, req);
     if (!who) throw notSignedIn();
     return who;
@@ -148,6 +149,7 @@ export async function dashboardRoutes(app: FastifyInstance, deps: RouteDeps): Pr
 
   // The app list, or the sign-in form.
   app.get("/", async (req, reply) => {
+    assertOneSessionCookie(req);
     const who = signedIn(db, req);
     if (!who) return render(reply, "./signin", { title: "Sign in" });
     return render(reply, "./apps", {
@@ -179,7 +181,7 @@ export async function dashboardRoutes(app: FastifyInstance, deps: RouteDeps): Pr
   app.post("/session/delete", async (req, reply) => {
     const who = formPost(req);
     deleteSession(db, who.session.id);
-    clearSessionCookie(reply);
+    clearSessionCookie(req, reply);
     return reply.redirect("/", 303);
   });
 
@@ -265,7 +267,7 @@ export async function dashboardRoutes(app: FastifyInstance, deps: RouteDeps): Pr
   app.get<{ Params: { app: string; id: string } }>("/apps/:app/builds/:id", async (req, reply) => {
     const who = session(req);
     const { app: a, build, checks } = appBuild(db, who.session.token, req.params.app, req.params.id);
-    const log = await readTail(deps.logs.path(build.id), BUILD_LOG_PAGE_BYTES);
+    const log = await deps.logs.tail(build.id, BUILD_LOG_PAGE_BYTES);
     return render(reply, "./build", {
       who,
       notice: notice(req),
@@ -278,18 +280,20 @@ export async function dashboardRoutes(app: FastifyInstance, deps: RouteDeps): Pr
     });
   });
 
-  // The build's log as events: all of it so far, then live until the build ends ("end").
+  // The build's log as events: its tail so far (as the page shows it), then live until the build ends ("end").
   app.get<{ Params: { app: string; id: string } }>("/apps/:app/builds/:id/events", async (req, reply) => {
     const who = session(req);
     const { build } = appBuild(db, who.session.token, req.params.app, req.params.id);
     const stream = openEventStream(req, reply);
-    // Each connection replays the whole log: the page starts over (a reconnect duplicates nothing).
+    // Each connection replays the log's tail: the page starts over (a reconnect duplicates nothing).
     stream.send("", "reset");
     // A pending build has no log yet: wait for it to start (or end), as the API's output does.
     while (getBuild(db, build.id).status === "pending" && !stream.closed.aborted)
       await new Promise((r) => setTimeout(r, 250));
     const lines = lineSplitter((l) => stream.send(l));
-    await deps.logs.follow(build.id, (t) => lines.push(t), stream.closed);
+    await deps.logs.follow(build.id, (t) => lines.push(t), stream.closed, {
+      tailBytes: BUILD_LOG_PAGE_BYTES,
+    });
     lines.flush();
     stream.send(getBuild(db, build.id).status, "end");
     stream.end();
@@ -306,14 +310,19 @@ export async function dashboardRoutes(app: FastifyInstance, deps: RouteDeps): Pr
 
   app.get("/platform", async (req, reply) => {
     const who = session(req);
-    const metrics = parseMetrics(renderMetrics(db, deps.queue, deps.dynos?.all() ?? []));
+    // A tenant sees the numbers over their own apps; the platform's are the admin's (as /metrics).
+    const admin = who.session.token.admin;
+    const scope = admin ? undefined : visibleApps(db, who.session.token).map((a) => a.id);
+    const metrics = parseMetrics(
+      renderMetrics(db, deps.queue, admin ? (deps.dynos?.all() ?? []) : [], scope),
+    );
     return render(reply, "./platform", {
       who,
       title: "Platform",
       nav: "platform",
       queue: buildQueue(db, who.session.token),
       metrics: Object.fromEntries(metrics),
-      dynosRun: deps.dynos !== undefined,
+      dynosRun: admin && deps.dynos !== undefined,
     });
   });
 }
@@ -324,14 +333,3 @@ function notice(req: FastifyRequest): string | undefined {
 }
 
 const isStream = (req: FastifyRequest) => req.url.endsWith("/events");
-
-/** The last `max` bytes of a file ("" when it does not exist yet), cut at a line start. */
-async function readTail(file: string, max: number): Promise<{ text: string; cut: boolean }> {
-  const buf = await readFile(file).catch((err: NodeJS.ErrnoException) => {
-    if (err.code === "ENOENT") return Buffer.alloc(0);
-    throw err;
-  });
-  if (buf.length <= max) return { text: buf.toString("utf8"), cut: false };
-  const tail = buf.subarray(buf.length - max).toString("utf8");
-  return { text: tail.slice(tail.indexOf("\n") + 1), cut: true };
-}

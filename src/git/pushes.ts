@@ -16,12 +16,12 @@ import { mkdirSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { createServer, type Server, type Socket } from "node:net";
 import { isAbsolute, join, relative, resolve } from "node:path";
+import { pipeline, Transform } from "node:stream";
 import { createGzip } from "node:zlib";
-import { DEFAULT_MAX_ENTRIES, inspectUntrustedTarGz } from "../archive/untrusted.js";
+import { inspectUntrustedTarGz, type UntrustedLimits } from "../archive/untrusted.js";
 import { SHIPPED_BUILDPACKS } from "../buildpacks/registry.js";
 import type { BuildLogs } from "../builds/buildLog.js";
 import type { BuildQueue } from "../builds/queue.js";
-import { MAX_UNPACKED_SOURCE_BYTES } from "../builds/service.js";
 import { isKilnError, KilnError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import { spawnProcess } from "../process/run.js";
@@ -55,6 +55,8 @@ export interface PushDeps {
   logs: BuildLogs;
   dataDir: string;
   maxSourceBytes: number;
+  /** What a pushed tree may unpack to; measured from git's tree before it is archived. */
+  unpacked: Pick<UntrustedLimits, "maxBytes" | "maxEntries">;
   access: Access;
 }
 
@@ -80,6 +82,12 @@ interface Update {
 }
 
 type Say = (text: string) => void;
+
+/** An object id as git prints it (SHA-1 or SHA-256): all that is ever passed to git as a commit. */
+const OBJECT_ID = /^[0-9a-f]{40}(?:[0-9a-f]{24})?$/;
+
+/** Per tar entry past its content: a header, a possible pax/long-name header, padding to 512. */
+const TAR_ENTRY_OVERHEAD = 2048;
 
 /** A push refused: the lines the pusher reads, then git's "[remote rejected]". */
 const refusal = (message: string, hint?: string) =>
@@ -143,12 +151,8 @@ export async function startPushServer(deps: PushDeps): Promise<PushServer> {
     locks.set(push.app.id, entry);
   };
 
-  /** The pushed commit as a tar.gz in the sources directory, read from git's quarantine. */
-  const archive = async (
-    push: Push,
-    commit: string,
-    quarantine: string | null,
-  ): Promise<{ file: string; sha256: string }> => {
+  /** git's environment for reading the pushed objects, still in git's quarantine. */
+  const objectsEnv = (push: Push, quarantine: string | null) => {
     const objects = join(push.repo, "objects");
     let objectDir = objects;
     if (quarantine) {
@@ -158,9 +162,71 @@ export async function startPushServer(deps: PushDeps): Promise<PushServer> {
         throw refusal("the push's quarantine is not inside the app's repository");
       objectDir = resolve(quarantine);
     }
+    return gitEnv({ GIT_OBJECT_DIRECTORY: objectDir, GIT_ALTERNATE_OBJECT_DIRECTORIES: objects });
+  };
+
+  const tooBig = (what: string) =>
+    refusal(
+      `the pushed tree ${what}`,
+      "keep large files (assets, data, dependencies) out of the deployed branch; the server's bounds are KILN_MAX_UNPACKED_SOURCE_BYTES and KILN_MAX_SOURCE_ENTRIES",
+    );
+
+  /**
+   * The commit's tree as `git archive` would write it, from `git ls-tree` (object sizes only: no
+   * blob is read), refused past the bounds. A pack of a few KB can name one large blob thousands
+   * of times, so the pack's size says nothing of the tar's; git is stopped once a bound is passed.
+   */
+  const measureTree = async (push: Push, commit: string, env: Record<string, string>) => {
+    const { maxBytes, maxEntries } = deps.unpacked;
+    const git = spawnProcess("git", ["--git-dir", push.repo, "ls-tree", "-r", "-t", "-l", "-z", commit], {
+      env,
+      stdio: ["ignore", "pipe", "pipe"],
+      cwd: push.repo,
+    });
+    let bytes = 0;
+    let entries = 0;
+    let held = "";
+    let over: KilnError | undefined;
+    git.child.stdout?.setEncoding("utf8");
+    git.child.stdout?.on("data", (d: string) => {
+      if (over) return;
+      held += d;
+      const records = held.split("\0");
+      held = records.pop() ?? "";
+      for (const r of records) {
+        // <mode> <type> <object> <size or -><TAB><path>
+        const size = Number(r.slice(0, r.indexOf("\t")).split(" ")[3]);
+        entries++;
+        if (Number.isFinite(size)) bytes += size;
+        if (entries > maxEntries) over = tooBig(`has more than ${maxEntries} entries`);
+        else if (bytes > maxBytes)
+          over = tooBig(`unpacks to more than ${Math.round(maxBytes / 1048576)} MiB`);
+        if (over) {
+          git.child.kill("SIGKILL");
+          return;
+        }
+      }
+    });
+    const end = await git.exited;
+    if (over) throw over;
+    if (end.exitCode !== 0) throw refusal(`git ls-tree of ${commit} failed (exit ${end.exitCode})`);
+    return { bytes, entries };
+  };
+
+  /** The pushed commit as a tar.gz in the sources directory, read from git's quarantine. */
+  const archive = async (
+    push: Push,
+    commit: string,
+    quarantine: string | null,
+  ): Promise<{ file: string; sha256: string }> => {
+    const env = objectsEnv(push, quarantine);
+    const tree = await measureTree(push, commit, env);
+    // What git archive writes may still differ from the tree (export-subst): its stdout is counted
+    // too, as it is produced, and git stopped past what the measured tree allows.
+    const maxTar = tree.bytes + (tree.entries + 2) * TAR_ENTRY_OVERHEAD + 1024 * 1024;
     const file = join(sources, `${randomUUID()}.tar.gz`);
     const git = spawnProcess("git", ["--git-dir", push.repo, "archive", "--format=tar", commit], {
-      env: gitEnv({ GIT_OBJECT_DIRECTORY: objectDir, GIT_ALTERNATE_OBJECT_DIRECTORIES: objects }),
+      env,
       stdio: ["ignore", "pipe", "pipe"],
       cwd: push.repo,
     });
@@ -170,8 +236,21 @@ export async function startPushServer(deps: PushDeps): Promise<PushServer> {
     });
     const stdout = git.child.stdout;
     if (!stdout) throw new Error("git archive has no stdout");
+    let tarBytes = 0;
+    const counted = new Transform({
+      transform(chunk: Buffer, _enc, next) {
+        tarBytes += chunk.length;
+        if (tarBytes > maxTar) next(tooBig(`archives to more than ${maxTar} bytes of tar`));
+        else next(null, chunk);
+      },
+    });
+    const gz = createGzip();
+    // pipeline, not pipe: the counter's refusal must reach the gzip stream that receiveUpload reads.
+    pipeline(stdout, counted, gz, (err) => {
+      if (err) gz.destroy(err);
+    });
     try {
-      const { sha256 } = await receiveUpload(stdout.pipe(createGzip()), {
+      const { sha256 } = await receiveUpload(gz, {
         file,
         maxBytes: deps.maxSourceBytes,
       });
@@ -219,6 +298,8 @@ export async function startPushServer(deps: PushDeps): Promise<PushServer> {
     started: number,
   ): Promise<void> => {
     const { db } = deps;
+    if (!OBJECT_ID.test(u.new) || !OBJECT_ID.test(u.old))
+      throw refusal("the hook sent a malformed object id");
     await takeTurn(push, u.new, tell);
     // The app may have gone, or its deploy branch changed, while this push waited.
     const app = getApp(db, push.app.id);
@@ -230,18 +311,21 @@ export async function startPushServer(deps: PushDeps): Promise<PushServer> {
       );
     }
     const { buildpacks } = parsePushOptions(req.pushOptions);
+    // Before git reads anything: a tenant at a quota, or a full queue, costs the server nothing.
+    const assertRoom = () => {
+      deps.access.assertBuildQuota(push.caller, app);
+      if (deps.queue.isFull()) throw refusal("the build queue is full", "push again in a minute");
+    };
+    assertRoom();
     tell(
       `-----> Building ${app.name} from ${branch} (${u.new.slice(0, 7)})${buildpacks.length ? ` with ${buildpacks.join(", ")} (-o buildpack)` : ""}`,
     );
     const { file, sha256 } = await archive(push, u.new, req.quarantine);
     let buildId: string;
     try {
-      await inspectUntrustedTarGz(file, {
-        maxBytes: MAX_UNPACKED_SOURCE_BYTES,
-        maxEntries: DEFAULT_MAX_ENTRIES,
-      });
-      deps.access.assertBuildQuota(push.caller, app);
-      if (deps.queue.isFull()) throw refusal("the build queue is full", "push again in a minute");
+      await inspectUntrustedTarGz(file, deps.unpacked);
+      // Again: other builds may have been queued while this one was archived.
+      assertRoom();
       const build = createBuild(db, {
         appId: app.id,
         sourceSha256: sha256,

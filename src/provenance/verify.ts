@@ -14,6 +14,8 @@ export type CheckName =
   | "statement"
   | "subject"
   | "builder-id"
+  | "app"
+  | "commit"
   | "reproducible";
 
 export interface VerifyCheck {
@@ -35,6 +37,12 @@ export interface VerifyOptions {
   bundle: Envelope[];
   key: PublicKey;
   builderId?: string;
+  /**
+   * The app and commit the file must have been built for (externalParameters): without them, any
+   * slug the same builder made for any tenant verifies.
+   */
+  app?: string;
+  commit?: string;
   requireReproducible?: boolean;
 }
 
@@ -96,6 +104,28 @@ export function verifyProvenance(o: VerifyOptions): VerifyResult {
         "builder-id",
         builder === o.builderId,
         `builder ${builder ?? "(none)"}${builder === o.builderId ? "" : `, expected ${o.builderId}`}`,
+      )
+    )
+      return done();
+  }
+  const params = (s?.predicate as { buildDefinition?: { externalParameters?: Record<string, unknown> } })
+    ?.buildDefinition?.externalParameters;
+  if (o.app !== undefined) {
+    const app = typeof params?.app === "string" ? params.app : undefined;
+    const ok = app === o.app;
+    if (!add("app", ok, `built for app ${app ?? "(none)"}${ok ? "" : `, expected ${o.app}`}`)) return done();
+  }
+  if (o.commit !== undefined) {
+    const c = (params?.source as { commit?: unknown } | undefined)?.commit;
+    const commit = typeof c === "string" ? c : undefined;
+    // A prefix of at least 7 hex digits, as git abbreviates.
+    const want = o.commit.toLowerCase();
+    const ok = !!commit && want.length >= 7 && commit.toLowerCase().startsWith(want);
+    if (
+      !add(
+        "commit",
+        ok,
+        `built from commit ${commit ?? "(none recorded)"}${ok ? "" : `, expected ${o.commit}`}`,
       )
     )
       return done();

@@ -88,7 +88,7 @@ export async function startControlPlane(
   opts: ControlPlaneOptions,
 ): Promise<ControlPlane> {
   const db = openStore(join(deps.config.dataDir, STORE_FILE));
-  const logs = createBuildLogs(deps.config.dataDir);
+  const logs = createBuildLogs(deps.config.dataDir, { maxBytes: deps.config.maxBuildLogBytes });
   const interrupted = failInterruptedBuilds(db);
   // With the interrupted builds failed, what they and torn writes left can go (see sweep.ts).
   const swept = await sweepBuildLeftovers(db, deps.config.dataDir);
@@ -242,6 +242,7 @@ export async function startControlPlane(
       queue,
       logs,
       maxSourceBytes: opts.maxSourceBytes ?? DEFAULT_MAX_SOURCE_BYTES,
+      unpacked: { maxBytes: deps.config.maxUnpackedSourceBytes, maxEntries: deps.config.maxSourceEntries },
       fetchAllow: deps.config.fetchAllow,
       ...(dynoControl ? { dynos: dynoControl } : {}),
       ...(handoff ? { platform: handoff } : {}),

@@ -7,8 +7,7 @@ import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { z } from "zod";
-import { DEFAULT_MAX_ENTRIES, inspectUntrustedTarGz } from "../../archive/untrusted.js";
-import { MAX_UNPACKED_SOURCE_BYTES } from "../../builds/service.js";
+import { inspectUntrustedTarGz } from "../../archive/untrusted.js";
 import { KilnError } from "../../errors.js";
 import { fetchSourceBlob, receiveUpload, tooLarge } from "../../source/upload.js";
 import { createBuild, endBuild, getBuild, listBuilds } from "../../store/builds.js";
@@ -72,10 +71,7 @@ export const buildRoutes: RoutePlugin = async (api, { deps }) => {
           });
       // A hostile or broken archive is refused now (422), before anything is queued or unpacked.
       try {
-        await inspectUntrustedTarGz(file, {
-          maxBytes: MAX_UNPACKED_SOURCE_BYTES,
-          maxEntries: DEFAULT_MAX_ENTRIES,
-        });
+        await inspectUntrustedTarGz(file, deps.unpacked);
         // Other builds may have started while this one uploaded (nothing yields between here and the insert).
         assertBuildQuota(db, quota);
       } catch (err) {

@@ -22,16 +22,14 @@ import { receiveUpload } from "../../source/upload.js";
 import { type App, DEFAULT_DEPLOY_BRANCHES, setDeployBranch } from "../../store/apps.js";
 import { type TokenInfo, verifyToken } from "../../store/tokens.js";
 import { tokenOfHeader } from "../auth.js";
-import type { ApiDeps } from "../deps.js";
+import type { ApiDeps, RouteDeps } from "../deps.js";
 import * as wire from "../wire.js";
 
 /** The API's own deps (maxSourceBytes is also the largest push, as a pack, accepted) and its tenancy. */
-export type GitRoutesOptions = Pick<
-  ApiDeps,
-  "db" | "log" | "dataDir" | "queue" | "logs" | "maxSourceBytes"
-> & {
-  access: Access;
-};
+export type GitRoutesOptions = Pick<ApiDeps, "db" | "log" | "dataDir" | "queue" | "logs" | "maxSourceBytes"> &
+  Pick<RouteDeps, "unpacked"> & {
+    access: Access;
+  };
 
 /** A fetch's request (wants and haves) is small; a clone of a huge history has many haves. */
 const MAX_UPLOAD_PACK_REQUEST = 16 * 1024 * 1024;
