@@ -12,7 +12,7 @@ import { deployFiles } from "../source/deploySource.js";
 import { watchDir } from "../watch/watch.js";
 import { type Client, parseAnswer, readResponse } from "./client.js";
 import type { ContextFactory } from "./context.js";
-import { printJson, printLines } from "./output.js";
+import { escapeControl, printJson, printLines } from "./output.js";
 import { clientOf, withApp, withServer } from "./serverOptions.js";
 
 export function registerClientCommands(program: Command, ctx: ContextFactory): void {
@@ -131,6 +131,24 @@ export function registerClientCommands(program: Command, ctx: ContextFactory): v
             )
           : ["no releases yet"],
       );
+    });
+
+  withApp(
+    withServer(
+      program
+        .command("builds")
+        .description("an app's builds, newest first: status, slug, and where each ran (built on)"),
+    ),
+  )
+    .option("--json", "print machine-readable JSON")
+    .action(async (opts: { app: string; json?: boolean }, cmd: Command) => {
+      const list = await client(cmd).request(
+        wire.build.array(),
+        "GET",
+        `/v1/apps/${encodeURIComponent(opts.app)}/builds`,
+      );
+      if (opts.json) return printJson(list);
+      printLines(list.length ? list.map(buildLine) : ["no builds yet"]);
     });
 
   withApp(
@@ -424,4 +442,16 @@ export async function printRemoteDynos(api: Client, app: string, json: boolean):
         )
       : [`no dynos: kiln ps:scale web=1 -a ${app}`],
   );
+}
+
+/** One build: where it ran is Nix's word (a builder's URI, "local"), or that nothing needed building. */
+function buildLine(b: wire.Build): string {
+  const where =
+    b.built_on === null
+      ? "-"
+      : b.built_on.length
+        ? b.built_on.map(escapeControl).join(", ")
+        : "(nothing built)";
+  const slug = b.slug_sha256 ? b.slug_sha256.slice(0, 12) : "-           ";
+  return `${b.id.slice(0, 8)}  ${b.status.padEnd(9)}  ${b.created_at}  slug ${slug}  built on ${where}`;
 }

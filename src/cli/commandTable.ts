@@ -84,6 +84,7 @@ export const COMMAND_MODULES: readonly CommandModule[] = [
         "watch an app directory: on every change, build it on the server and roll its dynos",
       ],
       ["releases [options]", "an app's releases, newest first"],
+      ["builds [options]", "an app's builds, newest first: status, slug, and where each ran (built on)"],
       ["rollback [options] <version>", "release an earlier version again (as a new release)"],
       ["config [options]", "an app's config vars"],
       ["config:set [options] <pairs...>", "set config vars (a new release)"],

@@ -90,6 +90,7 @@ describe("remote builders: --builders SPEC, --remote-only", () => {
     const d = await s.k("deploy", uniqueApp(), "-a", "remote-b");
     expect(d.exitCode, d.all).toBe(0);
     const builds = (await (await s.api("/v1/apps/remote-b/builds")).json()) as {
+      id: string;
       status: string;
       built_on: string[] | null;
       slug_path: string;
@@ -97,6 +98,11 @@ describe("remote builders: --builders SPEC, --remote-only", () => {
     expect(builds[0]?.status).toBe("succeeded");
     expect(builds[0]?.built_on).toEqual([builder]);
     expect(await validIn(`local?root=${remoteDir}`, dirname(builds[0]?.slug_path ?? ""))).toBe(true);
+    // The CLI shows it too.
+    const listed = await s.k("builds", "-a", "remote-b");
+    expect(listed.exitCode, listed.all).toBe(0);
+    expect(listed.stdout).toContain(`${builds[0]?.id.slice(0, 8)}  succeeded`);
+    expect(listed.stdout).toContain(`built on ${builder}`);
     const metrics = await (
       await fetch(`${s.url}/metrics`, { headers: { authorization: `Bearer ${s.token()}` } })
     ).text();
