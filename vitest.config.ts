@@ -1,11 +1,13 @@
 import { defineConfig } from "vitest/config";
 
-// kiln building and checking itself: the longest Nix builds. scripts/test.mjs (`npm test`) runs
+// kiln building and checking itself, and a store made from its seed: the longest Nix builds. scripts/test.mjs (`npm test`) runs
 // this project beside `integration`, each one file at a time, so that the two lanes overlap.
 const SELFHOST = [
   "test/integration/bootstrap.test.ts",
   "test/integration/flake.test.ts",
   "test/integration/check.test.ts",
+  // a second kiln's store made from the seed alone, then a slug substituted from the first's cache
+  "test/integration/cache-substitute.test.ts",
 ];
 
 // Three projects: `unit` (pure logic, small temp dirs) runs its files in parallel; `integration`

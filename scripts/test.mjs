@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // `npm test`'s runner. The unit tests first (a logic slip fails in seconds), then the integration
 // tests in two lanes at once, each running its files one at a time:
-//   selfhost     kiln building and checking itself (bootstrap, flake, check): long Nix builds
+//   selfhost     kiln building and checking itself (bootstrap, flake, check, cache-substitute):
+//                long Nix builds
 //   integration  everything else: dynos, the API, git, the dashboard, builds of small apps
 // The lanes share only what kiln and Nix already make safe for several kilns on one host: the Nix
 // store (Nix locks its builds) and the host-wide uid registry (locked; src/dyno/uids.ts). Much of
