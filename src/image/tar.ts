@@ -132,10 +132,17 @@ export async function writeEntriesLayer(
 export async function digestsOfTarGz(file: string, onPath: (path: string) => void): Promise<LayerDigests> {
   const packed = hashing();
   const plain = hashing();
+  // A refusal is kept and thrown once the read is over (thrown inside the parser, it would
+  // surface as the pipeline's AbortError instead).
+  let refused: unknown;
   const parser = new tar.Parser({
     strict: true,
     onReadEntry: (e) => {
-      onPath(e.path);
+      try {
+        if (refused === undefined) onPath(e.path);
+      } catch (err) {
+        refused = err;
+      }
       e.resume();
     },
   });
@@ -149,6 +156,7 @@ export async function digestsOfTarGz(file: string, onPath: (path: string) => voi
     parser.end();
     await parsed;
   });
+  if (refused !== undefined) throw refused;
   return { digest: packed.hex(), diffId: plain.hex(), size: packed.bytes() };
 }
 

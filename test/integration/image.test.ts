@@ -5,14 +5,14 @@
  */
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startControlPlane } from "../../src/serve/controlPlane.js";
-import { kiln, projectDir, testContext } from "../helpers.js";
+import { craftTarGz, kiln, projectDir, testContext } from "../helpers.js";
 import { tempDir } from "../tmp.js";
 
 const source = execFileSync("tar", [
@@ -267,6 +267,35 @@ describe("kiln image", () => {
     });
     expect(refused.exitCode).not.toBe(0);
     expect(refused.all).toMatch(/digest|mismatch|verify/i);
+  });
+
+  it("refuses a slug with entries outside app/ (it would replace the stack's files), naming the entry", async () => {
+    const output = (name: string, extra: { name: string; type: "file"; data: string }[]) => {
+      const dir = join(work, name);
+      mkdirSync(dir);
+      const slug = craftTarGz([
+        { name: "app/Procfile", type: "file", data: "web: httpd -f -p $PORT\n" },
+        ...extra,
+      ]);
+      copyFileSync(slug, join(dir, "slug.tgz"));
+      writeFileSync(
+        join(dir, "release.json"),
+        JSON.stringify({ processTypes: { web: "httpd -f -p $PORT" }, configVars: {}, addons: [] }),
+      );
+      return dir;
+    };
+    // Control: the same slug with only app/ in it is an image.
+    const fine = await kiln(["image", output("fine", []), "--output", join(work, "fine-image")], {
+      env: env(),
+    });
+    expect(fine.exitCode, fine.all).toBe(0);
+    const hostile = output("hostile", [
+      { name: "etc/passwd", type: "file", data: "root::0:0:root:/root:/bin/sh\n" },
+    ]);
+    const r = await kiln(["image", hostile, "--output", join(work, "hostile-image")], { env: env() });
+    expect(r.exitCode).not.toBe(0);
+    expect(r.all).toMatch(/has etc\/passwd, outside app\//);
+    expect(readdirSync(work)).not.toContain("hostile-image");
   });
 
   it("runs under podman: the web process answers 200 on $PORT, as uid 1000 in /app", async () => {
