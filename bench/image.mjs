@@ -102,7 +102,7 @@ else {
     );
     console.log(`  archive         ${s(r.seconds.archive)}`);
     console.log(
-      `  size            image ${mib(r.bytes.image)} = ${r.ratios.imageVsSlug.toFixed(2)}× slug (${mib(r.bytes.slug)}), ${r.ratios.imageVsSlugPlusStack.toFixed(2)}× slug + stack layer (${mib(r.bytes.stackLayer)})`,
+      `  size            image ${mib(r.bytes.image)} = ${r.ratios.imageVsSlug.toFixed(2)}× slug (${mib(r.bytes.slug)}); slug + stack layer (${mib(r.bytes.stackLayer)}) + ${r.bytes.image - r.bytes.slug - r.bytes.stackLayer} bytes of kiln's layer and documents`,
     );
   }
 }

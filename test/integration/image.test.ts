@@ -137,7 +137,7 @@ describe("kiln image", () => {
     apiArchive = Buffer.from(await res.arrayBuffer());
     bobImage = await call(bob, "GET", `/v1/apps/img-shell/builds/${buildId}/image`);
     bobMissing = await call(bob, "GET", "/v1/apps/no-such-app/builds/x/image");
-  }, 170_000);
+  });
   let alice: string;
   let bob: string;
   let bobImage: Response;

@@ -6,7 +6,7 @@ import { spawnSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { defaultProcessType, launcherScript } from "../../src/image/oci.js";
+import { defaultProcessType, imageConfig, launcherScript } from "../../src/image/oci.js";
 import { tempDir } from "../tmp.js";
 
 const types = {
@@ -41,5 +41,30 @@ describe("the image entrypoint", () => {
     expect(defaultProcessType(types)).toBe("web");
     expect(defaultProcessType({ worker: "x", clock: "y" })).toBe("clock");
     expect(defaultProcessType({})).toBeUndefined();
+  });
+
+  it("labels the commit when the build knows it, and takes created from the build's epoch", () => {
+    const src = {
+      app: "shop",
+      slugFile: "/nowhere/slug.tgz",
+      slugSha256: "a".repeat(64),
+      processTypes: types,
+      defaults: { NODE_ENV: "production" },
+      sourceDateEpoch: 1_700_000_000,
+    };
+    const layers = [
+      { mediaType: "x", digest: "b".repeat(64), size: 1, diffId: "c".repeat(64), createdBy: "t" },
+    ];
+    const stack = { name: "stack-run", narHash: "sha256-x" };
+    const withCommit = JSON.parse(
+      imageConfig({ src: { ...src, commit: "d".repeat(40) }, stack, layers }).toString(),
+    );
+    expect(withCommit.config.Labels["org.opencontainers.image.revision"]).toBe("d".repeat(40));
+    expect(withCommit.created).toBe("2023-11-14T22:13:20.000Z");
+    expect(withCommit.config.Env).toContain("NODE_ENV=production");
+    const without = JSON.parse(imageConfig({ src, stack, layers }).toString());
+    expect(without.config.Labels).not.toHaveProperty("org.opencontainers.image.revision");
+    // No path of this machine (the slug file) in the config.
+    expect(JSON.stringify(without)).not.toContain("/nowhere");
   });
 });
