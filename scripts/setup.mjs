@@ -30,6 +30,13 @@ const APT_PACKAGES = [
   { pkg: "util-linux", cmd: "setpriv", why: "drops dynos to their app's uid (setpriv, prlimit, nsenter)" },
   { pkg: "diffoscope-minimal", cmd: "diffoscope", why: "kiln check's HTML report of differing slugs" },
   { pkg: "chromium", cmd: "chromium", why: "test tool: the dashboard's browser tests (npm test)" },
+  { pkg: "skopeo", cmd: "skopeo", why: "test tool: reads kiln's OCI images (image.test)" },
+  {
+    pkg: "umoci",
+    cmd: "umoci",
+    why: "test tool: unpacks kiln's OCI images, checking every diff_id (image.test)",
+  },
+  { pkg: "podman", cmd: "podman", why: "test tool: runs kiln's OCI images (image.test; brings crun)" },
 ];
 
 function step(msg) {

@@ -32,6 +32,7 @@ export const ERROR_CODES = {
   fetch_hash_mismatch: 422,
   forbidden: 403,
   host_unavailable: 500,
+  images_disabled: 501,
   internal: 500,
   interrupted: 500,
   invalid_against: 422,

@@ -2,6 +2,7 @@
 import type { FastifyPluginAsync, RawServerDefault } from "fastify";
 import type { BuildLogs } from "../builds/buildLog.js";
 import type { BuildQueue } from "../builds/queue.js";
+import type { ImageDeps } from "../image/export.js";
 import type { Logger } from "../log/logger.js";
 import type { Nix } from "../nix/driver.js";
 import type { CheckRunner } from "../repro/service.js";
@@ -37,6 +38,8 @@ export interface ApiDeps {
   quotas?: Quotas;
   /** The binary cache at /nix-cache (src/cache), when this server has a store to serve. */
   cache?: { nix?: Nix; cachePublic?: boolean };
+  /** Builds exported as OCI images (src/image), when this server has their store. */
+  image?: ImageDeps;
 }
 
 /** Bytes and entries (directories included) a source may unpack to. */

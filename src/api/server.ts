@@ -24,6 +24,7 @@ import { dynoRoutes } from "./routes/dynos.js";
 import { formationRoutes } from "./routes/formation.js";
 import { gitRoutes } from "./routes/git.js";
 import { healthRoutes } from "./routes/health.js";
+import { imageRoutes } from "./routes/image.js";
 import { logRoutes } from "./routes/logs.js";
 import { metricsRoutes } from "./routes/metrics.js";
 import { releaseRoutes } from "./routes/releases.js";
@@ -52,6 +53,7 @@ const TOKEN_ROUTES: RoutePlugin[] = [
   dynoRoutes,
   buildRoutes,
   checkRoutes,
+  imageRoutes,
   logRoutes,
 ];
 

@@ -115,6 +115,15 @@ export const COMMAND_MODULES: readonly CommandModule[] = [
     ],
   },
   {
+    load: async () => (await import("./imageCommands.js")).registerImageCommands,
+    commands: [
+      [
+        "image [options] <app-or-build>",
+        "export a build as an OCI image: the run stack, then the slug at /app (no config vars)",
+      ],
+    ],
+  },
+  {
     load: async () => (await import("./stackCommands.js")).registerStackCommands,
     commands: [["stack", "the stack images (run, build): rootfs trees built from the seed"]],
   },

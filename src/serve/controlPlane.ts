@@ -249,6 +249,7 @@ export async function startControlPlane(
       checks,
       quotas: deps.config.quotas,
       cache: { nix: deps.nix, cachePublic: deps.config.cachePublic },
+      image: { config: deps.config, nix: deps.nix, log: deps.log },
       webUrl: (app) => (routerUrl ? `http://${app}.${domain}:${new URL(routerUrl).port}/` : ""),
     },
     [dashboard],

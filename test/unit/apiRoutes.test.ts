@@ -26,6 +26,8 @@ const TEXT_ROUTES = new Set([
   "POST /git/:repo/git-receive-pack",
   "POST /git/:repo/git-upload-pack",
   "GET /v1/apps/:app/builds/:id/provenance",
+  // A build's OCI image: an oci-archive (tar).
+  "GET /v1/apps/:app/builds/:id/image",
 ]);
 
 describe("buildApi", () => {
