@@ -276,7 +276,9 @@ export async function planNodeApp(
     workspaces = [
       ...new Set([...lock.importers.filter((i) => i !== "."), ...(await findWorkspaces(root, wsPatterns))]),
     ].sort();
-    tarballs = planPnpmLock(lock, { registry, allow }).tarballs;
+    const planned = planPnpmLock(lock, { registry, allow });
+    tarballs = planned.tarballs;
+    lockForInput = planned.offlineLock;
   } else {
     const lock = parseBerryLock(lockText);
     workspaces = await findWorkspaces(root, workspacePatterns(pkg));

@@ -1,12 +1,12 @@
 // Apps of each package manager and lock shape, built in the real Nix sandbox (offline installs)
 // and run on stack-run: each answers 200, its devDependency pruned, its workspaces its own source.
 // yarn and pnpm run from the runtime's vendored tool (/kiln/runtime/pm, .heroku/{yarn,pnpm} in the slug).
-import { cp, mkdtemp, writeFile } from "node:fs/promises";
+import { cp, mkdtemp, readdir, readFile, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { listTarGz } from "../../src/archive/tar.js";
-import { type BuildResult, buildApp } from "../../src/builds/build.js";
+import { type BuildResult, buildApp, npmRegistry } from "../../src/builds/build.js";
 import { ensureSeed } from "../../src/seed/seed.js";
 import { buildStacks } from "../../src/stacks/stacks.js";
 import { projectDir, testContext } from "../helpers.js";
@@ -22,6 +22,8 @@ const APPS: {
   files?: string[];
   /** No slug path matches. */
   absent?: RegExp;
+  /** The fixture's https://registry.kiln.invalid/ is this machine's registry (its host stays out of the repo). */
+  registryUrls?: boolean;
 }[] = [
   { name: "npm-v1", greeting: "hello from npm-v1\n", workspace: false, web: "npm start" },
   { name: "npm-shrinkwrap", greeting: "hello from npm-shrinkwrap\n", workspace: false, web: "npm start" },
@@ -45,6 +47,15 @@ const APPS: {
     workspace: true,
     web: "pnpm start",
   },
+  // URL tarball dependencies (pnpm 10 records their integrity): pinned by it, fetched by Nix from the
+  // lock's URL, installed from the loopback registry the lock's URLs are pointed at.
+  {
+    name: "pnpm-tarball",
+    greeting: "hello from pnpm-tarball (a day is 86400000 ms)\n",
+    workspace: false,
+    web: "pnpm start",
+    registryUrls: true,
+  },
   // yarn 2+ with Plug'n'Play: no node_modules, the app runs through .pnp.cjs and berry's cache.
   {
     name: "yarn-berry",
@@ -55,6 +66,17 @@ const APPS: {
     absent: /^app\/node_modules\//,
   },
 ];
+
+async function appDir(a: (typeof APPS)[number]): Promise<string> {
+  if (!a.registryUrls) return fixture(a.name);
+  const dir = await mkdtemp(join(tmpdir(), `kiln-${a.name}-`));
+  const registry = (await npmRegistry()).replace(/\/?$/, "/");
+  for (const f of await readdir(fixture(a.name))) {
+    const text = await readFile(join(fixture(a.name), f), "utf8");
+    await writeFile(join(dir, f), text.replaceAll("https://registry.kiln.invalid/", registry));
+  }
+  return dir;
+}
 
 interface Checked {
   build: BuildResult;
@@ -76,7 +98,7 @@ describe("package managers: built offline, run, answering", () => {
     await Promise.all(
       APPS.map(async (a) => {
         try {
-          const build = await buildApp(t, { appDir: fixture(a.name) });
+          const build = await buildApp(t, { appDir: await appDir(a) });
           const paths = a.workspace ? ["/"] : ["/", "/dev"];
           const responses = await runSlugWeb(
             runStack,
