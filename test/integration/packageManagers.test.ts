@@ -1,7 +1,7 @@
 // Apps of each package manager and lock shape, built in the real Nix sandbox (offline installs)
 // and run on stack-run: each answers 200, its devDependency pruned, its workspaces its own source.
 // yarn and pnpm run from the runtime's vendored tool (/kiln/runtime/pm, .heroku/{yarn,pnpm} in the slug).
-import { cp, mkdtemp, readdir, readFile, writeFile } from "node:fs/promises";
+import { cp, mkdir, mkdtemp, readdir, readFile, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -31,6 +31,8 @@ const APPS: {
     name: "npm-workspace",
     greeting: "hello from npm-workspace (a day is 86400000 ms)\n",
     workspace: true,
+    // Its own postinstall ran in its directory, with its dependency installed.
+    files: ["app/packages/greet/installed.txt"],
     web: "npm start",
   },
   { name: "yarn-classic", greeting: "hello from yarn-classic\n", workspace: false, web: "yarn start" },
@@ -39,12 +41,16 @@ const APPS: {
     name: "yarn-workspace",
     greeting: "hello from yarn-workspace (a day is 86400000 ms)\n",
     workspace: true,
+    // Its own postinstall ran in its directory, with its dependency installed.
+    files: ["app/packages/greet/installed.txt"],
     web: "yarn start",
   },
   {
     name: "pnpm-workspace",
     greeting: "hello from pnpm-workspace (a day is 86400000 ms)\n",
     workspace: true,
+    // Its own postinstall ran in its directory, with its dependency installed.
+    files: ["app/packages/greet/installed.txt"],
     web: "pnpm start",
   },
   // URL tarball dependencies (pnpm 10 records their integrity): pinned by it, fetched by Nix from the
@@ -178,5 +184,31 @@ describe("package managers: built offline, run, answering", () => {
     const names = (await listTarGz(r.slug.path)).map((e) => e.path);
     expect(names).toContain("app/cleaned.txt");
     expect(r.release.processTypes.web).toBe("node server.js");
+  }, 300_000);
+
+  it("a workspace package's failing install script fails the build, naming the workspace", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "kiln-wsfail-"));
+    await mkdir(join(dir, "packages", "a"), { recursive: true });
+    const root = { name: "wsfail", version: "1.0.0", workspaces: ["packages/*"] };
+    const a = { name: "a", version: "1.0.0", scripts: { postinstall: "exit 5" } };
+    await writeFile(join(dir, "package.json"), JSON.stringify(root));
+    await writeFile(join(dir, "packages", "a", "package.json"), JSON.stringify(a));
+    await writeFile(join(dir, "server.js"), "");
+    // As npm writes it for a workspace with no registry dependencies.
+    const lock = {
+      name: "wsfail",
+      version: "1.0.0",
+      lockfileVersion: 3,
+      requires: true,
+      packages: {
+        "": { name: "wsfail", version: "1.0.0", workspaces: ["packages/*"] },
+        "node_modules/a": { resolved: "packages/a", link: true },
+        "packages/a": { version: "1.0.0", hasInstallScript: true },
+      },
+    };
+    await writeFile(join(dir, "package-lock.json"), JSON.stringify(lock, null, 2));
+    const lines: string[] = [];
+    await expect(buildApp(t, { appDir: dir, onLog: (_p, l) => lines.push(l) })).rejects.toThrow();
+    expect(lines.join("\n")).toMatch(/workspace packages\/a's "postinstall" script failed \(exit 5\)/);
   }, 300_000);
 });

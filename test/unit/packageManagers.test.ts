@@ -8,9 +8,10 @@ import YAML from "yaml";
 import { berryRegistryEntries, parseBerryLock } from "../../src/buildpacks/berryLock.js";
 import { checkPackageManagerField, chooseLockFile } from "../../src/buildpacks/lockfiles.js";
 import { parsePackageJson } from "../../src/buildpacks/nodejs.js";
-import { assertWorkspaceDir, planNodeApp } from "../../src/buildpacks/nodePlan.js";
+import { assertWorkspaceDir, planNodeApp, WORKSPACE_LIST } from "../../src/buildpacks/nodePlan.js";
 import { LOOPBACK_REGISTRY } from "../../src/buildpacks/pin.js";
 import { parsePnpmLock, planPnpmLock, pnpmKeyNameVersion } from "../../src/buildpacks/pnpmLock.js";
+import { workspaceOrder } from "../../src/buildpacks/workspaceOrder.js";
 import { planYarnLock } from "../../src/buildpacks/yarnLock.js";
 import type { KilnError } from "../../src/errors.js";
 import { readTextBeneath } from "../../src/util/beneath.js";
@@ -240,6 +241,10 @@ describe("the plan and the dependency phase's input", () => {
       const input = JSON.parse(readFileSync(join(plan.inputDir, "package.json"), "utf8"));
       expect(input.scripts).toBeUndefined();
       for (const w of ws) expect(() => readFileSync(join(plan.inputDir, w, "index.js"))).toThrow();
+      // The workspaces' own install scripts run later (bin/compile), in the list kiln writes.
+      const list = join(plan.inputDir, WORKSPACE_LIST);
+      if (ws.length > 0) expect(readFileSync(list, "utf8")).toBe(`${ws.join("\n")}\n`);
+      else expect(existsSync(list)).toBe(false);
     });
   }
   it("node-web (plain package-lock.json v3) stays node-deps.nix's", async () => {
@@ -254,6 +259,43 @@ describe("the plan and the dependency phase's input", () => {
     expect(plan?.planner).toBe("nix");
   });
 });
+
+describe("workspace install scripts' order", () => {
+  it("puts a workspace after the workspaces it depends on, ties by directory", () => {
+    const ws = (dir: string, name: string, deps: Record<string, string> = {}, field = "dependencies") => ({
+      dir,
+      pkg: { name, [field]: deps },
+    });
+    expect(
+      workspaceOrder([
+        ws("apps/web", "web", { ui: "workspace:*", ms: "^2" }),
+        ws("packages/ui", "ui", { util: "1.0.0" }, "devDependencies"),
+        ws("packages/util", "util"),
+        ws("a", "a"),
+      ]),
+    ).toEqual(["a", "packages/util", "packages/ui", "apps/web"]);
+  });
+  it("is total on cycles, odd manifests and deep chains", () => {
+    expect(workspaceOrder([ws2("b", "x", "y"), ws2("a", "y", "x")])).toEqual(["b", "a"]);
+    expect(
+      workspaceOrder([
+        { dir: "n", pkg: null },
+        { dir: "s", pkg: "str" },
+        { dir: "r", pkg: [1] },
+      ]),
+    ).toEqual(["n", "r", "s"]);
+    const chain = Array.from({ length: 20_000 }, (_, i) =>
+      ws2(`p${String(i).padStart(5, "0")}`, `n${i}`, `n${i + 1}`),
+    );
+    const order = workspaceOrder(chain);
+    expect(order[0]).toBe("p19999");
+    expect(order.at(-1)).toBe("p00000");
+  });
+});
+
+function ws2(dir: string, name: string, dep: string) {
+  return { dir, pkg: { name, dependencies: { [dep]: "*" } } };
+}
 
 describe("workspace paths from the lock", () => {
   it("refuses a workspace key that climbs out through a link (the write would land outside the input)", async () => {
@@ -291,6 +333,8 @@ describe("workspace paths from the lock", () => {
     }).catch((e: unknown) => e);
     expect((err as { code?: string }).code).toBe("invalid_workspace");
     expect(existsSync(lexical)).toBe(false);
+    // Nor is the key listed for bin/compile to run that directory's install scripts.
+    expect(existsSync(join(work, "kiln-deps-input", WORKSPACE_LIST))).toBe(false);
   });
 
   it("takes plain relative directories", () => {
