@@ -275,7 +275,14 @@ pm_prune() {
       ;;
     pnpm)
       if [ "${PNPM_SKIP_PRUNING:-}" = true ]; then echo "       Skipping because PNPM_SKIP_PRUNING is 'true'"; return 0; fi
-      pnpm prune --prod --config.confirmModulesPurge=false
+      # The install scripts ran already (bin/compile): pnpm prune would run the workspaces' again.
+      # Like Heroku's buildpack, --ignore-scripts where pnpm has it for prune (8.15.6 and later).
+      local ignore=""
+      if "$KILN_STACK_NODE" -e 'const [a, b, c] = process.argv[1].split(".").map(Number); process.exit(a > 8 || (a === 8 && (b > 15 || (b === 15 && c >= 6))) ? 0 : 1)' "$(pnpm --version)"; then
+        ignore=--ignore-scripts
+      fi
+      # shellcheck disable=SC2086 # one flag or none
+      pnpm prune --prod --config.confirmModulesPurge=false $ignore
       ;;
     berry)
       if [ "${YARN2_SKIP_PRUNING:-}" = true ]; then echo "       Skipping because YARN2_SKIP_PRUNING is 'true'"; return 0; fi
