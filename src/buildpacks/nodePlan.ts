@@ -29,9 +29,13 @@ import { npmWorkspaceDirs, parseAnyNpmLock, planNpmLock } from "./npmPlan.js";
 import { finishPins, pinContext, pinEntry, type Tarball } from "./pin.js";
 import { parsePnpmLock, planPnpmLock } from "./pnpmLock.js";
 import { registryIntegrities } from "./registryIntegrity.js";
+import { type WorkspaceManifest, workspaceOrder } from "./workspaceOrder.js";
 import { planYarnLock } from "./yarnLock.js";
 
 const LOCK_MAX_BYTES = 64 * 1024 * 1024;
+
+/** In the dependency input: the workspace directories, dependencies first (lib/pm.sh reads it). */
+export const WORKSPACE_LIST = ".kiln-workspaces";
 
 /** A workspace directory: relative, inside the app, no `.`/`..`/empty segments or odd characters. */
 export function assertWorkspaceDir(ws: string): void {
@@ -276,7 +280,9 @@ export async function planNodeApp(
     workspaces = [
       ...new Set([...lock.importers.filter((i) => i !== "."), ...(await findWorkspaces(root, wsPatterns))]),
     ].sort();
-    tarballs = planPnpmLock(lock, { registry, allow }).tarballs;
+    const planned = planPnpmLock(lock, { registry, allow });
+    tarballs = planned.tarballs;
+    lockForInput = planned.offlineLock;
   } else {
     const lock = parseBerryLock(lockText);
     workspaces = await findWorkspaces(root, workspacePatterns(pkg));
@@ -322,10 +328,16 @@ export async function planNodeApp(
   // npm 12 reads no npm-shrinkwrap.json (its format is package-lock.json's), every npm since 5 reads
   // package-lock.json: the install gets the shrinkwrap under that name.
   await put(lockFile === "npm-shrinkwrap.json" ? "package-lock.json" : lockFile, lockForInput);
+  const manifests: WorkspaceManifest[] = [];
   for (const ws of workspaces) {
     const t = await readTextBeneath(root, `${ws}/package.json`);
-    if (t !== undefined) await put(`${ws}/package.json`, stripScripts(t, `${ws}/package.json`));
+    if (t === undefined) continue;
+    await put(`${ws}/package.json`, stripScripts(t, `${ws}/package.json`));
+    manifests.push({ dir: ws, pkg: JSON.parse(t) });
   }
+  // bin/compile runs the workspaces' own install scripts (left out above) in this order, as the
+  // manager's install would: only directories checked above, each one a line.
+  if (manifests.length > 0) await put(WORKSPACE_LIST, `${workspaceOrder(manifests).join("\n")}\n`);
   for (const rc of [".npmrc", ".yarnrc"]) {
     const t = await readTextBeneath(root, rc);
     if (t !== undefined) await put(rc, filterRcLines(t));

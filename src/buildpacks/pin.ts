@@ -39,19 +39,38 @@ export function sha1HexToSri(hex: string): string | undefined {
   return `sha1-${Buffer.from(hex, "hex").toString("base64")}`;
 }
 
+/**
+ * The registry the dependencies phase runs on the sandbox's own loopback (lib/registry.cjs, port
+ * KILN_REGISTRY_PORT in buildpacks/nodejs/lib/pm.sh): it serves each pinned tarball also at
+ * `kiln/-/STORE_NAME`, where a lock's own tarball URLs are pointed for the offline install.
+ */
+export const LOOPBACK_REGISTRY = "http://127.0.0.1:48730/";
+
+export function loopbackTarballUrl(storeName: string): string {
+  return `${LOOPBACK_REGISTRY}kiln/-/${encodeURIComponent(storeName)}`;
+}
+
 const UNPINNABLE = /^(git\+|git:|github:|gitlab:|bitbucket:|file:|link:|portal:|exec:|workspace:)/;
 
 export interface PinContext {
   registry: string;
   origins: string[];
   problems: string[];
+  /** Said after the general hint when the problems need more (e.g. how to get an integrity). */
+  hints: Set<string>;
   byName: Map<string, Tarball>;
 }
 
 export function pinContext(registry: string, allow: readonly string[] = []): PinContext {
   // Tarballs come from the registry (and the operator's allow-list) alone: a lock's URL elsewhere
   // (host loopback, a private address, another port) would be fetched by Nix on the host's network.
-  return { registry, origins: allowedOrigins(registry, allow), problems: [], byName: new Map() };
+  return {
+    registry,
+    origins: allowedOrigins(registry, allow),
+    problems: [],
+    hints: new Set(),
+    byName: new Map(),
+  };
 }
 
 /**
@@ -83,6 +102,9 @@ export function pinEntry(
   if (fromLock && !ctx.origins.includes(originOf(resolved) ?? "")) {
     ctx.problems.push(
       `${where}: its resolved URL is not on the registry's origin (${ctx.origins.join(", ")}); kiln fetches dependencies from the registry and KILN_FETCH_ALLOW only`,
+    );
+    ctx.hints.add(
+      `a tarball on another server is fetched only from an origin the operator allows (KILN_FETCH_ALLOW=${originOf(resolved) ?? "https://HOST"}), or publish the package to the registry`,
     );
     return;
   }
@@ -117,7 +139,10 @@ export function finishPins(ctx: PinContext, lockFile: string): Tarball[] {
     throw new KilnError({
       code: "unsupported_dependencies",
       message: `${lockFile} has dependencies kiln cannot fetch reproducibly:\n${ctx.problems.map((p) => `  ${p}`).join("\n")}`,
-      hint: "every dependency must be a registry tarball pinned by integrity (npm, yarn and pnpm write those for registry packages)",
+      hint: [
+        "every dependency must be a registry tarball pinned by integrity (npm, yarn and pnpm write those for registry packages)",
+        ...ctx.hints,
+      ].join("; "),
     });
   }
   return [...ctx.byName.values()].sort((a, b) => (a.name < b.name ? -1 : 1));

@@ -15,7 +15,8 @@
 #          makes against the lock's checksum
 # What the dependencies phase leaves: CACHE_DIR/node_modules (the root's), CACHE_DIR/overlay (the
 # rest: workspaces' node_modules, berry's .pnp.* and .yarn/{cache,unplugged,install-state.gz}) and
-# CACHE_DIR/kiln-pm (what pruning needs later: the tarballs and the rewritten lock).
+# CACHE_DIR/kiln-pm (what later steps need: the tarballs and the rewritten lock for pruning, the
+# workspace list for the workspaces' own install scripts).
 
 KILN_REGISTRY_PORT=48730
 
@@ -145,6 +146,8 @@ pm_collect() {
       if [ -e "$f" ]; then mkdir -p "$cache/overlay/$(dirname "$f")"; mv "$f" "$cache/overlay/$f"; fi
     done
   )
+  # kiln's list of the workspaces (dependencies first), for their own install scripts in bin/compile.
+  if [ -f "$build/.kiln-workspaces" ]; then mkdir -p "$cache/kiln-pm" && cp "$build/.kiln-workspaces" "$cache/kiln-pm/workspaces"; fi
   if [ "$kind" = yarn ] || [ "$kind" = pnpm ]; then
     # Pruning devDependencies later reinstalls from these (yarn) or checks the lock (pnpm).
     mkdir -p "$cache/kiln-pm/tarballs"
@@ -165,19 +168,74 @@ pm_restore() {
   fi
 }
 
-# pm_run KIND SCRIPT: run a package.json script with the app's manager, failing the build by name.
+# pm_has_script SCRIPT: whether ./package.json has it.
+pm_has_script() {
+  "$KILN_STACK_NODE" -e 'const s = require(require("path").resolve("package.json")).scripts || {}; process.exit(s[process.argv[1]] ? 0 : 1)' "$1"
+}
+
+# pm_run KIND SCRIPT [WHO]: run a package.json script (./package.json's) with the app's manager,
+# failing the build by name. WHO names the package in messages ("the app", or a workspace).
 pm_run() {
-  local kind=$1 script=$2 rc=0
-  echo "-----> Running $script"
+  local kind=$1 script=$2 who=${3:-the app} rc=0
+  if [ "$who" = "the app" ]; then echo "-----> Running $script"; else echo "-----> Running $script in $who"; fi
   case "$kind" in
     npm) npm run "$script" || rc=$? ;;
     yarn | berry) yarn run "$script" || rc=$? ;;
-    pnpm) pnpm run "$script" || rc=$? ;;
+    # Only the script named: pnpm's pre/post hooks (enable-pre-post-scripts) differ by version.
+    pnpm) pnpm run --config.enable-pre-post-scripts=false "$script" || rc=$? ;;
   esac
   if [ "$rc" -ne 0 ]; then
-    echo " !     the app's \"$script\" script failed (exit $rc)" >&2
+    if [ "$who" = "the app" ]; then who="the app's"; else who="$who's"; fi
+    echo " !     $who \"$script\" script failed (exit $rc)" >&2
     exit "$rc"
   fi
+}
+
+# pm_lifecycle KIND WHO ROOT: ./package.json's own install scripts, those the manager's install
+# runs for a project (ROOT=true) or a workspace package (false), each once, in its order:
+#   npm    preinstall install postinstall, then preprepare prepare postprepare
+#   yarn   the same (workspaces: no prepare)      berry  preinstall install postinstall
+#   pnpm   preinstall install postinstall preprepare prepare postprepare
+# npm and yarn classic run preX and postX with X themselves: X stands for its group when present.
+pm_lifecycle() {
+  local kind=$1 who=$2 root=$3 group s
+  local groups="preinstall:install:postinstall preprepare:prepare:postprepare"
+  if [ "$kind" = berry ] || { [ "$kind" = yarn ] && [ "$root" != true ]; }; then groups="preinstall:install:postinstall"; fi
+  for group in $groups; do
+    if [ "$kind" = npm ] || [ "$kind" = yarn ]; then
+      s=${group#*:}
+      s=${s%:*}
+      if pm_has_script "$s"; then
+        pm_run "$kind" "$s" "$who"
+        continue
+      fi
+    fi
+    for s in ${group//:/ }; do
+      if pm_has_script "$s"; then pm_run "$kind" "$s" "$who"; fi
+    done
+  done
+}
+
+# pm_workspace_lifecycle KIND LIST: each workspace package's own install scripts (bin/dependencies
+# installed without them), in LIST's order (kiln's, dependencies first), as the manager's install
+# runs them, before the root's. The directories were checked by kiln; one that resolves outside
+# the app here is skipped.
+pm_workspace_lifecycle() {
+  local kind=$1 list=$2 top ws real
+  [ -f "$list" ] || return 0
+  top=$(pwd -P)
+  while IFS= read -r ws; do
+    [ -n "$ws" ] || continue
+    if ! real=$(cd "$ws" 2> /dev/null && pwd -P) || [ ! -f "$real/package.json" ]; then continue; fi
+    case "$real/" in
+      "$top"/?*) ;;
+      *)
+        echo " !     workspace $ws is not a directory inside the app: its scripts are not run" >&2
+        continue
+        ;;
+    esac
+    (cd "$real" && pm_lifecycle "$kind" "workspace $ws" false) || exit $?
+  done < "$list"
 }
 
 # pm_prune KIND BUILD_DIR CACHE_DIR: remove devDependencies, as Heroku's buildpack decides
@@ -217,7 +275,14 @@ pm_prune() {
       ;;
     pnpm)
       if [ "${PNPM_SKIP_PRUNING:-}" = true ]; then echo "       Skipping because PNPM_SKIP_PRUNING is 'true'"; return 0; fi
-      pnpm prune --prod --config.confirmModulesPurge=false
+      # The install scripts ran already (bin/compile): pnpm prune would run the workspaces' again.
+      # Like Heroku's buildpack, --ignore-scripts where pnpm has it for prune (8.15.6 and later).
+      local ignore=""
+      if "$KILN_STACK_NODE" -e 'const [a, b, c] = process.argv[1].split(".").map(Number); process.exit(a > 8 || (a === 8 && (b > 15 || (b === 15 && c >= 6))) ? 0 : 1)' "$(pnpm --version)"; then
+        ignore=--ignore-scripts
+      fi
+      # shellcheck disable=SC2086 # one flag or none
+      pnpm prune --prod --config.confirmModulesPurge=false $ignore
       ;;
     berry)
       if [ "${YARN2_SKIP_PRUNING:-}" = true ]; then echo "       Skipping because YARN2_SKIP_PRUNING is 'true'"; return 0; fi
