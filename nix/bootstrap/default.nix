@@ -11,7 +11,8 @@
 #
 # src: kiln's checkout (the flake's self). registry: npm's registry for tarballs not yet in the
 # store (null in pure evaluation). nondeterministic: a test-only switch that makes the slug packer
-# write the build's wall-clock time into the slug, so that the fixed point must fail. fail: a
+# write the build's wall-clock time into stage2's and stage3's slugs, so that the fixed point must
+# fail. fail: a
 # test-only switch (`kiln bootstrap` passes KILN_TEST_FAIL_STAGE) that replaces stage0's, stage1's
 # or the comparison's derivation by one that fails at once ("stage1") or hangs silently
 # ("stage1:hang").
@@ -49,7 +50,8 @@ let
   specFor = tools: {
     app = "kiln";
     inherit runtime;
-    inherit source tools nondeterministic;
+    inherit source tools;
+    nondeterministic = false;
     # kiln records the source's NAR hash here; pure Nix knows its store path, which is as unique.
     sourceHash = "store:${hashPart source}";
     inherit sourceDateEpoch;
@@ -59,6 +61,9 @@ let
     dependencies = { buildpackIndex = 0; inherit registry; };
   };
   build = tools: import buildNix { spec = specFor tools; };
+  # stage2 and stage3, which the fixed point compares, get the test-only nondeterministic packer;
+  # stage1 (already built) stays as it is.
+  buildCompared = tools: import buildNix { spec = specFor tools // { inherit nondeterministic; }; };
 
   phase = name: attrs: derivation ({
     inherit name seed busybox;
@@ -96,8 +101,8 @@ let
   treeOf = stageName: slugOut: phase "kiln-${stageName}-tree" { phase = "unpack"; slug = slugOut; };
 
   stage1 = if failing == "stage1" then injected "kiln-stage1" else (build (toolsOf "stage0" stage0)).slug;
-  stage2 = (build (toolsOf "stage1" (treeOf "stage1" stage1))).slug;
-  stage3 = (build (toolsOf "stage2" (treeOf "stage2" stage2))).slug;
+  stage2 = (buildCompared (toolsOf "stage1" (treeOf "stage1" stage1))).slug;
+  stage3 = (buildCompared (toolsOf "stage2" (treeOf "stage2" stage2))).slug;
 
   # Compares two stages' slugs file by file (each unpacked into a tree in the sandbox).
   # mustMatch: fail unless identical (the flake check); otherwise the verdict is in $out/verdict.
