@@ -10,11 +10,12 @@
       inherit (constants) system;
       kiln = import ./nix/default.nix;
       stages = import ./nix/bootstrap { src = self; };
-      # `nix run .#bootstrap`: the hand-compiled kiln (stage0) drives the rest, as a program.
+      # `nix run .#bootstrap`: the hand-compiled kiln (stage0) drives the rest, as a program, on the
+      # Node its dependencies were built for.
       run = name: tree: args: derivation {
         inherit name system tree;
         busybox = constants.busyboxOf kiln.seed;
-        node = "${kiln.seed}/node/bin/node";
+        node = "${stages.runtimeNode}/bin/node";
         kilnArgs = args;
         builder = constants.busyboxOf kiln.seed;
         args = [ "sh" "-euc" ''

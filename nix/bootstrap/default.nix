@@ -131,6 +131,9 @@ let
 in
 {
   inherit source stage0 stage1 stage2 stage3;
+  # The Node every stage is built for (nix/bootstrap/runtime.json): stage0's node_modules (its
+  # native better-sqlite3 above all) are built by it, so stage0 runs on it (flake.nix's run).
+  runtimeNode = (build null).runtime.node;
   stage1Tree = treeOf "stage1" stage1;
   stage2Tree = treeOf "stage2" stage2;
   kiln = wrap (treeOf "stage2" stage2);
