@@ -39,7 +39,36 @@ export function compareBytes(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a), Buffer.from(b));
 }
 
-/** Writes `dir`'s contents to `file` as a deterministic tar.gz. */
+/**
+ * `dir`'s contents as a deterministic tar stream (the rules above): the slug writer's and the image
+ * layers'. `follow` archives what symlinks point at instead of the links.
+ */
+export async function deterministicPack(
+  dir: string,
+  opts: { mtime: number; prefix?: string; follow?: boolean },
+): Promise<tar.Pack> {
+  const entries = await listTree(dir);
+  const pack = new tar.Pack({
+    cwd: dir,
+    portable: true,
+    noDirRecurse: true,
+    follow: opts.follow ?? false,
+    mtime: new Date(opts.mtime * 1000),
+    prefix: opts.prefix ?? "",
+    // `portable` already drops uid/gid/uname/gname/atime/ctime (written as 0); modes are
+    // normalised here, before the header is made: only the executable bit survives, as in a NAR.
+    onWriteEntry: (entry) => {
+      const st = entry.stat;
+      if (!st) return;
+      const exec = st.isDirectory() || (st.mode & 0o100) !== 0;
+      st.mode = (st.mode & ~0o7777) | (exec ? 0o755 : 0o644);
+    },
+  });
+  for (const e of entries) pack.add(e);
+  pack.end();
+  return pack;
+}
+
 /**
  * gzip members of this many input bytes each: compressed in parallel (zlib runs in libuv's thread
  * pool), written in order. A gzip file may hold several members (RFC 1952; gunzip, tar and Node
@@ -54,26 +83,7 @@ export async function writeDeterministicTarGz(
   file: string,
   opts: DeterministicTarOptions,
 ): Promise<void> {
-  const entries = await listTree(dir);
-  const mtime = new Date(opts.mtime * 1000);
-  const pack = new tar.Pack({
-    cwd: dir,
-    portable: true,
-    noDirRecurse: true,
-    follow: false,
-    mtime,
-    prefix: opts.prefix ?? "",
-    // `portable` already drops uid/gid/uname/gname/atime/ctime (written as 0); modes are
-    // normalised here, before the header is made: only the executable bit survives, as in a NAR.
-    onWriteEntry: (entry) => {
-      const st = entry.stat;
-      if (!st) return;
-      const exec = st.isDirectory() || (st.mode & 0o100) !== 0;
-      st.mode = (st.mode & ~0o7777) | (exec ? 0o755 : 0o644);
-    },
-  });
-  for (const e of entries) pack.add(e);
-  pack.end();
+  const pack = await deterministicPack(dir, opts);
   const level = opts.gzipLevel ?? 9;
   const out = await open(file, "w");
   try {

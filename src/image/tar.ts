@@ -1,8 +1,6 @@
 /**
- * Deterministic tar streams for image layers and the oci-archive, with the rules of
- * src/archive/tar.ts (entries in byte order, one mtime, owner 0 and no names, modes 0755/0644),
- * and small layers of exact entries (a sticky /tmp). Kept out of src/archive because that
- * folder is compiled into the build tools: a change there would change every slug's derivation.
+ * Image layers and the oci-archive: src/archive/tar.ts's deterministic tar stream, gzipped and
+ * hashed on both sides, and small layers of exact entries (a sticky /tmp).
  */
 import { createHash } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
@@ -11,7 +9,7 @@ import { Transform, type Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createGunzip, createGzip } from "node:zlib";
 import * as tar from "tar";
-import { listTree } from "../archive/tar.js";
+import { deterministicPack } from "../archive/tar.js";
 
 export interface LayerTarOptions {
   /** Seconds since the epoch written as every entry's mtime (SOURCE_DATE_EPOCH). */
@@ -20,25 +18,9 @@ export interface LayerTarOptions {
   follow?: boolean;
 }
 
-/** `dir`'s contents as a deterministic tar stream. */
+/** `dir`'s contents as a deterministic tar stream (src/archive/tar.ts's rules). */
 export async function tarStream(dir: string, opts: LayerTarOptions): Promise<NodeJS.ReadableStream> {
-  const entries = await listTree(dir);
-  const pack = new tar.Pack({
-    cwd: dir,
-    portable: true,
-    noDirRecurse: true,
-    follow: opts.follow ?? false,
-    mtime: new Date(opts.mtime * 1000),
-    onWriteEntry: (entry) => {
-      const st = entry.stat;
-      if (!st) return;
-      const exec = st.isDirectory() || (st.mode & 0o100) !== 0;
-      st.mode = (st.mode & ~0o7777) | (exec ? 0o755 : 0o644);
-    },
-  });
-  for (const e of entries) pack.add(e);
-  pack.end();
-  return pack as unknown as NodeJS.ReadableStream;
+  return (await deterministicPack(dir, opts)) as unknown as NodeJS.ReadableStream;
 }
 
 /** A pass-through that hashes what flows through it. */
