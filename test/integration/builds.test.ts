@@ -44,6 +44,12 @@ describe("kiln build: the fixture apps", () => {
       expect: (b) => expect(b).toMatch(/^sqlite 3\.\d+\.\d+, 1 visits\n$/),
     },
     {
+      // The app is itself an addon: npm's default install (node-gyp rebuild) builds it.
+      name: "node-gyp-root",
+      web: "npm start",
+      expect: (b) => expect(b).toBe("hello from the app's own addon\n"),
+    },
+    {
       name: "ts-app",
       web: "npm start",
       expect: (b) => expect(b).toBe("hello from TypeScript\n"),

@@ -191,6 +191,32 @@ pm_run() {
   fi
 }
 
+# pm_gyp_default: whether ./package.json's install is npm's default, `node-gyp rebuild` (a
+# binding.gyp beside it and neither an install nor a preinstall script), as npm and yarn classic
+# treat it.
+pm_gyp_default() {
+  [ -f binding.gyp ] && ! pm_has_script install && ! pm_has_script preinstall
+}
+
+# pm_gyp_rebuild WHO: that default, with the vendored npm's own node-gyp (offline: the headers are
+# the runtime's, npm_config_nodedir). Only build/Release/*.node is kept (drop_gyp_build_files).
+pm_gyp_rebuild() {
+  local who=$1 npm_dir=/kiln/runtime/npm gyp rc=0
+  echo "-----> Building $who's native addon (binding.gyp: node-gyp rebuild, npm's default install)"
+  # The npm package: the runtime's, or (no runtime, as nix/bootstrap's) the stack's.
+  if [ ! -d "$npm_dir" ]; then npm_dir=/usr/local/lib/node_modules/npm; fi
+  gyp="$npm_dir/node_modules/node-gyp/bin/node-gyp.js"
+  if [ ! -f "$gyp" ]; then
+    echo " !     the vendored npm has no node-gyp ($gyp): $who's binding.gyp cannot be built" >&2
+    exit 1
+  fi
+  node "$gyp" rebuild --nodedir="${npm_config_nodedir:-}" || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    echo " !     node-gyp rebuild of $who's binding.gyp failed (exit $rc)" >&2
+    exit "$rc"
+  fi
+}
+
 # pm_lifecycle KIND WHO ROOT: ./package.json's own install scripts, those the manager's install
 # runs for a project (ROOT=true) or a workspace package (false), each once, in its order:
 #   npm    preinstall install postinstall, then preprepare prepare postprepare
@@ -207,6 +233,11 @@ pm_lifecycle() {
       s=${s%:*}
       if pm_has_script "$s"; then
         pm_run "$kind" "$s" "$who"
+        continue
+      fi
+      if [ "$s" = install ] && pm_gyp_default; then
+        pm_gyp_rebuild "$who"
+        if pm_has_script postinstall; then pm_run "$kind" postinstall "$who"; fi
         continue
       fi
     fi
