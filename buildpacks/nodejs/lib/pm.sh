@@ -191,15 +191,9 @@ pm_run() {
   fi
 }
 
-# pm_gyp_default: whether ./package.json's install is npm's default, `node-gyp rebuild` (a
-# binding.gyp beside it and neither an install nor a preinstall script), as npm and yarn classic
-# treat it.
-pm_gyp_default() {
-  [ -f binding.gyp ] && ! pm_has_script install && ! pm_has_script preinstall
-}
-
-# pm_gyp_rebuild WHO: that default, with the vendored npm's own node-gyp (offline: the headers are
-# the runtime's, npm_config_nodedir). Only build/Release/*.node is kept (drop_gyp_build_files).
+# pm_gyp_rebuild WHO: npm's default install script, `node-gyp rebuild`, with the npm package's own
+# node-gyp (offline: it reads npm_config_nodedir, the runtime's headers, from use_runtime). Only
+# build/Release/*.node is kept (drop_gyp_build_files).
 pm_gyp_rebuild() {
   local who=$1 npm_dir=/kiln/runtime/npm gyp rc=0
   echo "-----> Building $who's native addon (binding.gyp: node-gyp rebuild, npm's default install)"
@@ -207,10 +201,10 @@ pm_gyp_rebuild() {
   if [ ! -d "$npm_dir" ]; then npm_dir=/usr/local/lib/node_modules/npm; fi
   gyp="$npm_dir/node_modules/node-gyp/bin/node-gyp.js"
   if [ ! -f "$gyp" ]; then
-    echo " !     the vendored npm has no node-gyp ($gyp): $who's binding.gyp cannot be built" >&2
+    echo " !     npm has no node-gyp ($gyp): $who's binding.gyp cannot be built" >&2
     exit 1
   fi
-  node "$gyp" rebuild --nodedir="${npm_config_nodedir:-}" || rc=$?
+  node "$gyp" rebuild || rc=$?
   if [ "$rc" -ne 0 ]; then
     echo " !     node-gyp rebuild of $who's binding.gyp failed (exit $rc)" >&2
     exit "$rc"
@@ -235,7 +229,9 @@ pm_lifecycle() {
         pm_run "$kind" "$s" "$who"
         continue
       fi
-      if [ "$s" = install ] && pm_gyp_default; then
+      # npm and yarn classic: a binding.gyp and neither install (just checked) nor preinstall
+      # script means install is `node-gyp rebuild`.
+      if [ "$s" = install ] && [ -f binding.gyp ] && ! pm_has_script preinstall; then
         pm_gyp_rebuild "$who"
         if pm_has_script postinstall; then pm_run "$kind" postinstall "$who"; fi
         continue
